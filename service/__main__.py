@@ -1,0 +1,112 @@
+"""The `booking-gateway` command: `serve [--sandbox]` and `sandbox`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import structlog
+from aiohttp import web
+
+from service import keys, logging
+from service.app import create_app
+from service.config import SANDBOX_TOKEN, ConfigError, Settings
+
+log = structlog.get_logger("main")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="booking-gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--sandbox", action="store_true", help="talk to an embedded Vyte emulator instead of Vyte"
+    )
+    sandbox = commands.add_parser("sandbox", help="run only the Vyte emulator")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--seed", type=Path, default=None, help="seed JSON file")
+    args = parser.parse_args(argv)
+
+    if args.command == "sandbox":
+        logging.configure()
+        return asyncio.run(_run_sandbox(args.host, args.port, args.seed))
+    try:
+        settings = Settings.from_environ(
+            os.environ, sandbox=args.sandbox, isatty=sys.stderr.isatty()
+        )
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    secrets = [*settings.api_tokens, settings.vyte_api_key or "", settings.vyte_webhook_token or ""]
+    logging.configure(settings.log_level, settings.log_format, secrets)
+    return asyncio.run(serve_forever(settings))
+
+
+async def _run_sandbox(host: str, port: int, seed: Path | None) -> int:
+    from service.sandbox import SandboxConfig, start_sandbox
+
+    runner, url = await start_sandbox(SandboxConfig(seed_path=seed), host=host, port=port)
+    log.info("sandbox_listening", url=url)
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve_forever(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT, then drain: readyz fails, in-flight requests finish."""
+    sandbox_runner = None
+    if settings.sandbox and not settings.vyte_api_key:
+        from service.sandbox import SANDBOX_API_KEY, SandboxConfig, start_sandbox
+
+        sandbox_runner, url = await start_sandbox(SandboxConfig())
+        settings = attrs.evolve(settings, vyte_base_url=url, vyte_api_key=SANDBOX_API_KEY)
+        log.info("sandbox_started", vyte_base_url=url)
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=settings.shutdown_timeout, handle_signals=False
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    base = f"http://{settings.host}:{settings.port}"
+    log.info("listening", url=base, store=settings.store_url.split("://", 1)[0])
+    if settings.sandbox and SANDBOX_TOKEN in settings.api_tokens:
+        print(
+            f"\nbooking-gateway is up at {base} (Vyte sandbox)\n"
+            f"  try: curl -H 'Authorization: Bearer {SANDBOX_TOKEN}' "
+            f"'{base}/v1/availability?participants=5f3feb7821046c3bb9327e6a"
+            f"&duration=60&from=2020-10-01&to=2020-10-02&timezone=Europe/Paris'\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        await _wait_for_signal()
+    finally:
+        log.info("draining", timeout=settings.shutdown_timeout)
+        app[keys.HEALTH].draining = True
+        await runner.cleanup()
+        if sandbox_runner is not None:
+            await sandbox_runner.cleanup()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,427 @@
+"""Availability: validate the query, fan out to Vyte per participant, intersect.
+
+Each participant's free time is fetched once (cached for SLOT_CACHE_TTL, and
+identical concurrent fetches share one upstream call), the gateway's own active
+bookings are taken out of it, and the pure domain code does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+import attrs
+
+from service import metrics
+from service.domain.freetime import (
+    Interval,
+    find_slots,
+    format_instant,
+    merge_intervals,
+    parse_window,
+)
+from service.errors import (
+    FieldError,
+    ServiceError,
+    UnknownParticipant,
+    UpstreamFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from service.store.base import Store
+from service.vyte import errors as vyte_errors
+from service.vyte.client import VyteClient
+
+MAX_PARTICIPANTS = 50
+MAX_DAYS = 62
+QUERY_PARAMS = (
+    "participants",
+    "duration",
+    "from",
+    "to",
+    "timezone",
+    "step",
+    "required",
+    "group",
+    "partial",
+)
+
+_USER_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INT = re.compile(r"^[0-9]{1,6}$")
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
+def parse_timezone(value: str) -> ZoneInfo | None:
+    """A ZoneInfo for an IANA name, or None when it is not one."""
+    if value not in _zone_names():
+        return None
+    try:
+        return ZoneInfo(value)
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+@attrs.frozen
+class Participant:
+    """A Vyte user id or an email, as the caller wrote it."""
+
+    given: str
+
+    @property
+    def is_email(self) -> bool:
+        return "@" in self.given
+
+    @property
+    def key(self) -> str:
+        """Identity for de-duplication and lookups: emails and hex ids are case-insensitive."""
+        return self.given.lower()
+
+
+def parse_participant(value: str) -> Participant | None:
+    value = value.strip()
+    if _USER_ID.match(value) or _EMAIL.match(value):
+        return Participant(value)
+    return None
+
+
+@attrs.frozen
+class AvailabilityQuery:
+    participants: tuple[Participant, ...]
+    duration: int
+    first: date
+    last: date
+    timezone: str
+    step: int
+    required: int
+    group_by_day: bool
+    partial: bool
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def parse_query(
+    params: Mapping[str, str], problems: Sequence[FieldError] = ()
+) -> AvailabilityQuery:
+    """Validate every parameter at once; ValidationFailed lists each bad one
+    (together with `problems` already found, such as repeated parameters)."""
+    problems = [*problems]
+    problems += [FieldError(n, "unknown parameter") for n in params if n not in QUERY_PARAMS]
+
+    def integer(name: str, low: int, high: int, default: int | None = None) -> int | None:
+        raw = params.get(name)
+        if raw is None:
+            if default is None:
+                problems.append(FieldError(name, "required"))
+            return default
+        if not _INT.match(raw) or not low <= int(raw) <= high:
+            problems.append(FieldError(name, f"must be an integer from {low} to {high}"))
+            return None
+        return int(raw)
+
+    def day(name: str) -> date | None:
+        raw = params.get(name)
+        if raw is None:
+            problems.append(FieldError(name, "required"))
+            return None
+        try:
+            if not _DATE.match(raw):
+                raise ValueError
+            return date.fromisoformat(raw)
+        except ValueError:
+            problems.append(FieldError(name, "must be a date YYYY-MM-DD"))
+            return None
+
+    participants: list[Participant] = []
+    raw_participants = params.get("participants")
+    if raw_participants is None:
+        problems.append(FieldError("participants", "required"))
+    else:
+        seen: set[str] = set()
+        for item in raw_participants.split(","):
+            parsed = parse_participant(item)
+            if parsed is None:
+                problems.append(
+                    FieldError(
+                        "participants", f"{item.strip()[:80]!r} is not a Vyte user id or an email"
+                    )
+                )
+            elif parsed.key not in seen:
+                seen.add(parsed.key)
+                participants.append(parsed)
+        if not problems and not 1 <= len(participants) <= MAX_PARTICIPANTS:
+            problems.append(
+                FieldError("participants", f"give 1 to {MAX_PARTICIPANTS} participants")
+            )
+
+    duration = integer("duration", 5, 1440)
+    step = integer("step", 5, 1440, default=duration or 60)
+    first, last = day("from"), day("to")
+    if first and last:
+        if first > last:
+            problems.append(FieldError("to", "must not be before from"))
+        elif (last - first).days + 1 > MAX_DAYS:
+            problems.append(FieldError("to", f"the range spans more than {MAX_DAYS} days"))
+
+    timezone = params.get("timezone", "UTC")
+    if parse_timezone(timezone) is None:
+        problems.append(FieldError("timezone", "must be an IANA time zone name"))
+
+    required = None
+    if "required" in params:
+        required = integer("required", 1, max(1, len(participants)))
+    group = params.get("group")
+    if group is not None and group != "day":
+        problems.append(FieldError("group", "the only grouping is 'day'"))
+    partial = params.get("partial", "false")
+    if partial not in ("true", "false"):
+        problems.append(FieldError("partial", "must be true or false"))
+
+    if problems:
+        raise ValidationFailed(problems)
+    assert duration is not None and step is not None and first and last
+    return AvailabilityQuery(
+        participants=tuple(participants),
+        duration=duration,
+        first=first,
+        last=last,
+        timezone=timezone,
+        step=step,
+        required=required or len(participants),
+        group_by_day=group == "day",
+        partial=partial == "true",
+    )
+
+
+@attrs.frozen
+class _Outcome:
+    """One participant's result: free windows, or why there are none."""
+
+    free: tuple[Interval, ...] = ()
+    status: str = "ok"  # ok | unknown | timeout | unavailable | error
+    detail: str | None = None
+    retry_after: float | None = None
+
+
+def _outcome_of(err: vyte_errors.VyteError) -> _Outcome:
+    if isinstance(err, vyte_errors.VyteRejected | vyte_errors.VyteNotFound):
+        return _Outcome(status="unknown", detail="Vyte does not know this participant")
+    if isinstance(err, vyte_errors.VyteTimeout):
+        return _Outcome(status="timeout", detail=str(err))
+    if isinstance(err, vyte_errors.VyteUnavailable):
+        return _Outcome(status="unavailable", detail=str(err), retry_after=err.retry_after)
+    return _Outcome(status="error", detail=str(err))
+
+
+class AvailabilityService:
+    """Free-time queries over many participants."""
+
+    def __init__(
+        self,
+        vyte: VyteClient,
+        store: Store,
+        *,
+        cache_ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._vyte = vyte
+        self._store = store
+        self._ttl = cache_ttl
+        self._clock = clock
+        self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
+        self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
+
+    async def free_windows(
+        self,
+        participant: Participant,
+        *,
+        duration: int,
+        first: date,
+        last: date,
+        timezone: str,
+        fresh: bool = False,
+    ) -> tuple[Interval, ...]:
+        """Participant's free windows from Vyte (merged), cached unless `fresh`."""
+        key = (participant.is_email, participant.key, duration, first, last, timezone)
+        if not fresh and self._ttl > 0:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > self._clock():
+                metrics.SLOT_CACHE.labels("hit").inc()
+                return hit[1]
+        running = self._inflight.get(key)
+        if running is not None and not fresh:
+            metrics.SLOT_CACHE.labels("joined").inc()
+            return await asyncio.shield(running)
+        metrics.SLOT_CACHE.labels("miss").inc()
+        task = asyncio.ensure_future(self._fetch(participant, key, duration, first, last, timezone))
+        if not fresh:
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(
+        self,
+        participant: Participant,
+        key: tuple[object, ...],
+        duration: int,
+        first: date,
+        last: date,
+        timezone: str,
+    ) -> tuple[Interval, ...]:
+        who = {"emails": participant.key} if participant.is_email else {"users": participant.key}
+        answer = await self._vyte.slots(
+            duration=duration, first=first, last=last, timezone=timezone, **who
+        )
+        try:
+            windows = [parse_window(w.start.date_time, w.end.date_time) for w in answer.slots]
+        except ValueError as err:
+            raise vyte_errors.VyteBadResponse(f"unreadable slot: {err}") from None
+        free = tuple(merge_intervals(windows))
+        if self._ttl > 0:
+            self._cache[key] = (self._clock() + self._ttl, free)
+            if len(self._cache) > 10_000:
+                self._evict()
+        return free
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for k in [k for k, (exp, _) in self._cache.items() if exp <= now]:
+            del self._cache[k]
+
+    async def own_bookings(
+        self, participant: Participant, start: datetime, end: datetime
+    ) -> list[Interval]:
+        """The gateway's active bookings of this organizer, as busy intervals."""
+        bookings = await self._store.active_bookings(participant.key, start, end)
+        return [(int(b.start.timestamp()), int(b.end.timestamp())) for b in bookings]
+
+    async def _participant(self, p: Participant, q: AvailabilityQuery) -> _Outcome:
+        try:
+            free = await self.free_windows(
+                p, duration=q.duration, first=q.first, last=q.last, timezone=q.timezone
+            )
+        except vyte_errors.VyteError as err:
+            return _outcome_of(err)
+        start = datetime.combine(q.first, datetime.min.time(), UTC) - timedelta(days=2)
+        end = datetime.combine(q.last, datetime.min.time(), UTC) + timedelta(days=3)
+        busy = await self.own_bookings(p, start, end)
+        return _Outcome(free=tuple(subtract(free, busy)) if busy else free)
+
+    async def query(self, q: AvailabilityQuery) -> dict[str, Any]:
+        metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
+        outcomes = await asyncio.gather(*(self._participant(p, q) for p in q.participants))
+        _raise_for_failures(q, outcomes)
+        zone = q.zone
+        matches = find_slots(
+            [o.free for o in outcomes],
+            first=q.first,
+            last=q.last,
+            tz=zone,
+            duration_minutes=q.duration,
+            step_minutes=q.step,
+            required=q.required,
+        )
+        names = [p.given for p in q.participants]
+        slots = [
+            {
+                "start": format_instant(m.start, zone),
+                "end": format_instant(m.end, zone),
+                "participants": [names[i] for i in m.participants],
+            }
+            for m in matches
+        ]
+        answer: dict[str, Any] = {
+            "timezone": q.timezone,
+            "from": q.first.isoformat(),
+            "to": q.last.isoformat(),
+            "duration": q.duration,
+            "step": q.step,
+            "required": q.required,
+            "complete": all(o.status == "ok" for o in outcomes),
+            "participants": _statuses(q.participants, outcomes),
+        }
+        if q.group_by_day:
+            days: dict[str, list[dict[str, Any]]] = {}
+            for slot, match in zip(slots, matches, strict=True):
+                day = datetime.fromtimestamp(match.start, zone).date().isoformat()
+                days.setdefault(day, []).append(slot)
+            answer["days"] = [{"date": d, "slots": s} for d, s in days.items()]
+        else:
+            answer["slots"] = slots
+        return answer
+
+
+def subtract(free: Sequence[Interval], busy: Sequence[Interval]) -> list[Interval]:
+    """`free` (sorted, disjoint) minus the union of `busy`."""
+    out: list[Interval] = []
+    blocks = merge_intervals(busy)
+    j = 0
+    for start, end in free:
+        cursor = start
+        while j < len(blocks) and blocks[j][1] <= cursor:
+            j += 1
+        k = j
+        while k < len(blocks) and blocks[k][0] < end:
+            b_start, b_end = blocks[k]
+            if b_start > cursor:
+                out.append((cursor, b_start))
+            cursor = max(cursor, b_end)
+            k += 1
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def _statuses(
+    participants: Sequence[Participant], outcomes: Sequence[_Outcome]
+) -> list[dict[str, str]]:
+    listed = []
+    for p, o in zip(participants, outcomes, strict=True):
+        entry = {"id": p.given, "status": o.status if o.status == "ok" else "error"}
+        if o.status != "ok":
+            entry["reason"] = o.status
+            entry["detail"] = o.detail or o.status
+        listed.append(entry)
+    return listed
+
+
+def _raise_for_failures(q: AvailabilityQuery, outcomes: Sequence[_Outcome]) -> None:
+    unknown = [
+        p.given for p, o in zip(q.participants, outcomes, strict=True) if o.status == "unknown"
+    ]
+    statuses = _statuses(q.participants, outcomes)
+    if unknown:
+        raise UnknownParticipant(
+            f"Vyte does not know: {', '.join(unknown)}",
+            errors=[FieldError("participants", f"unknown participant {u}") for u in unknown],
+            extra={"participants": statuses},
+        )
+    failed = [o for o in outcomes if o.status != "ok"]
+    if not failed or q.partial:
+        return
+    kinds = {o.status for o in failed}
+    err: ServiceError
+    detail = f"{len(failed)} of {len(outcomes)} participants could not be read from Vyte"
+    if "unavailable" in kinds:
+        waits = [o.retry_after for o in failed if o.retry_after is not None]
+        headers = {"Retry-After": str(max(1, round(max(waits))))} if waits else {}
+        err = UpstreamUnavailable(detail, headers=headers, extra={"participants": statuses})
+    elif "timeout" in kinds:
+        err = UpstreamTimeout(detail, extra={"participants": statuses})
+    else:
+        err = UpstreamFailed(detail, extra={"participants": statuses})
+    raise err

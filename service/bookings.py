@@ -1,0 +1,523 @@
+"""Bookings: validate, check the slot, hold it, create in Vyte; read, confirm, cancel."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from service.availability import AvailabilityService, Participant, parse_participant, parse_timezone
+from service.config import Settings
+from service.domain.booking import (
+    Booking,
+    BookingStatus,
+    Invitee,
+    Place,
+    TransitionRefused,
+    plan_transition,
+)
+from service.errors import (
+    BookingCancelled,
+    Conflict,
+    FieldError,
+    NotFound,
+    ServiceError,
+    SlotUnavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from service.notify.outbox import Outbox
+from service.store.base import Store
+from service.vyte import errors as vyte_errors
+from service.vyte.client import VyteClient
+from service.vyte.models import (
+    Creator,
+    Event,
+    Message,
+    NewEvent,
+    NewEventDate,
+    NewInvitee,
+    NewPlace,
+)
+
+BODY_FIELDS = (
+    "organizer",
+    "title",
+    "start",
+    "end",
+    "duration",
+    "timezone",
+    "invitees",
+    "place",
+    "message",
+    "callback_url",
+    "check_availability",
+)
+_INVITEE_FIELDS = ("email", "full_name", "phone")
+_PLACE_FIELDS = ("name", "address")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_BOOKING_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+MAX_INVITEES = 50
+
+
+@attrs.frozen
+class BookingRequest:
+    """A validated POST /v1/bookings body."""
+
+    organizer: Participant
+    title: str
+    start: datetime
+    end: datetime
+    timezone: str
+    invitees: tuple[Invitee, ...]
+    place: Place | None
+    message: str | None
+    callback_url: str | None
+    check_availability: bool
+
+
+def _text(
+    data: Mapping[str, Any], name: str, problems: list[FieldError], *, max_len: int, path: str = ""
+) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+        problems.append(FieldError(path + name, f"must be a string of 1 to {max_len} characters"))
+        return None
+    return value
+
+
+def _instant(value: Any, name: str, problems: list[FieldError]) -> datetime | None:
+    if not isinstance(value, str):
+        problems.append(FieldError(name, "must be an ISO 8601 date-time with an offset"))
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or "T" not in value.upper():
+        problems.append(FieldError(name, "must be an ISO 8601 date-time with an offset"))
+        return None
+    if parsed.tzinfo is None or not _OFFSET.search(value):
+        problems.append(FieldError(name, "must carry a UTC offset, e.g. +02:00 or Z"))
+        return None
+    return parsed.astimezone(UTC)
+
+
+def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
+    """Whether `url`'s host matches one of the CALLBACK_HOSTS globs (any when empty)."""
+    if not hosts:
+        return True
+    from fnmatch import fnmatchcase
+
+    host = (urlsplit(url).hostname or "").lower()
+    return any(fnmatchcase(host, pattern) for pattern in hosts)
+
+
+def validate_url(
+    value: Any, name: str, problems: list[FieldError], hosts: tuple[str, ...]
+) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        problems.append(FieldError(name, "must be an http(s) URL"))
+        return None
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        problems.append(FieldError(name, "must be an http(s) URL"))
+        return None
+    if not callback_allowed(value, hosts):
+        problems.append(FieldError(name, "host is not allowed by CALLBACK_HOSTS"))
+        return None
+    return value
+
+
+def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ()) -> BookingRequest:
+    """Validate a booking body; ValidationFailed lists every bad field."""
+    problems = [FieldError(n, "unknown field") for n in data if n not in BODY_FIELDS]
+
+    organizer = None
+    raw_org = data.get("organizer")
+    if raw_org is None:
+        problems.append(FieldError("organizer", "required"))
+    elif not isinstance(raw_org, str) or (organizer := parse_participant(raw_org)) is None:
+        problems.append(FieldError("organizer", "must be a Vyte user id or an email"))
+
+    title = _text(data, "title", problems, max_len=255)
+    if "title" not in data:
+        problems.append(FieldError("title", "required"))
+
+    start = _instant(data.get("start"), "start", problems) if "start" in data else None
+    if "start" not in data:
+        problems.append(FieldError("start", "required"))
+    end = None
+    has_end, has_duration = data.get("end") is not None, data.get("duration") is not None
+    if has_end == has_duration:
+        problems.append(FieldError("end", "give exactly one of end or duration"))
+    elif has_end:
+        end = _instant(data["end"], "end", problems)
+    else:
+        minutes = data["duration"]
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 5 <= minutes <= 1440:
+            problems.append(FieldError("duration", "must be an integer from 5 to 1440"))
+        elif start is not None:
+            end = start + timedelta(minutes=minutes)
+    if start is not None and end is not None:
+        if end <= start:
+            problems.append(FieldError("end", "must be after start"))
+        elif end - start > timedelta(days=1):
+            problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
+
+    timezone = data.get("timezone", "UTC")
+    if not isinstance(timezone, str) or parse_timezone(timezone) is None:
+        problems.append(FieldError("timezone", "must be an IANA time zone name"))
+
+    invitees: list[Invitee] = []
+    raw_invitees = data.get("invitees")
+    if not isinstance(raw_invitees, list) or not 1 <= len(raw_invitees) <= MAX_INVITEES:
+        problems.append(FieldError("invitees", f"must be a list of 1 to {MAX_INVITEES} invitees"))
+    else:
+        for i, item in enumerate(raw_invitees):
+            path = f"invitees[{i}]."
+            if not isinstance(item, dict):
+                problems.append(FieldError(f"invitees[{i}]", "must be an object"))
+                continue
+            problems += [
+                FieldError(path + k, "unknown field") for k in item if k not in _INVITEE_FIELDS
+            ]
+            email = item.get("email")
+            if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
+                problems.append(FieldError(path + "email", "must be a valid email address"))
+                continue
+            invitees.append(
+                Invitee(
+                    email=email,
+                    full_name=_text(item, "full_name", problems, max_len=255, path=path),
+                    phone=_text(item, "phone", problems, max_len=64, path=path),
+                )
+            )
+
+    place = None
+    raw_place = data.get("place")
+    if raw_place is not None:
+        if not isinstance(raw_place, dict):
+            problems.append(FieldError("place", "must be an object"))
+        else:
+            problems += [
+                FieldError("place." + k, "unknown field")
+                for k in raw_place
+                if k not in _PLACE_FIELDS
+            ]
+            name = _text(raw_place, "name", problems, max_len=255, path="place.")
+            if name is None and "name" not in raw_place:
+                problems.append(FieldError("place.name", "required"))
+            address = _text(raw_place, "address", problems, max_len=500, path="place.")
+            if name is not None:
+                place = Place(name=name, address=address)
+
+    message = _text(data, "message", problems, max_len=10_000)
+    callback_url = validate_url(data.get("callback_url"), "callback_url", problems, callback_hosts)
+    check = data.get("check_availability", True)
+    if not isinstance(check, bool):
+        problems.append(FieldError("check_availability", "must be true or false"))
+
+    if problems:
+        raise ValidationFailed(problems)
+    assert organizer and title and start and end
+    return BookingRequest(
+        organizer=organizer,
+        title=title,
+        start=start,
+        end=end,
+        timezone=timezone,
+        invitees=tuple(invitees),
+        place=place,
+        message=message,
+        callback_url=callback_url,
+        check_availability=bool(check),
+    )
+
+
+def upstream_problem(err: vyte_errors.VyteError) -> ServiceError:
+    """DESIGN §4: how an upstream failure reaches our caller."""
+    if isinstance(err, vyte_errors.VyteTimeout):
+        return UpstreamTimeout("Vyte did not answer in time")
+    if isinstance(err, vyte_errors.VyteUnavailable):
+        headers = {}
+        if err.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        return UpstreamUnavailable(str(err), headers=headers)
+    return UpstreamFailed(f"Vyte failed: {err}")
+
+
+def booking_from_event(
+    event: Event, now: datetime, *, caller: str | None = None, callback_url: str | None = None
+) -> Booking:
+    """Adopt a Vyte event the gateway has not seen as a booking."""
+    if not event.dates:
+        raise vyte_errors.VyteBadResponse("event has no dates")
+    first = event.dates[0]
+    start = _vyte_instant(first.date)
+    end = _vyte_instant(first.end_date)
+    organizer = (event.created_by.user or event.created_by.email or "").lower()
+    invitees = tuple(
+        Invitee(email=i.email, full_name=i.full_name, phone=i.phone)
+        for i in event.invitees
+        if i.email and not i.su
+    )
+    place = event.places[0] if event.places else None
+    zone = event.timezone if event.timezone and parse_timezone(event.timezone) else "UTC"
+    return Booking(
+        id=event.id,
+        status=status_of(event),
+        title=event.title,
+        organizer=organizer,
+        start=start,
+        end=end,
+        timezone=zone,
+        invitees=invitees,
+        place=Place(name=place.name, address=place.address) if place and place.name else None,
+        message=None,
+        callback_url=callback_url,
+        caller=caller,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def status_of(event: Event) -> BookingStatus:
+    if event.cancelled:
+        return BookingStatus.CANCELLED
+    if event.confirmed.flag:
+        return BookingStatus.CONFIRMED
+    return BookingStatus.REQUESTED
+
+
+def _vyte_instant(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise vyte_errors.VyteBadResponse(f"unreadable date {value!r}") from None
+    # Vyte returns UTC ("...Z"); a naive value is UTC too.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _vyte_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def new_event(req: BookingRequest) -> NewEvent:
+    """The Vyte body for a booking (DESIGN §3.2): exact instants, in UTC."""
+    organizer = req.organizer
+    return NewEvent(
+        title=req.title,
+        created_by=Creator(email=organizer.key)
+        if organizer.is_email
+        else Creator(user=organizer.key),
+        dates=(NewEventDate(date=_vyte_time(req.start), end_date=_vyte_time(req.end)),),
+        invitees=tuple(
+            NewInvitee(email=i.email, full_name=i.full_name, phone=i.phone) for i in req.invitees
+        ),
+        places=(NewPlace(name=req.place.name, address=req.place.address),) if req.place else (),
+        messages=(Message(body=req.message),) if req.message else (),
+        timezone=req.timezone,
+    )
+
+
+def check_booking_id(booking_id: str) -> str:
+    if not _BOOKING_ID.match(booking_id):
+        raise NotFound(f"no booking {booking_id[:64]!r}")
+    return booking_id.lower()
+
+
+class BookingService:
+    """The booking use-cases; every change is stored with its outbound webhooks."""
+
+    def __init__(
+        self,
+        vyte: VyteClient,
+        store: Store,
+        availability: AvailabilityService,
+        settings: Settings,
+        outbox: Outbox,
+    ) -> None:
+        self._vyte = vyte
+        self._store = store
+        self._availability = availability
+        self._settings = settings
+        self._outbox = outbox
+
+    @property
+    def hold_ttl(self) -> float:
+        # Long enough to cover the whole request; a crashed replica's hold lapses after it.
+        return self._settings.request_budget + self._settings.vyte_timeout + 30
+
+    async def check_slot(self, req: BookingRequest) -> None:
+        """409 unless [start, end) lies inside the organizer's fresh Vyte windows."""
+        zone = parse_timezone(req.timezone)
+        assert zone is not None
+        minutes = math.ceil((req.end - req.start).total_seconds() / 60)
+        try:
+            free = await self._availability.free_windows(
+                req.organizer,
+                duration=max(5, minutes),
+                first=req.start.astimezone(zone).date(),
+                last=req.end.astimezone(zone).date(),
+                timezone=req.timezone,
+                fresh=True,
+            )
+        except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound):
+            raise ValidationFailed(
+                [FieldError("organizer", "Vyte does not know this organizer")]
+            ) from None
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        start, end = int(req.start.timestamp()), int(req.end.timestamp())
+        if not any(s <= start and end <= e for s, e in free):
+            raise SlotUnavailable("the organizer is not free for the whole slot")
+
+    async def create(self, caller: str, req: BookingRequest) -> Booking:
+        if req.check_availability:
+            await self.check_slot(req)
+        hold = uuid.uuid4().hex
+        if not await self._store.acquire_hold(
+            req.organizer.key, req.start, req.end, hold, self.hold_ttl
+        ):
+            raise SlotUnavailable("the slot overlaps another booking of this organizer")
+        try:
+            event = await self._vyte.create_event(new_event(req))
+        except vyte_errors.VyteTimeout as err:
+            # The event may exist in Vyte now: keep the hold until it lapses, never re-send.
+            raise upstream_problem(err) from err
+        except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound) as err:
+            await self._store.release_hold(hold)
+            raise ValidationFailed([FieldError("organizer", "Vyte refused the event")]) from err
+        except vyte_errors.VyteError as err:
+            await self._store.release_hold(hold)
+            raise upstream_problem(err) from err
+        return await self.record_created(caller, req, event, hold)
+
+    async def record_created(
+        self, caller: str, req: BookingRequest, event: Event, hold: str | None
+    ) -> Booking:
+        now = datetime.now(UTC)
+        booking = Booking(
+            id=event.id.lower(),
+            status=status_of(event),
+            title=req.title,
+            organizer=req.organizer.key,
+            start=req.start,
+            end=req.end,
+            timezone=req.timezone,
+            invitees=req.invitees,
+            place=req.place,
+            message=req.message,
+            callback_url=req.callback_url,
+            caller=caller,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        deliveries = await self._outbox.plan("booking.requested", booking, now)
+        if not await self._store.put_booking(
+            booking, expected_version=None, release_hold=hold, deliveries=deliveries
+        ):
+            # Already known (e.g. adopted from a Vyte webhook in between): keep that record.
+            existing = await self._store.get_booking(booking.id)
+            if hold:
+                await self._store.release_hold(hold)
+            if existing is None:
+                raise Conflict("booking changed concurrently; retry")
+            return existing
+        return booking
+
+    async def get(self, booking_id: str) -> Booking:
+        booking_id = check_booking_id(booking_id)
+        booking = await self._store.get_booking(booking_id)
+        if booking is not None:
+            return booking
+        try:
+            event = await self._vyte.get_event(booking_id)
+        except (vyte_errors.VyteNotFound, vyte_errors.VyteRejected):
+            raise NotFound(f"no booking {booking_id}") from None
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        return await self.adopt(event)
+
+    async def adopt(self, event: Event) -> Booking:
+        """Store a Vyte event as a booking (once) and announce it."""
+        now = datetime.now(UTC)
+        booking = booking_from_event(event, now)
+        deliveries = await self._outbox.plan(_EVENT_FOR[booking.status], booking, now)
+        if await self._store.put_booking(booking, expected_version=None, deliveries=deliveries):
+            return booking
+        existing = await self._store.get_booking(booking.id)
+        if existing is None:
+            raise Conflict("booking changed concurrently; retry")
+        return existing
+
+    async def confirm(self, booking_id: str) -> Booking:
+        return await self._transition(booking_id, BookingStatus.CONFIRMED)
+
+    async def cancel(self, booking_id: str) -> Booking:
+        return await self._transition(booking_id, BookingStatus.CANCELLED)
+
+    async def _transition(self, booking_id: str, target: BookingStatus) -> Booking:
+        booking = await self.get(booking_id)
+        try:
+            if not plan_transition(booking.status, target):
+                return booking
+        except TransitionRefused:
+            raise BookingCancelled(f"booking {booking.id} is cancelled") from None
+        try:
+            if target == BookingStatus.CONFIRMED:
+                await self._vyte.confirm_event(booking.id)
+            else:
+                await self._vyte.cancel_event(booking.id)
+        except vyte_errors.VyteNotFound:
+            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        return await self.apply_status(booking.id, target)
+
+    async def apply_status(self, booking_id: str, target: BookingStatus) -> Booking:
+        """Record a status Vyte already has; idempotent and safe against races."""
+        for _ in range(10):
+            current = await self._store.get_booking(booking_id)
+            if current is None:
+                raise NotFound(f"no booking {booking_id}")
+            try:
+                if not plan_transition(current.status, target):
+                    return current
+            except TransitionRefused:
+                return current
+            now = datetime.now(UTC)
+            updated = current.changed(now, status=target)
+            deliveries = await self._outbox.plan(_EVENT_FOR[target], updated, now)
+            if await self._store.put_booking(
+                updated, expected_version=current.version, deliveries=deliveries
+            ):
+                return updated
+        raise Conflict("booking is changing too fast; retry")
+
+
+_EVENT_FOR = {
+    BookingStatus.REQUESTED: "booking.requested",
+    BookingStatus.CONFIRMED: "booking.confirmed",
+    BookingStatus.CANCELLED: "booking.cancelled",
+}

@@ -1,0 +1,231 @@
+"""Service settings: read once from an environment mapping at the edge, then frozen."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+T = TypeVar("T")
+
+DEFAULT_STORE_URL = "sqlite:///./data/booking-gateway.sqlite3"
+# About a day in total: quick retries first, then hourly-ish ones.
+DEFAULT_WEBHOOK_SCHEDULE = (
+    5.0,
+    30.0,
+    120.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    28800.0,
+)
+SANDBOX_CALLER = "sandbox"
+SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the documented token of the local demo mode
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """Start-up configuration is invalid; the message lists every bad variable."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        lines = "\n".join(f"  {name}: {why}" for name, why in sorted(self.problems.items()))
+        super().__init__(f"invalid configuration:\n{lines}")
+
+
+@attrs.frozen
+class Settings:
+    """Everything the service reads from its environment (DESIGN §2)."""
+
+    vyte_base_url: str = "https://api.vyte.in"
+    vyte_api_key: str | None = attrs.field(default=None, repr=False)
+    # token -> caller name
+    api_tokens: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    store_url: str = DEFAULT_STORE_URL
+    webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    public_url: str | None = None
+    vyte_webhook_token: str | None = attrs.field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    log_format: str = "json"
+    slot_cache_ttl: float = 30.0
+    vyte_concurrency: int = 64
+    vyte_timeout: float = 10.0
+    request_budget: float = 15.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 10.0
+    retry_base: float = 1.0
+    retry_cap: float = 300.0
+    callback_hosts: tuple[str, ...] = ()
+    shutdown_timeout: float = 20.0
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+    sandbox: bool = False
+
+    @classmethod
+    def from_environ(
+        cls, env: Mapping[str, str], *, sandbox: bool = False, isatty: bool = False
+    ) -> Settings:
+        """Build settings from `env`; raise ConfigError naming every bad variable.
+
+        With `sandbox`, the Vyte key and API tokens may be absent: the embedded
+        emulator stands in for Vyte and a demo token is accepted.
+        """
+        problems: dict[str, str] = {}
+
+        def get(name: str, parse: Callable[[str], T], default: T) -> T:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except ValueError as err:
+                problems[name] = str(err)
+                return default
+
+        vyte_key = env.get("VYTE_API_KEY", "").strip() or None
+        tokens: dict[str, str] = get("API_TOKENS", _parse_tokens, {})
+        if not sandbox:
+            if vyte_key is None:
+                problems["VYTE_API_KEY"] = "required unless --sandbox"
+            if not tokens and "API_TOKENS" not in problems:
+                problems["API_TOKENS"] = "required unless --sandbox"
+        elif not tokens:
+            tokens = {SANDBOX_TOKEN: SANDBOX_CALLER}
+
+        settings = cls(
+            vyte_base_url=get("VYTE_BASE_URL", _http_url, "https://api.vyte.in").rstrip("/"),
+            vyte_api_key=vyte_key,
+            api_tokens=tokens,
+            store_url=get("STORE_URL", _store_url, DEFAULT_STORE_URL),
+            webhook_secrets=get("WEBHOOK_SECRET", _webhook_secrets, ()),
+            public_url=get("PUBLIC_URL", _http_url, None),
+            vyte_webhook_token=env.get("VYTE_WEBHOOK_TOKEN", "").strip() or None,
+            host=get("HOST", str, "127.0.0.1"),
+            port=get("PORT", _bounded_int(1, 65535), 8080),
+            log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "info"),
+            log_format=get(
+                "LOG_FORMAT", _choice(("json", "console")), "console" if isatty else "json"
+            ),
+            slot_cache_ttl=get("SLOT_CACHE_TTL", _bounded_float(0, 86400), 30.0),
+            vyte_concurrency=get("VYTE_CONCURRENCY", _bounded_int(1, 10000), 64),
+            vyte_timeout=get("VYTE_TIMEOUT", _bounded_float(0.001, 3600), 10.0),
+            request_budget=get("REQUEST_BUDGET", _bounded_float(0.001, 3600), 15.0),
+            breaker_threshold=get("BREAKER_THRESHOLD", _bounded_int(1, 10000), 5),
+            breaker_cooldown=get("BREAKER_COOLDOWN", _bounded_float(0, 3600), 10.0),
+            retry_base=get("RETRY_BASE", _bounded_float(0, 86400), 1.0),
+            retry_cap=get("RETRY_CAP", _bounded_float(0, 86400), 300.0),
+            callback_hosts=get("CALLBACK_HOSTS", _csv, ()),
+            shutdown_timeout=get("SHUTDOWN_TIMEOUT", _bounded_float(0, 3600), 20.0),
+            webhook_retry_schedule=get(
+                "WEBHOOK_RETRY_SCHEDULE", _schedule, DEFAULT_WEBHOOK_SCHEDULE
+            ),
+            sandbox=sandbox,
+        )
+        if settings.public_url and not settings.vyte_webhook_token:
+            problems.setdefault("VYTE_WEBHOOK_TOKEN", "required when PUBLIC_URL is set")
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    @property
+    def store_is_redis(self) -> bool:
+        return self.store_url.startswith("redis://")
+
+
+def _parse_tokens(raw: str) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for i, pair in enumerate(p.strip() for p in raw.split(",")):
+        caller, sep, token = pair.partition(":")
+        if not sep or not caller.strip() or not token.strip():
+            # Never echo the pair: it holds a secret.
+            raise ValueError(f"entry {i + 1} is not of the form caller:token")
+        tokens[token.strip()] = caller.strip()
+    return tokens
+
+
+def _webhook_secrets(raw: str) -> tuple[bytes, ...]:
+    secrets: list[bytes] = []
+    for i, item in enumerate(raw.split()):
+        if not item.startswith("whsec_"):
+            raise ValueError(f"secret {i + 1} does not start with whsec_")
+        try:
+            key = base64.b64decode(item.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError(f"secret {i + 1} is not valid base64 after whsec_") from None
+        if not key:
+            raise ValueError(f"secret {i + 1} is empty")
+        secrets.append(key)
+    return tuple(secrets)
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return raw
+
+
+def _store_url(raw: str) -> str:
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return raw
+    if raw.startswith("redis://") and urlsplit(raw).hostname:
+        return raw
+    raise ValueError("must be sqlite:///path or redis://host:port/db")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        raise ValueError("must be comma-separated seconds") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError("must be one or more non-negative numbers of seconds")
+    return delays
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not low <= value <= high or value != value:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse

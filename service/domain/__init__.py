@@ -1,0 +1,1 @@
+"""Pure domain code: free-time arithmetic, the booking state machine, webhook signatures."""

@@ -1,0 +1,111 @@
+"""Errors the use-cases raise, each carrying the problem it becomes at the HTTP edge.
+
+Clients branch on `type`, a stable relative URI: `/problems/<slug>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+
+@attrs.frozen
+class FieldError:
+    field: str
+    message: str
+
+
+class ServiceError(Exception):
+    """Base of every error that becomes an RFC 9457 problem."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    @property
+    def type(self) -> str:
+        return f"/problems/{self.slug}"
+
+
+class ValidationFailed(ServiceError):
+    status, slug, title = 400, "validation-error", "Invalid request"
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        fields = ", ".join(sorted({e.field for e in errors}))
+        super().__init__(f"invalid: {fields}", errors=errors)
+
+
+class Unauthorized(ServiceError):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class NotFound(ServiceError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class Conflict(ServiceError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class SlotUnavailable(Conflict):
+    slug, title = "slot-unavailable", "Slot unavailable"
+
+
+class BookingCancelled(Conflict):
+    slug, title = "booking-cancelled", "Booking cancelled"
+
+
+class IdempotencyKeyInFlight(Conflict):
+    slug, title = "idempotency-key-in-flight", "Request with this Idempotency-Key in progress"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status, slug, title = 422, "idempotency-key-reused", "Idempotency-Key reused"
+
+
+class PayloadTooLarge(ServiceError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class UnknownParticipant(ServiceError):
+    status, slug, title = 422, "unknown-participant", "Unknown participant"
+
+
+class UpstreamFailed(ServiceError):
+    status, slug, title = 502, "upstream-error", "Upstream error"
+
+
+class UpstreamUnavailable(ServiceError):
+    status, slug, title = 503, "upstream-unavailable", "Upstream unavailable"
+
+
+class ServiceUnavailable(ServiceError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class UpstreamTimeout(ServiceError):
+    status, slug, title = 504, "upstream-timeout", "Upstream timeout"

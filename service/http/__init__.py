@@ -1,0 +1,1 @@
+"""The HTTP edge: middlewares, request parsing, handlers and routes."""

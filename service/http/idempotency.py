@@ -1,0 +1,93 @@
+"""Idempotency-Key: replay a POST's first answer, refuse reuse and overlap (DESIGN §3.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from service.errors import (
+    FieldError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    ServiceError,
+    ValidationFailed,
+)
+from service.http.problems import from_service_error
+from service.store.base import IdempotencyState, Store, StoredResponse
+
+HEADER = "Idempotency-Key"
+TTL = 24 * 3600.0
+_KEPT_HEADERS = ("Content-Type", "Location")
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Identity of a request: method, path and body (JSON compared by value)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise ValidationFailed([FieldError(HEADER, "must be 1 to 255 printable ASCII characters")])
+    return key
+
+
+async def run_idempotent(
+    request: web.Request,
+    store: Store,
+    caller: str,
+    lease: float,
+    handle: Callable[[], Awaitable[web.Response]],
+) -> web.Response:
+    """Run `handle` once per (caller, Idempotency-Key); replay its answer after."""
+    key = idempotency_key(request)
+    if key is None:
+        return await handle()
+    body = await request.read()
+    mark = fingerprint(request.method, request.path, body)
+    existing = await store.begin_idempotent(caller, key, mark, lease)
+    if existing is not None:
+        if existing.fingerprint != mark:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with another request",
+            )
+        if existing.state == IdempotencyState.IN_FLIGHT or existing.response is None:
+            raise IdempotencyKeyInFlight(
+                "the first request with this Idempotency-Key is still running",
+                headers={"Retry-After": "1"},
+            )
+        stored = existing.response
+        response = web.Response(status=stored.status, text=stored.body)
+        for name, value in stored.headers:
+            response.headers[name] = value
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        response = await handle()
+    except ServiceError as err:
+        response = from_service_error(err)
+    except BaseException:
+        await store.abandon_idempotent(caller, key)
+        raise
+    if response.status >= 500:
+        await store.abandon_idempotent(caller, key)
+        return response
+    assert response.text is not None
+    kept = tuple((h, response.headers[h]) for h in _KEPT_HEADERS if h in response.headers)
+    await store.finish_idempotent(
+        caller, key, StoredResponse(status=response.status, body=response.text, headers=kept), TTL
+    )
+    return response

@@ -1,0 +1,109 @@
+"""Request context (id, access log, metrics), problem rendering and bearer auth."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Mapping
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from service import metrics
+from service.errors import ServiceError, Unauthorized
+from service.http.problems import from_http_exception, from_service_error, problem_response
+
+log = structlog.get_logger("http")
+access_log = structlog.get_logger("access")
+
+REQUEST_ID = "X-Request-ID"
+CALLER: web.RequestKey[str] = web.RequestKey("caller", str)
+
+
+def _valid_request_id(value: str | None) -> bool:
+    return value is not None and 1 <= len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+def _route_of(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id into every log line, echo it, and write the access line."""
+    incoming = request.headers.get(REQUEST_ID)
+    request_id = incoming if incoming is not None and _valid_request_id(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_of(request)
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        access_log.info(
+            "request",
+            method=request.method,
+            route=route,
+            path=request.path,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+            caller=request.get(CALLER),
+        )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes application/problem+json; no traceback ever leaves."""
+    try:
+        return await handler(request)
+    except ServiceError as err:
+        return from_service_error(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return from_http_exception(exc)
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        return problem_response(
+            500, slug="internal-error", title="Internal error", detail="unexpected error"
+        )
+
+
+def bearer_auth(tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...]) -> Middleware:
+    """Require `Authorization: Bearer <token>` on /v1 routes; bind the caller's name."""
+    candidates = [(t.encode(), caller) for t, caller in tokens.items()]
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not path.startswith("/v1/") or path.startswith(exempt_prefixes):
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        caller = None
+        if scheme.lower() == "bearer" and given:
+            presented = given.strip().encode()
+            # Compare against every token so timing says nothing about which one matched.
+            for token, name in candidates:
+                if hmac.compare_digest(presented, token):
+                    caller = name
+        if caller is None:
+            raise Unauthorized(
+                "a valid bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="booking-gateway"'},
+            )
+        request[CALLER] = caller
+        structlog.contextvars.bind_contextvars(caller=caller)
+        return await handler(request)
+
+    return auth

@@ -1,0 +1,89 @@
+"""Reading request input strictly: JSON bodies and query strings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from service.errors import (
+    FieldError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+MAX_BODY = 1024 * 1024
+
+
+async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any] | None:
+    """The body as a JSON object (None when empty and `allow_empty`).
+
+    415 unless the body is application/json, 413 above 1 MiB, 400 when it is
+    not a JSON object.
+    """
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes")
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise ValidationFailed([FieldError("body", "a JSON object is required")])
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed([FieldError("body", "not valid JSON")]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    return data
+
+
+async def read_json_value(request: web.Request) -> Any:
+    """Any JSON value (for webhook bodies that may be an object or a list)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes")
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed([FieldError("body", "not valid JSON")]) from None
+
+
+def reject_unknown(
+    names: Iterable[str], allowed: Iterable[str], prefix: str = ""
+) -> list[FieldError]:
+    known = set(allowed)
+    return [FieldError(f"{prefix}{n}", "unknown field") for n in names if n not in known]
+
+
+def single_query(request: web.Request, allowed: Iterable[str]) -> dict[str, str]:
+    """Query parameters as a dict; unknown or repeated ones are 400."""
+    query = request.rel_url.query
+    problems = reject_unknown(query.keys(), allowed)
+    for name in set(query.keys()):
+        if len(query.getall(name)) > 1:
+            problems.append(FieldError(name, "given more than once"))
+    if problems:
+        raise ValidationFailed(problems)
+    return dict(query)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )

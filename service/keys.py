@@ -1,0 +1,22 @@
+"""Every typed application key, and nothing else (no import cycles)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from service.availability import AvailabilityService
+    from service.bookings import BookingService
+    from service.config import Settings
+    from service.health import Health
+    from service.store.base import Store
+    from service.vyte.client import VyteClient
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+VYTE: web.AppKey[VyteClient] = web.AppKey("vyte")
+STORE: web.AppKey[Store] = web.AppKey("store")
+AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
+BOOKINGS: web.AppKey[BookingService] = web.AppKey("bookings")
+HEALTH: web.AppKey[Health] = web.AppKey("health")

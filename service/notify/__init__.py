@@ -1,0 +1,1 @@
+"""Webhooks: the outbox and its dispatcher, inbound Vyte hooks, asynchronous operations."""

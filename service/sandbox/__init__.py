@@ -1,0 +1,53 @@
+"""An in-memory emulator of the Vyte v2 API ("the sandbox"), independent of the gateway's code.
+
+It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id}`, `/confirm`,
+`/cancel`) and `/v2/hooks` like Vyte does, with the raw API key in `Authorization` (default
+`SANDBOX_API_KEY`), and offers unauthenticated test controls under `/_sandbox/`:
+
+    POST   /_sandbox/faults           {latency, error_rate, status, retry_after, hang,
+                                       malformed, count, path, apply}; replaces the active fault
+    GET    /_sandbox/faults           the active fault and how many requests it has left
+    DELETE /_sandbox/faults           clear it
+    GET    /_sandbox/stats            {"requests": {"GET /v2/slots": n, ...}}
+    DELETE /_sandbox/stats            zero the counts
+    POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts
+    GET    /_sandbox/users            the seeded users, working hours and busy blocks
+    GET    /_sandbox/events           every event, cancelled ones included
+    POST   /_sandbox/events/{id}/confirm|cancel   the invitee acts inside Vyte (hooks fire)
+    GET    /_sandbox/deliveries       hook deliveries made so far and how many are under way
+    POST   /_sandbox/deliveries/drain the same, once every delivery under way has finished
+
+Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
+wall-clock time in the person's own zone; slots ignore the past (2020 dates work).
+
+    5f3feb7821046c3bb9327e6a  John Doe        john.doe@example.com
+        Europe/Paris       every day 00:00-24:00
+    5f3feb7821046c3bb9327e6b  Jane Smith      jane@example.com
+        America/New_York   Mon-Fri 09:00-17:00
+    5f3feb7821046c3bb9327e6c  Priya Sharma    priya@example.com
+        Asia/Kolkata       Mon-Fri 10:00-18:00 (+05:30)
+    5f3feb7821046c3bb9327e6d  Anish Shrestha  anish@example.com
+        Asia/Kathmandu     Sun-Fri 10:00-17:00 (+05:45)
+    5f3feb7821046c3bb9327e6e  Olivia Brown    olivia@example.com
+        Australia/Sydney   Mon-Fri 08:00-16:00
+    5f3feb7821046c3bb9327e6f  Marie Dupont    marie@example.com, marie.dupont@example.com
+        Europe/Paris       Mon, Tue, Thu, Fri 09:00-12:00 and 14:00-18:00; Wed 09:00-12:00
+    5f3feb7821046c3bb9327e70  Oscar Away      oscar@example.com
+        Europe/London      no working hours: never free
+
+Busy blocks: John 2020-10-01 12:00-14:00 and 2020-10-02 09:30-10:30 (Paris), 2026-12-01
+09:00-12:00 and 2027-01-15 14:00-15:30 (Paris); Jane 2020-10-01 13:00-14:00 and 2026-12-02
+10:00-11:00 (New York); Priya 2020-10-01 13:00-14:00 (Kolkata). The organization is
+`5f3feb7821046c3bb9327e00`.
+"""
+
+from .app import create_sandbox_app, run_sandbox, start_sandbox
+from .config import SANDBOX_API_KEY, SandboxConfig
+
+__all__ = [
+    "SANDBOX_API_KEY",
+    "SandboxConfig",
+    "create_sandbox_app",
+    "run_sandbox",
+    "start_sandbox",
+]

@@ -1,0 +1,150 @@
+"""The sandbox's memory: seeded users, events, hooks, injected faults and request counts.
+
+Every method is synchronous. Handlers call them between awaits, so on the one event loop no
+two requests can interleave inside an operation: each one is atomic without a lock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import attrs
+
+from .events import Event, new_event
+from .faults import FaultBook
+from .hooks import Hook, hook_fields, new_hook
+from .seed import Seed, User
+from .slots import Interval, common_free_time, free_time
+from .wire import JSON, NotFound
+
+
+@attrs.frozen
+class EventQuery:
+    """Filters of `GET /v2/events`; empty sets mean no filter."""
+
+    limit: int = 100
+    text: str | None = None
+    confirmed_only: bool = False
+    upcoming_only: bool = False
+    creator_users: frozenset[str] = frozenset()
+    invitee_emails: frozenset[str] = frozenset()
+
+
+class SandboxState:
+    def __init__(self, seed: Seed) -> None:
+        self.seed = seed
+        self.events: dict[str, Event] = {}
+        self.hooks: dict[str, Hook] = {}
+        self.requests: Counter[str] = Counter()
+        self.faults = FaultBook()
+
+    @property
+    def organization_id(self) -> str:
+        return self.seed.organization.id
+
+    def reset(self) -> None:
+        """Back to the seed: no events, hooks, faults or counts."""
+        self.events.clear()
+        self.hooks.clear()
+        self.requests.clear()
+        self.faults.clear()
+
+    # Availability
+
+    def common_free_time(self, users: Iterable[User], span: Interval) -> list[Interval]:
+        """When all `users` are free within `span`: working hours minus busy blocks and events."""
+        return common_free_time(
+            (
+                free_time(user.hours, user.zone, [*user.busy, *self._event_time(user)], span)
+                for user in users
+            ),
+            span,
+        )
+
+    def _event_time(self, user: User) -> list[Interval]:
+        return [
+            interval
+            for event in self.events.values()
+            if not event.cancelled and event.involves(user)
+            for interval in event.busy()
+        ]
+
+    # Events
+
+    def create_event(self, body: object, at: datetime) -> Event:
+        event = new_event(body, self.seed, at)
+        self.events[event.id] = event
+        return event
+
+    def event(self, event_id: str) -> Event:
+        event = self.events.get(event_id)
+        if event is None:
+            raise NotFound(f"no event {event_id}")
+        return event
+
+    def find_events(self, query: EventQuery, at: datetime) -> list[Event]:
+        """Newest first, at most `query.limit`."""
+        found: list[Event] = []
+        for event in sorted(self.events.values(), key=_newest_first):
+            if query.text is not None and query.text.lower() not in event.title.lower():
+                continue
+            if query.confirmed_only and (not event.confirmed or event.cancelled):
+                continue
+            if query.upcoming_only and (
+                event.cancelled or all(d.end <= at.astimezone(UTC) for d in event.dates)
+            ):
+                continue
+            if query.creator_users and event.creator.id not in query.creator_users:
+                continue
+            if query.invitee_emails and not any(
+                i.email in query.invitee_emails for i in event.invitees
+            ):
+                continue
+            found.append(event)
+            if len(found) >= query.limit:
+                break
+        return found
+
+    def event_json(self, event: Event) -> JSON:
+        return event.to_json(self.organization_id)
+
+    # Hooks
+
+    def add_hook(self, body: object, at: datetime) -> Hook:
+        hook = new_hook(body, self.organization_id, at)
+        self.hooks[hook.id] = hook
+        return hook
+
+    def hook(self, hook_id: str) -> Hook:
+        hook = self.hooks.get(hook_id)
+        if hook is None:
+            raise NotFound(f"no hook {hook_id}")
+        return hook
+
+    def update_hook(self, hook_id: str, body: object, at: datetime) -> Hook:
+        hook = self.hook(hook_id)
+        hook.action, hook.target_url = hook_fields(body)
+        hook.updated_at = at
+        hook.version += 1
+        return hook
+
+    def remove_hook(self, hook_id: str) -> None:
+        self.hook(hook_id)
+        del self.hooks[hook_id]
+
+    def hooks_for(self, action: str) -> list[Hook]:
+        return [hook for hook in self.hooks.values() if hook.action == action]
+
+    # Statistics
+
+    def count_request(self, route: str) -> None:
+        self.requests[route] += 1
+
+    def stats_json(self) -> JSON:
+        return {"requests": dict(sorted(self.requests.items()))}
+
+
+def _newest_first(event: Event) -> tuple[float, str]:
+    return -event.created_at.timestamp(), event.id

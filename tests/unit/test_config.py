@@ -1,0 +1,89 @@
+"""Settings.from_environ: defaults, parsing, and one error naming every bad variable."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from service.config import SANDBOX_TOKEN, ConfigError, Settings
+
+REQUIRED = {"VYTE_API_KEY": "k" * 50, "API_TOKENS": "crm:tok-1,billing:tok-2"}
+
+
+def test_defaults_follow_the_design() -> None:
+    s = Settings.from_environ(REQUIRED)
+    assert s.vyte_base_url == "https://api.vyte.in"
+    assert s.store_url == "sqlite:///./data/booking-gateway.sqlite3"
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+    assert (s.slot_cache_ttl, s.vyte_concurrency, s.vyte_timeout, s.request_budget) == (30, 64, 10, 15)
+    assert (s.breaker_threshold, s.breaker_cooldown, s.retry_base, s.retry_cap) == (5, 10, 1, 300)
+    assert s.api_tokens == {"tok-1": "crm", "tok-2": "billing"}
+    assert s.log_format == "json"
+    assert Settings.from_environ(REQUIRED, isatty=True).log_format == "console"
+
+
+def test_every_bad_variable_is_named_at_once() -> None:
+    env = {
+        "API_TOKENS": "no-colon-here",
+        "PORT": "99999",
+        "SLOT_CACHE_TTL": "soon",
+        "STORE_URL": "postgres://x",
+        "WEBHOOK_SECRET": "plain",
+        "LOG_LEVEL": "loud",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(env)
+    assert set(caught.value.problems) == {
+        "API_TOKENS",
+        "PORT",
+        "SLOT_CACHE_TTL",
+        "STORE_URL",
+        "WEBHOOK_SECRET",
+        "LOG_LEVEL",
+        "VYTE_API_KEY",
+    }
+    for name in caught.value.problems:
+        assert name in str(caught.value)
+
+
+def test_secrets_never_appear_in_errors_or_repr() -> None:
+    secret = "caller-without-token-super-secret-value"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"API_TOKENS": secret, "VYTE_API_KEY": "x"})
+    assert secret not in str(caught.value)
+    s = Settings.from_environ(
+        {**REQUIRED, "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"k3y-bytes").decode()}
+    )
+    text = repr(s)
+    assert "tok-1" not in text and "k" * 50 not in text and "k3y" not in text
+
+
+def test_sandbox_needs_no_key_and_gets_a_demo_token() -> None:
+    s = Settings.from_environ({}, sandbox=True)
+    assert s.sandbox and s.vyte_api_key is None
+    assert s.api_tokens == {SANDBOX_TOKEN: "sandbox"}
+    assert Settings.from_environ({"API_TOKENS": "a:b"}, sandbox=True).api_tokens == {"b": "a"}
+
+
+def test_webhook_secrets_rotate_and_lists_parse() -> None:
+    a, b = base64.b64encode(b"first").decode(), base64.b64encode(b"second").decode()
+    s = Settings.from_environ(
+        {
+            **REQUIRED,
+            "WEBHOOK_SECRET": f"whsec_{a} whsec_{b}",
+            "CALLBACK_HOSTS": "*.internal, Hooks.Example.com",
+            "WEBHOOK_RETRY_SCHEDULE": "0.1,0.2",
+            "STORE_URL": "redis://redis:6379/0",
+        }
+    )
+    assert s.webhook_secrets == (b"first", b"second")
+    assert s.callback_hosts == ("*.internal", "hooks.example.com")
+    assert s.webhook_retry_schedule == (0.1, 0.2)
+    assert s.store_is_redis
+
+
+def test_public_url_needs_a_webhook_token() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**REQUIRED, "PUBLIC_URL": "https://gw.example.com"})
+    assert set(caught.value.problems) == {"VYTE_WEBHOOK_TOKEN"}
