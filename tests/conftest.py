@@ -74,9 +74,7 @@ GatewayFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def gateway_factory(
-    tmp_path: Path, sandbox_url: str
-) -> AsyncIterator[Callable[..., Any]]:
+async def gateway_factory(tmp_path: Path, sandbox_url: str) -> AsyncIterator[Callable[..., Any]]:
     """Build gateway test clients with settings overrides (real app, real sandbox)."""
     clients: list[TestClient[web.Request, web.Application]] = []
 

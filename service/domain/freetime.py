@@ -99,7 +99,7 @@ def candidate_starts(first: date, last: date, tz: ZoneInfo, step_minutes: int) -
             # lands on the same wall time proves the instant exists.
             for offset in {offset_earlier, offset_later}:
                 instant = wall - offset
-                if True:
+                if _offset_seconds(datetime.fromtimestamp(instant, tz)) == offset:
                     starts.add(instant)
     return sorted(starts)
 
@@ -143,7 +143,7 @@ def find_slots(
             if last_start < start or last_start < grid_first or start > grid_last:
                 continue
             toggles.append(start * count + participant)
-            toggles.append((last_start + 1) * count + participant)
+            toggles.append(last_start * count + participant)
     toggles.sort()
 
     active = [False] * count

@@ -36,7 +36,9 @@ def _route_of(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id into every log line, echo it, and write the access line."""
     incoming = request.headers.get(REQUEST_ID)
-    request_id = incoming if incoming is not None and _valid_request_id(incoming) else uuid.uuid4().hex
+    request_id = (
+        incoming if incoming is not None and _valid_request_id(incoming) else uuid.uuid4().hex
+    )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

@@ -36,11 +36,16 @@ async def vyte_windows(
 
     key = "emails" if "@" in who else "users"
     params = {"duration": duration, key: who, "from": first, "to": last, "timezone": tz}
-    async with admin.get("v2/slots", params=params, headers={"Authorization": SANDBOX_API_KEY}) as r:
+    async with admin.get(
+        "v2/slots", params=params, headers={"Authorization": SANDBOX_API_KEY}
+    ) as r:
         assert r.status == 200
         body = await r.json()
     return [
-        (datetime.fromisoformat(s["start"]["dateTime"]), datetime.fromisoformat(s["end"]["dateTime"]))
+        (
+            datetime.fromisoformat(s["start"]["dateTime"]),
+            datetime.fromisoformat(s["end"]["dateTime"]),
+        )
         for s in body["slots"]
     ]
 
@@ -71,7 +76,9 @@ def oracle(
     while day <= last:
         for m in range(0, 1440, step):
             for fold in (0, 1):
-                local = datetime(day.year, day.month, day.day, m // 60, m % 60, tzinfo=zone, fold=fold)
+                local = datetime(
+                    day.year, day.month, day.day, m // 60, m % 60, tzinfo=zone, fold=fold
+                )
                 back = local.astimezone(ZoneInfo("UTC")).astimezone(zone)
                 if back.replace(tzinfo=None) != local.replace(tzinfo=None):
                     continue
@@ -79,7 +86,11 @@ def oracle(
                 if t in seen:
                     continue
                 seen.add(t)
-                who = [i for i, f in enumerate(free_minutes) if all(x in f for x in range(t, t + duration))]
+                who = [
+                    i
+                    for i, f in enumerate(free_minutes)
+                    if all(x in f for x in range(t, t + duration))
+                ]
                 if len(who) >= required:
                     out.append((t, who))
         day += timedelta(days=1)
@@ -93,7 +104,12 @@ async def test_seed_example_matches_vyte_for_one_user(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
     resp = await gateway.get(
-        url(participants=JOHN, duration=60, **{"from": "2020-10-01", "to": "2020-10-02"}, timezone="Europe/Paris"),
+        url(
+            participants=JOHN,
+            duration=60,
+            **{"from": "2020-10-01", "to": "2020-10-02"},
+            timezone="Europe/Paris",
+        ),
         headers=AUTH,
     )
     assert resp.status == 200, await resp.text()
@@ -102,7 +118,9 @@ async def test_seed_example_matches_vyte_for_one_user(
     assert body["participants"] == [{"id": JOHN, "status": "ok"}]
     ours = [(s["start"], s["end"]) for s in body["slots"]]
     theirs = await vyte_windows(sandbox_admin, JOHN, 60, "2020-10-01", "2020-10-02", "Europe/Paris")
-    theirs_text = [(s.isoformat(timespec="seconds"), e.isoformat(timespec="seconds")) for s, e in theirs]
+    theirs_text = [
+        (s.isoformat(timespec="seconds"), e.isoformat(timespec="seconds")) for s, e in theirs
+    ]
     # On 1 October John's busy block is hour-aligned, so both grids agree exactly.
     assert [x for x in ours if x[0].startswith("2020-10-01")] == [
         x for x in theirs_text if x[0].startswith("2020-10-01")
@@ -146,9 +164,16 @@ async def test_many_participants_match_a_brute_force_oracle(
     resp = await gateway.get(url(**params), headers=AUTH)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
-    windows = [await vyte_windows(sandbox_admin, p, duration, first, last, tz) for p in participants]
+    windows = [
+        await vyte_windows(sandbox_admin, p, duration, first, last, tz) for p in participants
+    ]
     expected = oracle(
-        windows, date.fromisoformat(first), date.fromisoformat(last), tz, duration, step,
+        windows,
+        date.fromisoformat(first),
+        date.fromisoformat(last),
+        tz,
+        duration,
+        step,
         required or len(participants),
     )
     got = [(s["start"], [participants.index(p) for p in s["participants"]]) for s in body["slots"]]
@@ -158,8 +183,13 @@ async def test_many_participants_match_a_brute_force_oracle(
 
 async def test_group_by_day(gateway: Any) -> None:
     resp = await gateway.get(
-        url(participants=f"{JOHN},{MARIE}", duration=60, **{"from": "2026-12-01", "to": "2026-12-06"},
-            timezone="Europe/Paris", group="day"),
+        url(
+            participants=f"{JOHN},{MARIE}",
+            duration=60,
+            **{"from": "2026-12-01", "to": "2026-12-06"},
+            timezone="Europe/Paris",
+            group="day",
+        ),
         headers=AUTH,
     )
     body = await resp.json()
@@ -175,22 +205,95 @@ async def test_group_by_day(gateway: Any) -> None:
     ("params", "field"),
     [
         ({"duration": 60, "from": "2026-01-01", "to": "2026-01-02"}, "participants"),
-        ({"participants": "bob", "duration": 60, "from": "2026-01-01", "to": "2026-01-02"}, "participants"),
-        ({"participants": JOHN, "duration": 4, "from": "2026-01-01", "to": "2026-01-02"}, "duration"),
-        ({"participants": JOHN, "duration": "6O", "from": "2026-01-01", "to": "2026-01-02"}, "duration"),
+        (
+            {"participants": "bob", "duration": 60, "from": "2026-01-01", "to": "2026-01-02"},
+            "participants",
+        ),
+        (
+            {"participants": JOHN, "duration": 4, "from": "2026-01-01", "to": "2026-01-02"},
+            "duration",
+        ),
+        (
+            {"participants": JOHN, "duration": "6O", "from": "2026-01-01", "to": "2026-01-02"},
+            "duration",
+        ),
         ({"participants": JOHN, "duration": 60, "from": "2026-1-01", "to": "2026-01-02"}, "from"),
         ({"participants": JOHN, "duration": 60, "from": "2026-01-03", "to": "2026-01-02"}, "to"),
         ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-03-04"}, "to"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "timezone": "Mars/Base"}, "timezone"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "step": 1441}, "step"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "required": 2}, "required"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "group": "week"}, "group"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "partial": "yes"}, "partial"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-01-02", "colour": "red"}, "colour"),
-        ({"participants": ",".join(f"p{i}@example.com" for i in range(51)), "duration": 60, "from": "2026-01-01", "to": "2026-01-02"}, "participants"),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "timezone": "Mars/Base",
+            },
+            "timezone",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "step": 1441,
+            },
+            "step",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "required": 2,
+            },
+            "required",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "group": "week",
+            },
+            "group",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "partial": "yes",
+            },
+            "partial",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+                "colour": "red",
+            },
+            "colour",
+        ),
+        (
+            {
+                "participants": ",".join(f"p{i}@example.com" for i in range(51)),
+                "duration": 60,
+                "from": "2026-01-01",
+                "to": "2026-01-02",
+            },
+            "participants",
+        ),
     ],
 )
-async def test_bad_parameters_are_400_naming_the_field(gateway: Any, params: dict[str, Any], field: str) -> None:
+async def test_bad_parameters_are_400_naming_the_field(
+    gateway: Any, params: dict[str, Any], field: str
+) -> None:
     resp = await gateway.get(url(**params), headers=AUTH)
     assert resp.status == 400
     body = await resp.json(content_type=None)
@@ -199,8 +302,11 @@ async def test_bad_parameters_are_400_naming_the_field(gateway: Any, params: dic
 
 async def test_participants_are_deduplicated_case_insensitively(gateway: Any) -> None:
     resp = await gateway.get(
-        url(participants=f"{PRIYA},PRIYA@Example.com,{JOHN},{JOHN.upper()}", duration=60,
-            **{"from": "2026-12-01", "to": "2026-12-01"}),
+        url(
+            participants=f"{PRIYA},PRIYA@Example.com,{JOHN},{JOHN.upper()}",
+            duration=60,
+            **{"from": "2026-12-01", "to": "2026-12-01"},
+        ),
         headers=AUTH,
     )
     body = await resp.json()
@@ -210,14 +316,19 @@ async def test_participants_are_deduplicated_case_insensitively(gateway: Any) ->
 
 async def test_range_of_62_days_is_accepted(gateway: Any) -> None:
     resp = await gateway.get(
-        url(participants=JOHN, duration=60, **{"from": "2026-01-01", "to": "2026-03-03"}), headers=AUTH
+        url(participants=JOHN, duration=60, **{"from": "2026-01-01", "to": "2026-03-03"}),
+        headers=AUTH,
     )
     assert resp.status == 200
 
 
 async def test_unknown_participant_is_422(gateway: Any) -> None:
     resp = await gateway.get(
-        url(participants=f"{JOHN},nobody@example.com", duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}),
+        url(
+            participants=f"{JOHN},nobody@example.com",
+            duration=60,
+            **{"from": "2026-12-01", "to": "2026-12-01"},
+        ),
         headers=AUTH,
     )
     assert resp.status == 422
@@ -232,7 +343,12 @@ SLOTS = re.compile(rf"^{FAKE}/v2/slots\?.*$")
 def one_slot_payload() -> dict[str, Any]:
     return {
         "timezone": "UTC",
-        "slots": [{"start": {"dateTime": "2026-12-01T09:00:00+00:00"}, "end": {"dateTime": "2026-12-01T10:00:00+00:00"}}],
+        "slots": [
+            {
+                "start": {"dateTime": "2026-12-01T09:00:00+00:00"},
+                "end": {"dateTime": "2026-12-01T10:00:00+00:00"},
+            }
+        ],
     }
 
 
@@ -248,18 +364,23 @@ def one_slot_payload() -> dict[str, Any]:
     ],
 )
 async def test_upstream_failures_fail_closed(
-    gateway_factory: Any, status: int, headers: dict[str, str], expected: int, retry_after: str | None
+    gateway_factory: Any,
+    status: int,
+    headers: dict[str, str],
+    expected: int,
+    retry_after: str | None,
 ) -> None:
     gw = await gateway_factory(vyte_base_url=FAKE, request_budget=1.0)
     with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
         mocked.get(SLOTS, status=status, headers=headers, body="x", repeat=True)
         resp = await gw.get(
-            url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}), headers=AUTH
+            url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}),
+            headers=AUTH,
         )
     assert resp.status == expected
     body = await resp.json(content_type=None)
     assert "slots" not in body
-    assert body["participants"][0]["status"] == ("ok" if expected == 422 and False else "error")
+    assert body["participants"][0]["status"] == "error"
     if retry_after:
         assert resp.headers["Retry-After"] == retry_after
 
@@ -267,11 +388,20 @@ async def test_upstream_failures_fail_closed(
 async def test_partial_counts_a_failure_as_busy(gateway_factory: Any) -> None:
     gw = await gateway_factory(vyte_base_url=FAKE, request_budget=1.0)
     with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
-        mocked.get(re.compile(rf"^{FAKE}/v2/slots\?.*users={JOHN}.*$"), payload=one_slot_payload(), repeat=True)
+        mocked.get(
+            re.compile(rf"^{FAKE}/v2/slots\?.*users={JOHN}.*$"),
+            payload=one_slot_payload(),
+            repeat=True,
+        )
         mocked.get(re.compile(rf"^{FAKE}/v2/slots\?.*users={JANE}.*$"), status=500, repeat=True)
         resp = await gw.get(
-            url(participants=f"{JOHN},{JANE}", duration=60, required=1, partial="true",
-                **{"from": "2026-12-01", "to": "2026-12-01"}),
+            url(
+                participants=f"{JOHN},{JANE}",
+                duration=60,
+                required=1,
+                partial="true",
+                **{"from": "2026-12-01", "to": "2026-12-01"},
+            ),
             headers=AUTH,
         )
     assert resp.status == 200
@@ -280,7 +410,11 @@ async def test_partial_counts_a_failure_as_busy(gateway_factory: Any) -> None:
     assert body["participants"][0] == {"id": JOHN, "status": "ok"}
     assert body["participants"][1]["status"] == "error" and body["participants"][1]["detail"]
     assert body["slots"] == [
-        {"start": "2026-12-01T09:00:00+00:00", "end": "2026-12-01T10:00:00+00:00", "participants": [JOHN]}
+        {
+            "start": "2026-12-01T09:00:00+00:00",
+            "end": "2026-12-01T10:00:00+00:00",
+            "participants": [JOHN],
+        }
     ]
 
 
@@ -291,19 +425,35 @@ async def test_hanging_upstream_is_504_within_budget(
     await sandbox_admin.post("_sandbox/faults", json={"hang": True, "path": "/v2/slots"})
     started = time.monotonic()
     resp = await gw.get(
-        url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}), headers=AUTH
+        url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}),
+        headers=AUTH,
     )
     assert resp.status == 504
     assert time.monotonic() - started < 3.0
 
 
 async def test_fan_out_is_concurrent(gateway: Any, sandbox_admin: aiohttp.ClientSession) -> None:
-    people = [JOHN, JANE, PRIYA, ANISH, OLIVIA, MARIE, "john.doe@example.com", "jane@example.com",
-              "anish@example.com", "marie.dupont@example.com"]
+    people = [
+        JOHN,
+        JANE,
+        PRIYA,
+        ANISH,
+        OLIVIA,
+        MARIE,
+        "john.doe@example.com",
+        "jane@example.com",
+        "anish@example.com",
+        "marie.dupont@example.com",
+    ]
     await sandbox_admin.post("_sandbox/faults", json={"latency": 0.2})
     started = time.monotonic()
     resp = await gateway.get(
-        url(participants=",".join(people), duration=60, required=1, **{"from": "2026-12-01", "to": "2026-12-02"}),
+        url(
+            participants=",".join(people),
+            duration=60,
+            required=1,
+            **{"from": "2026-12-01", "to": "2026-12-02"},
+        ),
         headers=AUTH,
     )
     elapsed = time.monotonic() - started
@@ -318,7 +468,11 @@ async def test_single_flight_makes_one_call_per_participant(
     gw = await gateway_factory(slot_cache_ttl=0.0)
     await sandbox_admin.post("_sandbox/faults", json={"latency": 0.3})
     before = await upstream_calls(sandbox_admin, "GET /v2/slots")
-    query = url(participants=f"{JOHN},{JANE},{PRIYA}", duration=30, **{"from": "2026-12-01", "to": "2026-12-03"})
+    query = url(
+        participants=f"{JOHN},{JANE},{PRIYA}",
+        duration=30,
+        **{"from": "2026-12-01", "to": "2026-12-03"},
+    )
     answers = await asyncio.gather(*(gw.get(query, headers=AUTH) for _ in range(100)))
     assert {a.status for a in answers} == {200}
     bodies = [await a.json() for a in answers]
@@ -326,8 +480,12 @@ async def test_single_flight_makes_one_call_per_participant(
     assert await upstream_calls(sandbox_admin, "GET /v2/slots") - before == 3
 
 
-async def test_cache_serves_repeats_within_ttl(gateway: Any, sandbox_admin: aiohttp.ClientSession) -> None:
-    query = url(participants=f"{JOHN},{JANE}", duration=30, **{"from": "2026-12-01", "to": "2026-12-03"})
+async def test_cache_serves_repeats_within_ttl(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    query = url(
+        participants=f"{JOHN},{JANE}", duration=30, **{"from": "2026-12-01", "to": "2026-12-03"}
+    )
     before = await upstream_calls(sandbox_admin, "GET /v2/slots")
     for _ in range(3):
         assert (await gateway.get(query, headers=AUTH)).status == 200

@@ -109,9 +109,7 @@ def json_logs() -> Iterator[io.StringIO]:
 async def test_one_access_line_per_request_with_context(
     gateway: Any, json_logs: io.StringIO
 ) -> None:
-    await gateway.get(
-        "/v1/bookings/zz", headers={**AUTH, "X-Request-ID": "req-42"}
-    )
+    await gateway.get("/v1/bookings/zz", headers={**AUTH, "X-Request-ID": "req-42"})
     lines = [json.loads(line) for line in json_logs.getvalue().splitlines() if line]
     access = [line for line in lines if line.get("event") == "request"]
     assert len(access) == 1

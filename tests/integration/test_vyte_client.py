@@ -36,7 +36,9 @@ def new_event(title: str = "Meeting with Quentin Tarantino") -> NewEvent:
         title=title,
         created_by=Creator(user=JOHN),
         dates=(NewEventDate(date="2031-09-02T08:00:00.000Z", end_date="2031-09-02T09:00:00.000Z"),),
-        invitees=(NewInvitee(email="quentin.tarantino@hollywood.com", full_name="Quentin Tarantino"),),
+        invitees=(
+            NewInvitee(email="quentin.tarantino@hollywood.com", full_name="Quentin Tarantino"),
+        ),
         places=(NewPlace(name="Place for the meeting."),),
         messages=(),
         timezone="Europe/Paris",
@@ -51,12 +53,20 @@ async def test_every_method_against_the_sandbox(
     assert org["_id"]
 
     slots = await vyte.slots(
-        duration=60, first=date(2020, 10, 1), last=date(2020, 10, 2), timezone="Europe/Paris", users=JOHN
+        duration=60,
+        first=date(2020, 10, 1),
+        last=date(2020, 10, 2),
+        timezone="Europe/Paris",
+        users=JOHN,
     )
     assert slots.timezone == "Europe/Paris"
     assert slots.slots and slots.slots[0].start.date_time.endswith("+02:00")
     by_day = await vyte.slots_by_day(
-        duration=60, first=date(2020, 10, 1), last=date(2020, 10, 2), timezone="Europe/Paris", users=JOHN
+        duration=60,
+        first=date(2020, 10, 1),
+        last=date(2020, 10, 2),
+        timezone="Europe/Paris",
+        users=JOHN,
     )
     assert set(by_day.days) <= {"2020-10-01", "2020-10-02"} and by_day.days
 
@@ -73,7 +83,11 @@ async def test_every_method_against_the_sandbox(
 
     moved = await vyte.update_event(
         event.id,
-        EventChanges(dates=(NewEventDate(date="2031-09-02T09:00:00.000Z", end_date="2031-09-02T10:00:00.000Z"),)),
+        EventChanges(
+            dates=(
+                NewEventDate(date="2031-09-02T09:00:00.000Z", end_date="2031-09-02T10:00:00.000Z"),
+            )
+        ),
     )
     assert moved.dates[0].date.startswith("2031-09-02T09:00:00")
 
@@ -149,7 +163,13 @@ async def test_malformed_bodies_are_upstream_errors(http: aiohttp.ClientSession)
             await vyte.create_event(new_event())
         mocked.get(re.compile(rf"{FAKE}/v2/slots.*"), status=200, payload={"slots": "x"})
         with pytest.raises(errors.VyteBadResponse):
-            await vyte.slots(duration=30, first=date(2026, 1, 1), last=date(2026, 1, 1), timezone="UTC", users=JOHN)
+            await vyte.slots(
+                duration=30,
+                first=date(2026, 1, 1),
+                last=date(2026, 1, 1),
+                timezone="UTC",
+                users=JOHN,
+            )
 
 
 async def test_get_is_retried_post_is_not(http: aiohttp.ClientSession) -> None:
@@ -173,7 +193,9 @@ async def test_retry_after_beyond_the_budget_is_passed_on(http: aiohttp.ClientSe
         assert caught.value.retry_after == 30
 
 
-async def test_timeout_is_its_own_error(http: aiohttp.ClientSession, sandbox_url: str, sandbox_admin: aiohttp.ClientSession) -> None:
+async def test_timeout_is_its_own_error(
+    http: aiohttp.ClientSession, sandbox_url: str, sandbox_admin: aiohttp.ClientSession
+) -> None:
     await sandbox_admin.post("_sandbox/faults", json={"hang": True, "path": "/v2/auth/test"})
     vyte = client_for(http, sandbox_url, timeout=0.3)
     with budget(1.0), pytest.raises(errors.VyteTimeout):

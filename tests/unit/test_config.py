@@ -16,7 +16,12 @@ def test_defaults_follow_the_design() -> None:
     assert s.vyte_base_url == "https://api.vyte.in"
     assert s.store_url == "sqlite:///./data/booking-gateway.sqlite3"
     assert (s.host, s.port) == ("127.0.0.1", 8080)
-    assert (s.slot_cache_ttl, s.vyte_concurrency, s.vyte_timeout, s.request_budget) == (30, 64, 10, 15)
+    assert (s.slot_cache_ttl, s.vyte_concurrency, s.vyte_timeout, s.request_budget) == (
+        30,
+        64,
+        10,
+        15,
+    )
     assert (s.breaker_threshold, s.breaker_cooldown, s.retry_base, s.retry_cap) == (5, 10, 1, 300)
     assert s.api_tokens == {"tok-1": "crm", "tok-2": "billing"}
     assert s.log_format == "json"

@@ -498,12 +498,9 @@ def test_find_slots_window_edges_exact_to_the_second() -> None:
     assert starts([(midnight - 3600, midnight + half_hour)]) == [0]
     assert starts([(midnight - 3600, midnight + half_hour - 1)]) == []
     assert starts([(midnight + 1, midnight + 2 * half_hour - 1)]) == []
-    assert starts(
-        [(midnight, midnight + half_hour), (midnight + half_hour + 1, midnight + 7200)]
-    ) == [
-        0,
-        3600,
-    ]
+    # The one-second hole at 00:30 rules out the slot starting there.
+    hole = [(midnight, midnight + half_hour), (midnight + half_hour + 1, midnight + 7200)]
+    assert starts(hole) == [0, 3600, 5400]
     last_slot = midnight + 86_400 - half_hour
     assert starts([(last_slot, last_slot + half_hour)]) == [86_400 - half_hour]
     assert starts([(last_slot + 1, last_slot + 3600)]) == []
