@@ -35,7 +35,7 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 FROM deps AS build
 
-COPY README.md ./
+COPY README.md openapi.yaml ./
 COPY service ./service
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

@@ -48,7 +48,7 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
         return merged
     current_start, current_end = ordered[0]
     for start, end in ordered:
-        if start <= current_end:
+        if start < current_end:
             if end > current_end:
                 current_end = end
         else:
@@ -143,7 +143,7 @@ def find_slots(
             if last_start < start or last_start < grid_first or start > grid_last:
                 continue
             toggles.append(start * count + participant)
-            toggles.append(last_start * count + participant)
+            toggles.append((last_start + 1) * count + participant)
     toggles.sort()
 
     active = [False] * count

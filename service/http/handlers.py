@@ -86,15 +86,3 @@ async def _transition(request: web.Request, action: str) -> web.Response:
 def _lease(request: web.Request) -> float:
     settings = request.app[keys.SETTINGS]
     return settings.request_budget + settings.vyte_timeout + 30
-
-
-async def livez(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    report = await request.app[keys.HEALTH].check()
-    ready = all(v == "ok" for v in report.values())
-    return json_response(
-        {"status": "ok" if ready else "unavailable", "checks": report}, 200 if ready else 503
-    )

@@ -87,7 +87,8 @@ class SandboxState:
     def find_events(self, query: EventQuery, at: datetime) -> list[Event]:
         """Newest first, at most `query.limit`."""
         found: list[Event] = []
-        for event in sorted(self.events.values(), key=_newest_first):
+        # Insertion order is creation order, even for events created in the same millisecond.
+        for event in reversed(self.events.values()):
             if query.text is not None and query.text.lower() not in event.title.lower():
                 continue
             if query.confirmed_only and (not event.confirmed or event.cancelled):
@@ -144,7 +145,3 @@ class SandboxState:
 
     def stats_json(self) -> JSON:
         return {"requests": dict(sorted(self.requests.items()))}
-
-
-def _newest_first(event: Event) -> tuple[float, str]:
-    return -event.created_at.timestamp(), event.id

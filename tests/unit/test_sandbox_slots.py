@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.sandbox.config import DEFAULT_SEED_PATH
@@ -226,6 +226,15 @@ def test_local_day_lengths() -> None:
     assert hours(date(2020, 10, 4), ZoneInfo("Asia/Kathmandu")) == 24
 
 
+def test_a_day_whose_midnight_does_not_exist_starts_at_one() -> None:
+    santiago = ZoneInfo("America/Santiago")
+    start, end = local_day(date(2026, 9, 6), santiago)
+    assert local_time(start, santiago) == "2026-09-06T01:00:00-03:00"
+    assert (end - start) / HOUR == 23
+    # The day before ends exactly there: no instant is lost or counted twice.
+    assert local_day(date(2026, 9, 5), santiago)[1] == start
+
+
 def test_seed_validation_names_the_bad_field() -> None:
     raw = {
         "organization": {
@@ -304,6 +313,7 @@ ZONES = st.sampled_from(
 )
 
 
+@settings(deadline=None)
 @given(
     zone_name=ZONES,
     pairs=st.lists(st.tuples(st.integers(0, 5 * 1440), st.integers(1, 600)), max_size=10),

@@ -1,0 +1,39 @@
+"""Operational endpoints: liveness, readiness, metrics and the API contract."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service import keys, metrics
+from service.http.parsing import json_response
+
+
+async def livez(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    report = await request.app[keys.HEALTH].check()
+    ready = all(v == "ok" for v in report.values())
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": report}, 200 if ready else 503
+    )
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest(metrics.REGISTRY))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@cache
+def _spec() -> bytes:
+    return (resources.files("service") / "openapi.yaml").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_spec(), content_type="application/yaml")
