@@ -391,10 +391,11 @@ class BookingService:
         if not any(s <= start and end <= e for s, e in free):
             raise SlotUnavailable("the organizer is not free for the whole slot")
 
-    async def create(self, caller: str, req: BookingRequest) -> Booking:
+    async def create(self, caller: str, req: BookingRequest, hold: str | None = None) -> Booking:
+        """Check, hold, create in Vyte, record. `hold` names the hold (default: a new id)."""
         if req.check_availability:
             await self.check_slot(req)
-        hold = uuid.uuid4().hex
+        hold = hold or uuid.uuid4().hex
         if not await self._store.acquire_hold(
             req.organizer.key, req.start, req.end, hold, self.hold_ttl
         ):
@@ -411,6 +412,46 @@ class BookingService:
             await self._store.release_hold(hold)
             raise upstream_problem(err) from err
         return await self.record_created(caller, req, event, hold)
+
+    async def create_once(self, caller: str, req: BookingRequest, attempt_id: str) -> Booking:
+        """Create for an asynchronous operation that may already have reached Vyte.
+
+        A previous attempt may have timed out after Vyte stored the event, or the
+        process may have died mid-call: look for the event first, so Vyte sees it once.
+        The hold is named after the operation, so a retry can take over its own hold.
+        """
+        event = await self.find_created(req)
+        if event is not None:
+            return await self.record_created(caller, req, event, attempt_id)
+        await self._store.release_hold(attempt_id)
+        return await self.create(caller, req, hold=attempt_id)
+
+    async def find_created(self, req: BookingRequest) -> Event | None:
+        """The organizer's live Vyte event with this title and these times, if any."""
+        organizer = req.organizer
+        who = (
+            {"invitee_emails": organizer.key}
+            if organizer.is_email
+            else {"creator_users": organizer.key}
+        )
+        try:
+            events = await self._vyte.list_events(q=req.title, limit=100, **who)
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        for event in events:
+            if event.title != req.title or event.cancelled or not event.dates:
+                continue
+            first = event.dates[0]
+            try:
+                same = (
+                    _vyte_instant(first.date) == req.start
+                    and _vyte_instant(first.end_date) == req.end
+                )
+            except vyte_errors.VyteBadResponse:
+                continue
+            if same:
+                return event
+        return None
 
     async def record_created(
         self, caller: str, req: BookingRequest, event: Event, hold: str | None

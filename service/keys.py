@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from service.bookings import BookingService
     from service.config import Settings
     from service.health import Health
+    from service.notify.dispatcher import Dispatcher
+    from service.notify.inbound import VyteHooks
+    from service.notify.operations import OperationWorker
+    from service.notify.outbox import Outbox
     from service.store.base import Store
     from service.vyte.client import VyteClient
 
@@ -20,3 +24,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 BOOKINGS: web.AppKey[BookingService] = web.AppKey("bookings")
 HEALTH: web.AppKey[Health] = web.AppKey("health")
+OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+OPERATIONS: web.AppKey[OperationWorker] = web.AppKey("operations")
+VYTE_HOOKS: web.AppKey[VyteHooks] = web.AppKey("vyte_hooks")

@@ -48,7 +48,7 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
         return merged
     current_start, current_end = ordered[0]
     for start, end in ordered:
-        if start < current_end:
+        if start <= current_end:
             if end > current_end:
                 current_end = end
         else:
@@ -83,23 +83,25 @@ def candidate_starts(first: date, last: date, tz: ZoneInfo, step_minutes: int) -
     """
     if step_minutes < 1:
         raise ValueError(f"step must be at least one minute, got {step_minutes}")
-    minutes = range(0, _MINUTES_PER_DAY, step_minutes)
+    marks = [
+        (minute // 60, minute % 60, minute * 60)
+        for minute in range(0, _MINUTES_PER_DAY, step_minutes)
+    ]
     starts: set[int] = set()
     for ordinal in range(first.toordinal(), last.toordinal() + 1):
         day = date.fromordinal(ordinal)
+        year, month, day_of_month = day.year, day.month, day.day
         # The wall clock read as if it were UTC: wall - offset is the instant.
         midnight_wall = (ordinal - _EPOCH_ORDINAL) * _SECONDS_PER_DAY
-        for minute in minutes:
-            hour, minute_of_hour = divmod(minute, 60)
-            wall = midnight_wall + minute * 60
-            earlier = datetime(day.year, day.month, day.day, hour, minute_of_hour, tzinfo=tz)
-            offset_earlier = _offset_seconds(earlier)
-            offset_later = _offset_seconds(earlier.replace(fold=1))
-            # zoneinfo answers fold=0/fold=1 inside a gap too; only a UTC round trip that
-            # lands on the same wall time proves the instant exists.
-            for offset in {offset_earlier, offset_later}:
-                instant = wall - offset
-                if _offset_seconds(datetime.fromtimestamp(instant, tz)) == offset:
+        for hour, minute, seconds in marks:
+            local = datetime(year, month, day_of_month, hour, minute, 0, 0, tz)
+            earlier = _utcoffset(local)
+            later = _utcoffset(local.replace(fold=1))
+            # zoneinfo answers fold=0 and fold=1 inside a gap too; only a UTC round trip that
+            # lands on the same wall time proves an instant exists.
+            for offset in (earlier,) if earlier == later else (earlier, later):
+                instant = midnight_wall + seconds - offset // _SECOND
+                if _utcoffset(datetime.fromtimestamp(instant, tz)) == offset:
                     starts.add(instant)
     return sorted(starts)
 
@@ -189,8 +191,8 @@ def _parse_aware(value: str) -> datetime:
     return parsed
 
 
-def _offset_seconds(moment: datetime) -> int:
+def _utcoffset(moment: datetime) -> timedelta:
     offset = moment.utcoffset()
     if offset is None:
         raise ValueError(f"time zone gives no UTC offset for {moment!r}")
-    return offset // _SECOND
+    return offset

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from service import keys
+from service import keys, metrics
 from service.availability import parse_query
-from service.bookings import parse_booking
+from service.bookings import check_booking_id, parse_booking
 from service.errors import FieldError, ValidationFailed
 from service.http.idempotency import run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
+from service.notify.operations import new_operation, operation_resource
 from service.representation import booking_resource
+from service.store.base import OperationType
 from service.vyte.policy import budget
 
 
@@ -35,6 +39,8 @@ async def create_booking(request: web.Request) -> web.Response:
         body = await read_json(request)
         assert body is not None
         booking_request = parse_booking(body, settings.callback_hosts)
+        if prefers_async(request):
+            return await _accept(request, OperationType.CREATE, None, body)
         with budget(settings.request_budget):
             booking = await app[keys.BOOKINGS].create(caller, booking_request)
         return json_response(
@@ -73,6 +79,9 @@ async def _transition(request: web.Request, action: str) -> web.Response:
         if body:
             raise ValidationFailed([FieldError(name, "unknown field") for name in body])
         service = app[keys.BOOKINGS]
+        if prefers_async(request):
+            kind = OperationType.CONFIRM if action == "confirm" else OperationType.CANCEL
+            return await _accept(request, kind, check_booking_id(booking_id), None)
         with budget(settings.request_budget):
             if action == "confirm":
                 booking = await service.confirm(booking_id)
@@ -86,3 +95,31 @@ async def _transition(request: web.Request, action: str) -> web.Response:
 def _lease(request: web.Request) -> float:
     settings = request.app[keys.SETTINGS]
     return settings.request_budget + settings.vyte_timeout + 30
+
+
+def prefers_async(request: web.Request) -> bool:
+    """`Prefer: respond-async` (RFC 7240), among other preferences."""
+    for header in request.headers.getall("Prefer", []):
+        for preference in header.split(","):
+            if preference.split(";")[0].strip().lower() == "respond-async":
+                return True
+    return False
+
+
+async def _accept(
+    request: web.Request,
+    kind: OperationType,
+    booking_id: str | None,
+    body: dict[str, Any] | None,
+) -> web.Response:
+    """Store the operation durably, then answer 202; the worker applies it."""
+    app = request.app
+    op = new_operation(kind, request[CALLER], booking_id, body)
+    await app[keys.STORE].add_operation(op)
+    metrics.OPERATIONS_PENDING.inc()
+    app[keys.OPERATIONS].wake()
+    return json_response(
+        operation_resource(op),
+        status=202,
+        headers={"Location": f"/v1/operations/{op.id}", "Preference-Applied": "respond-async"},
+    )

@@ -1,0 +1,173 @@
+"""Benchmark of the availability kernel (``find_slots``): throughput and how it scales with S.
+
+Run: ``python -m bench.kernel`` (``--max-windows 200000`` skips the largest size).
+"""
+
+import argparse
+import gc
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+if __package__ in (None, ""):
+    # Started as ``python bench/kernel.py``: make ``service`` importable from the checkout.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.domain.freetime import (
+    Interval,
+    SlotMatch,
+    candidate_starts,
+    find_slots,
+    merge_intervals,
+)
+
+PARTICIPANTS = 50
+DURATION = 30
+STEP = 15
+QUARTER_HOUR = 900
+TIME_ZONE = ZoneInfo("Europe/Berlin")
+FIRST_DAY = date(2026, 1, 5)
+# Days of data giving S of about 10k, 26k (the 31-day headline), 100k and 1M windows.
+SPANS = (12, 31, 118, 1180)
+NAIVE_SPANS = (3, 12)
+SEED = 20_261_001
+
+Free = list[list[Interval]]
+
+
+def working_hours(days: int, rng: random.Random) -> Free:
+    """Each participant's upstream answer: back-to-back 15-minute windows in working hours
+    on weekdays, with meetings (30 min to 2 h) cut out. Windows arrive in random order."""
+    free: Free = []
+    for _ in range(PARTICIPANTS):
+        # Participants start work between 07:00 and 10:00 (local winter time, UTC+1).
+        begins = rng.randrange(7 * 4, 10 * 4 + 1) - 4
+        windows: list[Interval] = []
+        for offset in range(days):
+            day = FIRST_DAY + timedelta(days=offset)
+            if day.weekday() >= 5:
+                continue
+            midnight = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+            quarters = set(range(begins, begins + 32))
+            for _ in range(rng.randrange(0, 5)):
+                meeting = rng.randrange(begins, begins + 32)
+                quarters -= set(range(meeting, meeting + rng.randrange(2, 9)))
+            windows.extend(
+                (midnight + q * QUARTER_HOUR, midnight + (q + 1) * QUARTER_HOUR) for q in quarters
+            )
+        rng.shuffle(windows)
+        free.append(windows)
+    return free
+
+
+def run_kernel(free: Free, days: int, required: int) -> list[SlotMatch]:
+    return find_slots(
+        free,
+        first=FIRST_DAY,
+        last=FIRST_DAY + timedelta(days=days - 1),
+        tz=TIME_ZONE,
+        duration_minutes=DURATION,
+        step_minutes=STEP,
+        required=required,
+    )
+
+
+def run_naive(free: Free, days: int, required: int) -> list[SlotMatch]:
+    """Baseline: for every candidate and participant, scan that participant's raw windows."""
+    duration = DURATION * 60
+    grid = candidate_starts(FIRST_DAY, FIRST_DAY + timedelta(days=days - 1), TIME_ZONE, STEP)
+    slots: list[SlotMatch] = []
+    for t in grid:
+        who = tuple(i for i, windows in enumerate(free) if _covered(windows, t, t + duration))
+        if len(who) >= required:
+            slots.append(SlotMatch(t, t + duration, who))
+    return slots
+
+
+def _covered(windows: Sequence[Interval], start: int, end: int) -> bool:
+    reached = start
+    while reached < end:
+        further = max((e for s, e in windows if s <= reached < e), default=reached)
+        if further == reached:
+            return False
+        reached = further
+    return True
+
+
+def best_of(repeat: int, action: Callable[[], object]) -> float:
+    timings = []
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-windows", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    rng = random.Random(SEED)
+
+    print(f"# Kernel: find_slots, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}")
+    print(f"python {platform.python_version()} on {platform.machine()}, {date.today()}")
+    print()
+    print(
+        "| days | windows S | merged | grid | required | matches | grid ms | total ms "
+        "| windows/s | us/window | vs 10k |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    per_window_baseline: dict[int, float] = {}
+    for days in SPANS:
+        free = working_hours(days, rng)
+        windows = sum(len(w) for w in free)
+        if windows > args.max_windows:
+            continue
+        merged = sum(len(merge_intervals(w)) for w in free)
+        last = FIRST_DAY + timedelta(days=days - 1)
+        grid = len(candidate_starts(FIRST_DAY, last, TIME_ZONE, STEP))
+        repeat = max(1, min(args.repeat, 2_000_000 // windows))
+        grid_time = best_of(repeat, partial(candidate_starts, FIRST_DAY, last, TIME_ZONE, STEP))
+        for required in (PARTICIPANTS, PARTICIPANTS // 2):
+            matches = len(run_kernel(free, days, required))
+            elapsed = best_of(repeat, partial(run_kernel, free, days, required))
+            per_window = elapsed / windows
+            base = per_window_baseline.setdefault(required, per_window)
+            print(
+                f"| {days} | {windows} | {merged} | {grid} | {required} | {matches} "
+                f"| {grid_time * 1e3:.1f} | {elapsed * 1e3:.1f} | {windows / elapsed:,.0f} "
+                f"| {per_window * 1e6:.2f} | {per_window / base:.2f} |"
+            )
+
+    print()
+    print("Naive baseline (every candidate x participant scans the raw windows), required 25:")
+    print()
+    print("| days | windows S | method | total ms | windows/s | naive / kernel |")
+    print("|---:|---:|---|---:|---:|---:|")
+    required = PARTICIPANTS // 2
+    for days in NAIVE_SPANS:
+        free = working_hours(days, rng)
+        windows = sum(len(w) for w in free)
+        assert run_naive(free, days, required) == run_kernel(free, days, required)
+        kernel = best_of(args.repeat, partial(run_kernel, free, days, required))
+        naive = best_of(1, partial(run_naive, free, days, required))
+        print(
+            f"| {days} | {windows} | find_slots | {kernel * 1e3:.1f} "
+            f"| {windows / kernel:,.0f} | 1 |"
+        )
+        print(
+            f"| {days} | {windows} | naive scan | {naive * 1e3:.1f} | {windows / naive:,.0f} "
+            f"| {naive / kernel:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Vyte's webhooks, received: re-read the event from Vyte and apply its state.
+
+Vyte does not sign its hooks, so a notification is only a hint; the state
+applied is the one Vyte returns for the event, which makes replays and
+out-of-order deliveries harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import cattrs
+import structlog
+
+from service.bookings import BookingService, booking_from_event, status_of
+from service.domain.booking import BookingStatus
+from service.errors import Conflict, FieldError, ValidationFailed
+from service.notify.outbox import Outbox
+from service.store.base import Store
+from service.vyte import errors as vyte_errors
+from service.vyte.client import VyteClient
+from service.vyte.models import Event, HookNotification, converter
+
+log = structlog.get_logger("vyte_hooks")
+
+ACTIONS = ("event.created", "event.confirmed", "event.cancelled", "event.updated")
+
+
+def parse_notifications(body: Any) -> list[HookNotification]:
+    """One notification object or a list of them."""
+    items = body if isinstance(body, list) else [body]
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(converter.structure(item, HookNotification))
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
+            raise ValidationFailed([FieldError(f"[{i}]", "not a Vyte hook notification")]) from None
+    return out
+
+
+class VyteHooks:
+    """Applies Vyte's notifications to the gateway's bookings."""
+
+    def __init__(
+        self, vyte: VyteClient, store: Store, bookings: BookingService, outbox: Outbox
+    ) -> None:
+        self._vyte = vyte
+        self._store = store
+        self._bookings = bookings
+        self._outbox = outbox
+
+    async def handle(self, notification: HookNotification) -> str:
+        """Apply one notification; returns what changed (for logs and tests)."""
+        if notification.action not in ACTIONS:
+            return "ignored"
+        try:
+            event = await self._vyte.get_event(notification.resource.id)
+        except vyte_errors.VyteNotFound:
+            return "unknown-event"
+        return await self.apply(event)
+
+    async def apply(self, event: Event) -> str:
+        for _ in range(10):
+            current = await self._store.get_booking(event.id)
+            if current is None:
+                await self._bookings.adopt(event)
+                return "adopted"
+            now = datetime.now(UTC)
+            seen = booking_from_event(event, now)
+            status = status_of(event)
+            if current.status == BookingStatus.CANCELLED:
+                return "unchanged"  # cancelled is terminal
+            if status != current.status and not (
+                status == BookingStatus.REQUESTED and current.status == BookingStatus.CONFIRMED
+            ):
+                await self._bookings.apply_status(event.id, status)
+                return status.value
+            if (seen.start, seen.end) != (current.start, current.end):
+                moved = current.changed(now, start=seen.start, end=seen.end)
+                deliveries = await self._outbox.plan("booking.updated", moved, now)
+                if await self._store.put_booking(
+                    moved, expected_version=current.version, deliveries=deliveries
+                ):
+                    return "updated"
+                continue
+            return "unchanged"
+        raise Conflict("booking changing too fast")
+
+
+async def register_hooks(vyte: VyteClient, target_url: str) -> int:
+    """Make sure Vyte calls `target_url` for every action, without duplicates.
+
+    Returns how many hooks were created.
+    """
+    have = {(h.action, h.target_url) for h in await vyte.list_hooks()}
+    created = 0
+    for action in ACTIONS:
+        if (action, target_url) not in have:
+            await vyte.create_hook(action, target_url)
+            created += 1
+    return created

@@ -1,0 +1,30 @@
+"""The polling loop shared by background workers: work while there is work, else wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from service.store.base import StoreUnavailable
+
+log = structlog.get_logger("workers")
+
+
+async def poll(
+    run_once: Callable[[], Awaitable[int]], wake: asyncio.Event, idle: float, name: str
+) -> None:
+    """Call `run_once` until it reports no work, then sleep `idle` seconds or until woken."""
+    while True:
+        try:
+            busy = await run_once()
+        except StoreUnavailable:
+            log.warning("store_unavailable", worker=name)
+            busy = 0
+        if busy:
+            continue
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), idle)
