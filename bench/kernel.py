@@ -41,9 +41,10 @@ SEED = 20_261_001
 Free = list[list[Interval]]
 
 
-def working_hours(days: int, rng: random.Random) -> Free:
+def working_hours(days: int, rng: random.Random, *, shuffled: bool) -> Free:
     """Each participant's upstream answer: back-to-back 15-minute windows in working hours
-    on weekdays, with meetings (30 min to 2 h) cut out. Windows arrive in random order."""
+    on weekdays, with meetings (30 min to 2 h) cut out; in time order as Vyte sends them, or
+    shuffled to show the cost of sorting."""
     free: Free = []
     for _ in range(PARTICIPANTS):
         # Participants start work between 07:00 and 10:00 (local winter time, UTC+1).
@@ -59,9 +60,11 @@ def working_hours(days: int, rng: random.Random) -> Free:
                 meeting = rng.randrange(begins, begins + 32)
                 quarters -= set(range(meeting, meeting + rng.randrange(2, 9)))
             windows.extend(
-                (midnight + q * QUARTER_HOUR, midnight + (q + 1) * QUARTER_HOUR) for q in quarters
+                (midnight + q * QUARTER_HOUR, midnight + (q + 1) * QUARTER_HOUR)
+                for q in sorted(quarters)
             )
-        rng.shuffle(windows)
+        if shuffled:
+            rng.shuffle(windows)
         free.append(windows)
     return free
 
@@ -114,11 +117,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-windows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--shuffled", action="store_true", help="windows in random order")
     args = parser.parse_args(argv)
     rng = random.Random(SEED)
 
     print(f"# Kernel: find_slots, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}")
     print(f"python {platform.python_version()} on {platform.machine()}, {date.today()}")
+    print(f"windows {'shuffled' if args.shuffled else 'in time order'}, time zone {TIME_ZONE}")
     print()
     print(
         "| days | windows S | merged | grid | required | matches | grid ms | total ms "
@@ -127,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per_window_baseline: dict[int, float] = {}
     for days in SPANS:
-        free = working_hours(days, rng)
+        free = working_hours(days, rng, shuffled=args.shuffled)
         windows = sum(len(w) for w in free)
         if windows > args.max_windows:
             continue
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---:|---:|---|---:|---:|---:|")
     required = PARTICIPANTS // 2
     for days in NAIVE_SPANS:
-        free = working_hours(days, rng)
+        free = working_hours(days, rng, shuffled=args.shuffled)
         windows = sum(len(w) for w in free)
         assert run_naive(free, days, required) == run_kernel(free, days, required)
         kernel = best_of(args.repeat, partial(run_kernel, free, days, required))

@@ -43,15 +43,18 @@ class SlotMatch:
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, disjoint, non-empty union; touching intervals ([1,5),[5,9)) are merged."""
     merged: list[Interval] = []
-    ordered = sorted(interval for interval in intervals if interval[0] < interval[1])
-    if not ordered:
+    ordered = iter(sorted(intervals))
+    for current_start, current_end in ordered:
+        if current_start < current_end:
+            break
+    else:
         return merged
-    current_start, current_end = ordered[0]
     for start, end in ordered:
         if start <= current_end:
+            # An empty interval here never reaches past current_end, so it needs no check.
             if end > current_end:
                 current_end = end
-        else:
+        elif start < end:
             merged.append((current_start, current_end))
             current_start, current_end = start, end
     merged.append((current_start, current_end))

@@ -104,7 +104,7 @@ async def upstream_gate(request: web.Request, handler: Handler) -> web.StreamRes
     app = request.app
     state, config = app[STATE], app[CONFIG]
     state.count_request(_route_key(request))
-    fault = state.faults.take(request.path)
+    fault = state.faults.take(request.path, request.method)
     delay = config.latency + (fault.latency if fault is not None else 0.0)
     if delay > 0:
         await _pause(app, delay)

@@ -16,6 +16,7 @@ _FIELDS = frozenset(
         "malformed",
         "count",
         "path",
+        "method",
         "apply",
     }
 )
@@ -37,6 +38,7 @@ class Fault:
     malformed: bool = False
     count: int | None = None
     path: str = "/v2/"
+    method: str | None = None
     apply: bool = False
 
     @property
@@ -62,6 +64,9 @@ def parse_fault(body: object) -> Fault:
     path = body.get("path", "/v2/")
     if not isinstance(path, str) or not path.startswith("/"):
         raise BadRequest("path must be a path prefix such as /v2/slots")
+    method = body.get("method")
+    if method is not None and (not isinstance(method, str) or not method.isalpha()):
+        raise BadRequest("method must be an HTTP method such as POST")
     return Fault(
         latency=_number(body, "latency", upper=None),
         error_rate=_number(body, "error_rate", upper=1.0),
@@ -71,6 +76,7 @@ def parse_fault(body: object) -> Fault:
         malformed=_flag(body, "malformed"),
         count=count,
         path=path,
+        method=method.upper() if method else None,
         apply=_flag(body, "apply"),
     )
 
@@ -90,10 +96,12 @@ class FaultBook:
         self.fault = None
         self.remaining = None
 
-    def take(self, path: str) -> Fault | None:
-        """The fault for a request to `path`, counting it against the fault's budget."""
+    def take(self, path: str, method: str = "GET") -> Fault | None:
+        """The fault for a `method` request to `path`, counting it against the fault's budget."""
         fault = self.fault
         if fault is None or not path.startswith(fault.path):
+            return None
+        if fault.method is not None and fault.method != method.upper():
             return None
         if self.remaining is not None:
             self.remaining -= 1
