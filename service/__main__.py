@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -44,67 +46,102 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    secrets = [*settings.api_tokens, settings.vyte_api_key or "", settings.vyte_webhook_token or ""]
-    logging.configure(settings.log_level, settings.log_format, secrets)
+    logging.configure(settings.log_level, settings.log_format, settings.secret_values())
     return asyncio.run(serve_forever(settings))
 
 
 async def _run_sandbox(host: str, port: int, seed: Path | None) -> int:
     from service.sandbox import SandboxConfig, start_sandbox
 
+    stop = _stop_signals()
     runner, url = await start_sandbox(SandboxConfig(seed_path=seed), host=host, port=port)
     log.info("sandbox_listening", url=url)
     try:
-        await _wait_for_signal()
+        await stop.wait()
     finally:
         await runner.cleanup()
     return 0
 
 
-async def _wait_for_signal() -> None:
+def _stop_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (installed at once, so start-up is covered too)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def serve_forever(settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT, then drain: readyz fails, in-flight requests finish."""
+    """Serve until SIGTERM/SIGINT, then shut down gracefully and return 0.
+
+    1. /readyz answers 503 at once (draining), and keeps doing so for DRAIN_DELAY seconds
+       while the listener stays open, so load balancers stop routing here first;
+    2. the listener closes: no new connections;
+    3. requests in flight finish, for up to SHUTDOWN_TIMEOUT seconds (then they are
+       cancelled);
+    4. the app's cleanup stops the background workers and closes the Vyte session and the
+       store.
+
+    A second signal during the drain delay cuts it short.
+    """
+    stop = _stop_signals()
     sandbox_runner = None
     if settings.sandbox and not settings.vyte_api_key:
         from service.sandbox import SANDBOX_API_KEY, SandboxConfig, start_sandbox
 
         sandbox_runner, url = await start_sandbox(SandboxConfig())
         settings = attrs.evolve(settings, vyte_base_url=url, vyte_api_key=SANDBOX_API_KEY)
+        if settings.public_url is None:
+            # Let the emulator's hooks reach us, so changes made "inside Vyte" flow back.
+            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+            settings = attrs.evolve(
+                settings,
+                public_url=f"http://{host}:{settings.port}",
+                vyte_webhook_token=settings.vyte_webhook_token or secrets.token_urlsafe(24),
+            )
         log.info("sandbox_started", vyte_base_url=url)
     app = create_app(settings)
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=settings.shutdown_timeout, handle_signals=False
     )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    base = f"http://{settings.host}:{settings.port}"
-    log.info("listening", url=base, store=settings.store_url.split("://", 1)[0])
-    if settings.sandbox and SANDBOX_TOKEN in settings.api_tokens:
-        print(
-            f"\nbooking-gateway is up at {base} (Vyte sandbox)\n"
-            f"  try: curl -H 'Authorization: Bearer {SANDBOX_TOKEN}' "
-            f"'{base}/v1/availability?participants=5f3feb7821046c3bb9327e6a"
-            f"&duration=60&from=2020-10-01&to=2020-10-02&timezone=Europe/Paris'\n",
-            file=sys.stderr,
-            flush=True,
-        )
     try:
-        await _wait_for_signal()
-    finally:
-        log.info("draining", timeout=settings.shutdown_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as err:
+            log.error("cannot_listen", host=settings.host, port=settings.port, error=str(err))
+            return 1
+        base = f"http://{settings.host}:{settings.port}"
+        log.info("listening", url=base, store=settings.store_url.split("://", 1)[0])
+        if settings.sandbox and SANDBOX_TOKEN in settings.api_tokens:
+            print(
+                f"\nbooking-gateway is up at {base} (Vyte sandbox)\n"
+                f"  try: curl -H 'Authorization: Bearer {SANDBOX_TOKEN}' "
+                f"'{base}/v1/availability?participants=5f3feb7821046c3bb9327e6a"
+                f"&duration=60&from=2020-10-01&to=2020-10-02&timezone=Europe/Paris'\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        await stop.wait()
+        log.info(
+            "draining",
+            drain_delay=settings.drain_delay,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
         app[keys.HEALTH].draining = True
+        if settings.drain_delay > 0:
+            stop.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.drain_delay)
+        log.info("closing_listener")
+    finally:
+        # Closes the listener, waits for requests in flight, then runs the app's cleanup.
         await runner.cleanup()
         if sandbox_runner is not None:
             await sandbox_runner.cleanup()
-        log.info("stopped")
+    log.info("stopped")
     return 0
 
 

@@ -8,6 +8,7 @@ bookings are taken out of it, and the pure domain code does the rest.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -418,7 +419,7 @@ def _raise_for_failures(q: AvailabilityQuery, outcomes: Sequence[_Outcome]) -> N
     detail = f"{len(failed)} of {len(outcomes)} participants could not be read from Vyte"
     if "unavailable" in kinds:
         waits = [o.retry_after for o in failed if o.retry_after is not None]
-        headers = {"Retry-After": str(max(1, round(max(waits))))} if waits else {}
+        headers = {"Retry-After": str(max(1, math.ceil(max(waits))))} if waits else {}
         err = UpstreamUnavailable(detail, headers=headers, extra={"participants": statuses})
     elif "timeout" in kinds:
         err = UpstreamTimeout(detail, extra={"participants": statuses})

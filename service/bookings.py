@@ -402,8 +402,8 @@ class BookingService:
             raise SlotUnavailable("the slot overlaps another booking of this organizer")
         try:
             event = await self._vyte.create_event(new_event(req))
-        except vyte_errors.VyteTimeout as err:
-            # The event may exist in Vyte now: keep the hold until it lapses, never re-send.
+        except (vyte_errors.VyteTimeout, vyte_errors.VyteBadResponse) as err:
+            # Vyte may have stored the event: keep the hold until it lapses, never re-send.
             raise upstream_problem(err) from err
         except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound) as err:
             await self._store.release_hold(hold)

@@ -66,6 +66,9 @@ class Settings:
     retry_cap: float = 300.0
     callback_hosts: tuple[str, ...] = ()
     shutdown_timeout: float = 20.0
+    #: seconds /readyz answers 503 before the listener closes, so load balancers stop
+    #: sending new requests first (keep drain_delay + shutdown_timeout under the grace period)
+    drain_delay: float = 0.0
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
     sandbox: bool = False
 
@@ -124,6 +127,7 @@ class Settings:
             retry_cap=get("RETRY_CAP", _bounded_float(0, 86400), 300.0),
             callback_hosts=get("CALLBACK_HOSTS", _csv, ()),
             shutdown_timeout=get("SHUTDOWN_TIMEOUT", _bounded_float(0, 3600), 20.0),
+            drain_delay=get("DRAIN_DELAY", _bounded_float(0, 3600), 0.0),
             webhook_retry_schedule=get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, DEFAULT_WEBHOOK_SCHEDULE
             ),
@@ -138,6 +142,24 @@ class Settings:
     @property
     def store_is_redis(self) -> bool:
         return self.store_url.startswith("redis://")
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret string the settings hold, as it may appear in text: for log redaction.
+
+        Webhook secrets are given both as `whsec_<base64>` and as the bare base64.
+        """
+        values: list[str] = [*self.api_tokens]
+        if self.vyte_api_key:
+            values.append(self.vyte_api_key)
+        if self.vyte_webhook_token:
+            values.append(self.vyte_webhook_token)
+        for key in self.webhook_secrets:
+            encoded = base64.b64encode(key).decode()
+            values += [f"whsec_{encoded}", encoded]
+        password = urlsplit(self.store_url).password
+        if password:
+            values.append(password)
+        return tuple(values)
 
 
 def _parse_tokens(raw: str) -> dict[str, str]:

@@ -22,8 +22,13 @@ class Health:
         self.draining = False
 
     async def check(self) -> dict[str, str]:
-        """Component -> "ok" or why not; all "ok" means ready."""
-        report = {"draining": "yes" if self.draining else "ok"}
+        """Component -> "ok" or why not; all "ok" means ready.
+
+        While draining the answer is "not ready" at once, without probing anything.
+        """
+        if self.draining:
+            return {"draining": "yes"}
+        report = {"draining": "ok"}
         try:
             await asyncio.wait_for(self._store.ping(), _PROBE_TIMEOUT)
             report["store"] = "ok"

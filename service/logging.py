@@ -1,4 +1,8 @@
-"""structlog configuration: JSON lines (console on a TTY), request context, redaction."""
+"""structlog configuration: JSON lines (console on a TTY), request context, redaction.
+
+Records from the standard library's loggers (aiohttp, asyncio) go through the same
+processors, so they are JSON lines too and get the same redaction.
+"""
 
 from __future__ import annotations
 
@@ -10,35 +14,69 @@ from typing import Any, TextIO
 
 import structlog
 
+REDACTED = "[redacted]"
+
+# Keys whose values are secret whatever they hold.
 _SECRET_KEYS = re.compile(r"(authorization|token|secret|api_key|password)", re.IGNORECASE)
+_NOT_SECRET_KEYS = frozenset({"caller"})
+# Secret shapes, redacted even when the value itself was never configured here.
+_SECRET_SHAPES = (
+    # `Authorization: Bearer <token>`, as a header value or inside any text (eight characters
+    # at least, so prose such as "a bearer token is required" survives).
+    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{8,}"), rf"\g<1>{REDACTED}"),
+    # Standard Webhooks secrets.
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), REDACTED),
+    # The inbound Vyte hook path carries its secret token as the last segment (the route
+    # template, `{token}`, is kept).
+    (
+        re.compile(r"(/v1/vyte/webhooks/)(?!\{token\}(?:[/?#\s\"']|$))[^/?#\s\"']+"),
+        rf"\g<1>{REDACTED}",
+    ),
+)
+# Shorter values would redact ordinary words; Settings never holds secrets that short.
+_MIN_SECRET = 4
 
 
 class Redactor:
-    """Removes known secret values from every log event, wherever they appear."""
+    """Removes secrets from every log event: by key, by known value, and by shape."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        known = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        self._known = re.compile("|".join(map(re.escape, known))) if known else None
+
+    def scrub(self, text: str) -> str:
+        if self._known is not None:
+            text = self._known.sub(REDACTED, text)
+        for pattern, replacement in _SECRET_SHAPES:
+            text = pattern.sub(replacement, text)
+        return text
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self._secrets:
-                if secret in value:
-                    value = value.replace(secret, "[redacted]")
-            return value
+            return self.scrub(value)
         if isinstance(value, dict):
-            return {k: self._scrub(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+            return {k: self._value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
             return [self._scrub(v) for v in value]
-        return value
+        if isinstance(value, bytes | bytearray):
+            return self.scrub(bytes(value).decode("utf-8", "replace"))
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        # Anything else is rendered as text anyway: redact what it renders to.
+        return self.scrub(str(value))
+
+    def _value(self, key: str, value: Any) -> Any:
+        if _SECRET_KEYS.search(key) and key not in _NOT_SECRET_KEYS and value is not None:
+            return REDACTED
+        return self._scrub(value)
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event.items()):
-            if _SECRET_KEYS.search(key) and key != "caller":
-                event[key] = "[redacted]"
-            else:
-                event[key] = self._scrub(value)
+            if key.startswith("_"):  # structlog's own bookkeeping (e.g. the stdlib record)
+                continue
+            event[key] = self._value(key, value)
         return event
 
 
@@ -49,26 +87,83 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog once per process (logs go to stderr unless `stream`)."""
+    out = stream or sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    redactor = Redactor(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
-            Redactor(secrets),
+            redactor,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        ),
+        out,
+        numeric_level,
+    )
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """Ours, so a second `configure` replaces it instead of adding another."""
+
+
+# Loggers whose levels `configure` changes, and their levels before it did.
+_QUIETED = ("aiohttp.access",)
+_saved_levels: dict[str, int] = {}
+
+
+def _route_stdlib(formatter: logging.Formatter, stream: TextIO, level: int) -> None:
+    for name in ("", *_QUIETED):
+        _saved_levels.setdefault(name, logging.getLogger(name).level)
+    root = logging.getLogger()
+    for old in _our_handlers(root):
+        root.removeHandler(old)
+    handler = _Handler(stream)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The gateway writes its own access line; aiohttp's (e.g. the embedded sandbox's, with
+    # full query strings) would only repeat it.
+    for name in _QUIETED:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def _our_handlers(root: logging.Logger) -> list[_Handler]:
+    return [h for h in root.handlers if isinstance(h, _Handler)]
+
+
+def reset() -> None:
+    """Undo `configure` (for tests): structlog's defaults, stdlib logging as it was."""
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for old in _our_handlers(root):
+        root.removeHandler(old)
+    for name, level in _saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+    _saved_levels.clear()
 
 
 def get_logger(name: str) -> Any:

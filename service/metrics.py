@@ -1,4 +1,7 @@
-"""Prometheus metric families of the service (one registry per process)."""
+"""Prometheus metric families of the service (one registry per process, served at /metrics).
+
+Labels carry route and endpoint templates, never raw paths, ids or secrets.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,64 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+# Up to the longest request budget and attempt timeout (seconds).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
+
 HTTP_REQUESTS = Counter(
-    "gateway_http_requests", "Requests answered", ["method", "route", "status"], registry=REGISTRY
+    "gateway_http_requests",
+    "Requests answered, by route template and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
 )
 HTTP_LATENCY = Histogram(
-    "gateway_http_request_seconds", "Request latency", ["method", "route"], registry=REGISTRY
+    "gateway_http_request_seconds",
+    "Request latency, by route template and status",
+    ["method", "route", "status"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 UPSTREAM_REQUESTS = Counter(
-    "gateway_upstream_requests", "Vyte calls by outcome", ["endpoint", "outcome"], registry=REGISTRY
+    "gateway_upstream_requests",
+    "Vyte calls by endpoint and outcome (circuit_open and saturated ones were never sent)",
+    ["endpoint", "outcome"],
+    registry=REGISTRY,
 )
 UPSTREAM_LATENCY = Histogram(
-    "gateway_upstream_request_seconds", "Vyte call latency", ["endpoint"], registry=REGISTRY
+    "gateway_upstream_request_seconds",
+    "Vyte call latency (one attempt), by endpoint and outcome",
+    ["endpoint", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 UPSTREAM_RETRIES = Counter(
-    "gateway_upstream_retries", "Vyte calls retried", ["endpoint"], registry=REGISTRY
+    "gateway_upstream_retries",
+    "Vyte calls retried, by endpoint and the outcome that caused the retry",
+    ["endpoint", "reason"],
+    registry=REGISTRY,
+)
+UPSTREAM_IN_FLIGHT = Gauge(
+    "gateway_upstream_in_flight",
+    "Vyte calls under way in this process (bounded by VYTE_CONCURRENCY)",
+    registry=REGISTRY,
 )
 BREAKER_STATE = Gauge(
-    "gateway_circuit_state", "Vyte circuit: 0 closed, 1 half-open, 2 open", registry=REGISTRY
+    "gateway_circuit_state",
+    "Circuit breaker per upstream host: 0 closed, 1 half-open, 2 open",
+    ["host"],
+    registry=REGISTRY,
 )
-SLOT_CACHE = Counter("gateway_slot_cache", "Slot cache lookups", ["result"], registry=REGISTRY)
+BREAKER_TRANSITIONS = Counter(
+    "gateway_circuit_transitions",
+    "Circuit breaker changes of state, by upstream host and the state entered",
+    ["host", "state"],
+    registry=REGISTRY,
+)
+SLOT_CACHE = Counter(
+    "gateway_slot_cache",
+    "Slot cache lookups: hit, miss (an upstream call), joined (single-flight)",
+    ["result"],
+    registry=REGISTRY,
+)
 AVAILABILITY_PARTICIPANTS = Histogram(
     "gateway_availability_participants",
     "Participants per availability query",
@@ -38,3 +80,9 @@ DELIVERIES = Counter(
 OPERATIONS_PENDING = Gauge(
     "gateway_operations_pending", "Asynchronous operations not yet applied", registry=REGISTRY
 )
+
+# Known label values start at zero, so rates and dashboards work before the first event.
+for _result in ("hit", "miss", "joined"):
+    SLOT_CACHE.labels(_result)
+for _outcome in ("delivered", "error", "failed"):
+    DELIVERIES.labels(_outcome)

@@ -75,13 +75,21 @@ GatewayFactory = Callable[..., Any]
 
 @pytest.fixture
 async def gateway_factory(tmp_path: Path, sandbox_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """Build gateway test clients with settings overrides (real app, real sandbox)."""
+    """Build gateway test clients with settings overrides (real app, real sandbox).
+
+    Every answer they get is checked against openapi.yaml (tests/contract.py).
+    """
+    from tests.contract import contract_middleware, openapi
+
+    openapi()  # load the spec once, before any test starts timing requests
     clients: list[TestClient[web.Request, web.Application]] = []
 
     async def build(**overrides: Any) -> TestClient[web.Request, web.Application]:
         overrides.setdefault("vyte_base_url", sandbox_url)
         app = create_app(make_settings(tmp_path, **overrides))
-        client = TestClient(TestServer(app, host="127.0.0.1"))
+        client = TestClient(
+            TestServer(app, host="127.0.0.1"), middlewares=(contract_middleware(app),)
+        )
         await client.start_server()
         clients.append(client)
         return client

@@ -18,6 +18,7 @@ __all__ = [
     "format_instant",
     "merge_intervals",
     "parse_window",
+    "parse_windows",
 ]
 
 Interval = tuple[int, int]
@@ -28,6 +29,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _SECONDS_PER_DAY = 86_400
 _MINUTES_PER_DAY = 1_440
+_MICROS = 1_000_000
 
 
 @attrs.frozen
@@ -41,7 +43,10 @@ class SlotMatch:
 
 
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
-    """Sorted, disjoint, non-empty union; touching intervals ([1,5),[5,9)) are merged."""
+    """Sorted, disjoint, non-empty union; touching intervals ([1,5),[5,9)) are merged.
+
+    Empty or reversed intervals (``end <= start``) cover nothing and are dropped.
+    """
     merged: list[Interval] = []
     ordered = iter(sorted(intervals))
     for current_start, current_end in ordered:
@@ -68,13 +73,29 @@ def parse_window(start: str, end: str) -> Interval:
     down, so a window never claims time that was not free. Raises ``ValueError`` on a naive or
     malformed value or when ``end < start``.
     """
-    start_at = _parse_aware(start)
-    end_at = _parse_aware(end)
-    if end_at < start_at:
-        raise ValueError(f"window ends before it starts: {start!r} .. {end!r}")
-    start_seconds = -((_EPOCH - start_at) // _SECOND)
-    end_seconds = (end_at - _EPOCH) // _SECOND
-    return start_seconds, max(start_seconds, end_seconds)
+    return parse_windows([(start, end)])[0]
+
+
+def parse_windows(pairs: Iterable[tuple[str, str]]) -> list[Interval]:
+    """``parse_window`` for each ``(start, end)`` pair, in order.
+
+    An upstream answer lists back-to-back windows, so most instants appear twice (one window's
+    end is the next one's start); each distinct string is parsed once.
+    """
+    parsed: dict[str, int] = {}
+    windows: list[Interval] = []
+    for start, end in pairs:
+        start_us = parsed.get(start)
+        if start_us is None:
+            start_us = parsed[start] = _microseconds(start)
+        end_us = parsed.get(end)
+        if end_us is None:
+            end_us = parsed[end] = _microseconds(end)
+        if end_us < start_us:
+            raise ValueError(f"window ends before it starts: {start!r} .. {end!r}")
+        start_seconds = -(-start_us // _MICROS)
+        windows.append((start_seconds, max(start_seconds, end_us // _MICROS)))
+    return windows
 
 
 def candidate_starts(first: date, last: date, tz: ZoneInfo, step_minutes: int) -> list[int]:
@@ -90,23 +111,33 @@ def candidate_starts(first: date, last: date, tz: ZoneInfo, step_minutes: int) -
         (minute // 60, minute % 60, minute * 60)
         for minute in range(0, _MINUTES_PER_DAY, step_minutes)
     ]
-    starts: set[int] = set()
+    utcoffset = tz.utcoffset
+    seconds_of: dict[timedelta, int] = {}
+    starts: list[int] = []
     for ordinal in range(first.toordinal(), last.toordinal() + 1):
         day = date.fromordinal(ordinal)
         year, month, day_of_month = day.year, day.month, day.day
         # The wall clock read as if it were UTC: wall - offset is the instant.
         midnight_wall = (ordinal - _EPOCH_ORDINAL) * _SECONDS_PER_DAY
         for hour, minute, seconds in marks:
-            local = datetime(year, month, day_of_month, hour, minute, 0, 0, tz)
-            earlier = _utcoffset(local)
-            later = _utcoffset(local.replace(fold=1))
+            earlier = utcoffset(datetime(year, month, day_of_month, hour, minute, 0, 0, tz))
+            later = utcoffset(datetime(year, month, day_of_month, hour, minute, 0, 0, tz, fold=1))
+            if earlier is None or later is None:
+                raise ValueError(f"time zone {tz} gives no UTC offset on {day}")
+            if earlier == later:
+                # Neither in a gap nor in a fold: the wall time is exactly one instant.
+                offset_seconds = seconds_of.get(earlier)
+                if offset_seconds is None:
+                    offset_seconds = seconds_of[earlier] = earlier // _SECOND
+                starts.append(midnight_wall + seconds - offset_seconds)
+                continue
             # zoneinfo answers fold=0 and fold=1 inside a gap too; only a UTC round trip that
             # lands on the same wall time proves an instant exists.
-            for offset in (earlier,) if earlier == later else (earlier, later):
+            for offset in (earlier, later):
                 instant = midnight_wall + seconds - offset // _SECOND
                 if _utcoffset(datetime.fromtimestamp(instant, tz)) == offset:
-                    starts.add(instant)
-    return sorted(starts)
+                    starts.append(instant)
+    return sorted(set(starts))
 
 
 def find_slots(
@@ -118,19 +149,24 @@ def find_slots(
     duration_minutes: int,
     step_minutes: int,
     required: int,
+    grid: Sequence[int] | None = None,
 ) -> list[SlotMatch]:
     """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free.
 
     ``free[i]`` is participant i's raw windows (any order, may overlap or touch). A participant
     is free for a slot when it lies entirely inside the union of their windows. Sorted by start.
     Costs O(S log S) in the number of windows S plus the grid and the output.
+
+    ``grid``, when given, must be ``candidate_starts(first, last, tz, step_minutes)``: a caller
+    answering the same ranges again can build it once.
     """
     count = len(free)
     if duration_minutes < 1:
         raise ValueError(f"duration must be at least one minute, got {duration_minutes}")
     if not 1 <= required <= count:
         raise ValueError(f"required must be between 1 and {count}, got {required}")
-    grid = candidate_starts(first, last, tz, step_minutes)
+    if grid is None:
+        grid = candidate_starts(first, last, tz, step_minutes)
     if not grid:
         return []
     duration = duration_minutes * 60
@@ -184,14 +220,16 @@ def format_instant(ts: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
-def _parse_aware(value: str) -> datetime:
+def _microseconds(value: str) -> int:
+    """An ISO 8601 date-time with offset as integer POSIX microseconds (exact)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as err:
         raise ValueError(f"not an ISO 8601 date-time: {value!r}") from err
     if parsed.utcoffset() is None:
         raise ValueError(f"date-time without a UTC offset: {value!r}")
-    return parsed
+    since = parsed - _EPOCH
+    return (since.days * _SECONDS_PER_DAY + since.seconds) * _MICROS + since.microseconds
 
 
 def _utcoffset(moment: datetime) -> timedelta:

@@ -49,7 +49,7 @@ async def create_booking(request: web.Request) -> web.Response:
             headers={"Location": f"/v1/bookings/{booking.id}"},
         )
 
-    return await run_idempotent(request, app[keys.STORE], caller, _lease(request), handle)
+    return await run_idempotent(request, app[keys.STORE], caller, lease(request), handle)
 
 
 async def get_booking(request: web.Request) -> web.Response:
@@ -89,10 +89,11 @@ async def _transition(request: web.Request, action: str) -> web.Response:
                 booking = await service.cancel(booking_id)
         return json_response(booking_resource(booking))
 
-    return await run_idempotent(request, app[keys.STORE], request[CALLER], _lease(request), handle)
+    return await run_idempotent(request, app[keys.STORE], request[CALLER], lease(request), handle)
 
 
-def _lease(request: web.Request) -> float:
+def lease(request: web.Request) -> float:
+    """How long an Idempotency-Key stays claimed by a request still running."""
     settings = request.app[keys.SETTINGS]
     return settings.request_budget + settings.vyte_timeout + 30
 

@@ -20,7 +20,7 @@ from service.store.base import IdempotencyState, Store, StoredResponse
 
 HEADER = "Idempotency-Key"
 TTL = 24 * 3600.0
-_KEPT_HEADERS = ("Content-Type", "Location")
+_KEPT_HEADERS = ("Content-Type", "Location", "Preference-Applied")
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:

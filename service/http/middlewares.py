@@ -52,7 +52,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         elapsed = time.perf_counter() - started
         route = _route_of(request)
         metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        metrics.HTTP_LATENCY.labels(request.method, route, str(status)).observe(elapsed)
         access_log.info(
             "request",
             method=request.method,

@@ -13,6 +13,8 @@ from aiohttp import web
 from service import keys
 from service.bookings import upstream_problem, validate_url
 from service.errors import FieldError, NotFound, ValidationFailed
+from service.http.handlers import lease
+from service.http.idempotency import run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, read_json_value, single_query
 from service.notify.inbound import parse_notifications
@@ -44,6 +46,13 @@ def subscription_resource(sub: Subscription) -> dict[str, Any]:
 
 async def create_subscription(request: web.Request) -> web.Response:
     single_query(request, ())
+    store = request.app[keys.STORE]
+    return await run_idempotent(
+        request, store, request[CALLER], lease(request), lambda: _subscribe(request)
+    )
+
+
+async def _subscribe(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     body = await read_json(request)
     assert body is not None
@@ -136,7 +145,16 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def retry_delivery(request: web.Request) -> web.Response:
     single_query(request, ())
-    await read_json(request, allow_empty=True)
+    store = request.app[keys.STORE]
+    return await run_idempotent(
+        request, store, request[CALLER], lease(request), lambda: _retry(request)
+    )
+
+
+async def _retry(request: web.Request) -> web.Response:
+    body = await read_json(request, allow_empty=True)
+    if body:
+        raise ValidationFailed([FieldError(name, "unknown field") for name in body])
     store = request.app[keys.STORE]
     delivery = await store.get_delivery(request.match_info["delivery_id"])
     if delivery is None:
@@ -158,7 +176,9 @@ async def vyte_hook(request: web.Request) -> web.Response:
     given = request.match_info["token"].encode()
     if not expected or not hmac.compare_digest(given, expected):
         raise NotFound("no such resource")
-    notifications = parse_notifications(await read_json_value(request))
+    body = await read_json_value(request)
+    _check_hook_fields(body)
+    notifications = parse_notifications(body)
     hooks = request.app[keys.VYTE_HOOKS]
     try:
         with budget(settings.request_budget):
@@ -168,3 +188,24 @@ async def vyte_hook(request: web.Request) -> web.Response:
         raise upstream_problem(err) from err
     request.app[keys.DISPATCHER].wake()
     return web.Response(status=204)
+
+
+def _check_hook_fields(body: object) -> None:
+    """400 unless the fields read from a notification have Vyte's types.
+
+    The Vyte converter would coerce them (`{"_id": {}}` becomes the id "{}").
+    """
+    items = body if isinstance(body, list) else [body]
+    bad = []
+    for i, item in enumerate(items):
+        resource = item.get("resource") if isinstance(item, dict) else None
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("action"), str)
+            and isinstance(item.get("organization"), str | dict | None)
+            and isinstance(resource, dict)
+            and isinstance(resource.get("_id"), str)
+        ):
+            bad.append(FieldError(f"[{i}]", "not a Vyte hook notification"))
+    if bad:
+        raise ValidationFailed(bad)

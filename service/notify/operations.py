@@ -108,7 +108,9 @@ class OperationWorker:
         await poll(self.run_once, self._wake, _IDLE_POLL, "operations")
 
     async def run_once(self) -> int:
-        lease = self._budget + 30
+        # Long enough for one attempt (bounded by the budget) and its store writes; a
+        # crashed replica's operations are picked up again soon after.
+        lease = self._budget + 10
         batch = await self._store.claim_operations(datetime.now(UTC), _BATCH, self._owner, lease)
         if batch:
             await asyncio.gather(*(self._apply(op) for op in batch))

@@ -1,19 +1,24 @@
 """VyteClient: every upstream call, over one long-lived ClientSession.
 
-Each call runs inside the current request budget (see `policy.budget`), behind
-the per-host circuit breaker and the process-wide concurrency limit. GETs are
-retried on transient failures; POST/PUT/DELETE never are.
+Each call runs inside the current request budget (see `policy.budget`; a call
+made outside any request gets one of its own), behind the per-host circuit breaker
+and the process-wide concurrency limit. GETs are retried with full-jitter backoff on
+connection errors, 429, 502, 503 and 504, honouring Retry-After while it fits in the
+budget; POST/PUT/DELETE are never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
+import weakref
 from collections.abc import Mapping
 from datetime import date
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -31,43 +36,65 @@ from service.vyte.models import (
     SlotsByDay,
     converter,
 )
-from service.vyte.policy import CircuitBreaker, backoff, remaining
+from service.vyte.policy import STATE_VALUE, CircuitBreaker, backoff, budget, remaining
 
 T = TypeVar("T")
 log = structlog.get_logger("vyte")
 
-_MAX_ATTEMPTS = 3
-_RETRY_BASE = 0.1
-_RETRY_CAP = 2.0
-# How long a request may wait for a free upstream slot before the process is "saturated".
-_SATURATION_WAIT = 1.0
+#: upstream answers worth another try of an idempotent call
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: the longest Retry-After believed at all (protects against bogus HTTP dates)
+RETRY_AFTER_LIMIT = 3600.0
+# A retry is pointless unless this much of the budget is left for its attempt.
+_MIN_ATTEMPT = 0.25
 
 
 @attrs.frozen
 class VyteOptions:
     base_url: str
-    api_key: str
+    api_key: str = attrs.field(repr=False)
+    #: seconds per attempt
     timeout: float = 10.0
+    #: upstream calls in flight per process
     concurrency: int = 64
+    #: seconds a call may take, retries and waits included, when no tighter budget is set
     budget: float = 15.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
+    #: attempts of an idempotent call (the first one included)
+    attempts: int = 3
+    #: full-jitter exponential backoff between attempts: first delay up to `backoff_base`
+    backoff_base: float = 0.1
+    backoff_cap: float = 2.0
+    #: the longest Retry-After waited for inside a request; a longer one is passed on at once
+    max_retry_after: float = 5.0
+    #: how long a call may wait for one of the `concurrency` slots before it is refused
+    queue_wait: float = 1.0
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a Retry-After header: delta-seconds or an HTTP date."""
+    """Parse a Retry-After header: delta-seconds or an HTTP date (capped at an hour)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds) and seconds != math.inf:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), RETRY_AFTER_LIMIT)
+
+
+def is_retryable(err: errors.VyteError) -> bool:
+    """Whether an idempotent call may be tried again after `err` (DESIGN §4)."""
+    if isinstance(err, errors.CircuitOpen | errors.Saturated):
+        return False
+    return isinstance(err, errors.VyteConnectionError) or err.status in RETRY_STATUSES
 
 
 class VyteClient:
@@ -77,9 +104,20 @@ class VyteClient:
         self._session = session
         self._options = options
         self._limit = asyncio.Semaphore(options.concurrency)
-        self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown)
+        self.host = urlsplit(options.base_url).netloc
+        #: one breaker per client, and one client per upstream host
+        self.breaker = CircuitBreaker(
+            options.breaker_threshold, options.breaker_cooldown, listener=self._breaker_changed
+        )
         #: monotonic time of the last answer Vyte gave (any status); None before the first
         self.last_answer_at: float | None = None
+        breaker = weakref.ref(self.breaker)
+
+        def circuit_state() -> float:
+            current = breaker()
+            return STATE_VALUE[current.state] if current is not None else 0
+
+        metrics.BREAKER_STATE.labels(self.host).set_function(circuit_state)
 
     # -- endpoints ------------------------------------------------------------------------
     async def auth_test(self) -> dict[str, Any]:
@@ -217,27 +255,45 @@ class VyteClient:
         body: Any = None,
         expect_json: bool = True,
     ) -> Any:
-        retryable = method == "GET"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(
-                    method, path, endpoint, params, body, expect_json, attempt
-                )
-            except errors.VyteError as err:
-                if not (retryable and err.transient) or attempt >= _MAX_ATTEMPTS:
-                    raise
-                if isinstance(err, errors.CircuitOpen | errors.Saturated):
-                    raise
-                delay = backoff(attempt, _RETRY_BASE, _RETRY_CAP)
-                if isinstance(err, errors.VyteUnavailable) and err.retry_after is not None:
-                    delay = err.retry_after
-                # Retry only if waiting still leaves time for an attempt.
-                if delay >= remaining(self._options.budget):
-                    raise
-                metrics.UPSTREAM_RETRIES.labels(endpoint).inc()
-                await asyncio.sleep(delay)
+        """One logical call: attempts within the request budget, retried only for GETs."""
+        with budget(self._options.budget):
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return await self._attempt(
+                        method, path, endpoint, params, body, expect_json, attempt
+                    )
+                except errors.VyteError as err:
+                    delay = self._retry_delay(method, err, attempt)
+                    if delay is None:
+                        raise
+                    metrics.UPSTREAM_RETRIES.labels(endpoint, err.outcome).inc()
+                    log.info(
+                        "upstream_retry",
+                        endpoint=endpoint,
+                        attempt=attempt,
+                        reason=err.outcome,
+                        status=err.status,
+                        delay_ms=round(delay * 1000, 1),
+                    )
+                    await asyncio.sleep(delay)
+
+    def _retry_delay(self, method: str, err: errors.VyteError, attempt: int) -> float | None:
+        """How long to wait before trying again, or None to give up now and pass `err` on."""
+        options = self._options
+        if method != "GET" or attempt >= options.attempts or not is_retryable(err):
+            return None
+        delay = backoff(attempt, options.backoff_base, options.backoff_cap)
+        if isinstance(err, errors.VyteUnavailable) and err.retry_after is not None:
+            if err.retry_after > options.max_retry_after:
+                return None
+            delay = max(delay, err.retry_after)
+        # Vyte's Retry-After is honoured only while the wait still leaves time for an
+        # attempt; otherwise the caller hears it (as a 503 with Retry-After) at once.
+        if delay + min(_MIN_ATTEMPT, options.timeout) >= remaining(options.budget):
+            return None
+        return delay
 
     async def _attempt(
         self,
@@ -249,53 +305,98 @@ class VyteClient:
         expect_json: bool,
         attempt: int,
     ) -> Any:
-        left = remaining(self._options.budget)
-        if left <= 0:
-            raise errors.VyteTimeout("request budget exhausted")
-        self.breaker.before_call()
-        metrics.BREAKER_STATE.set(_STATE_VALUE[self.breaker.state])
+        options = self._options
         try:
-            await asyncio.wait_for(self._limit.acquire(), min(left, _SATURATION_WAIT))
-        except TimeoutError:
-            self.breaker.on_neutral()
-            raise errors.Saturated(
-                "too many upstream requests in flight", retry_after=1.0
-            ) from None
+            if remaining(options.budget) <= 0:
+                raise errors.VyteTimeout("request budget exhausted")
+            probe = self.breaker.before_call()
+        except errors.VyteError as err:
+            self._record(endpoint, err.outcome, None, attempt, None)
+            raise
+        try:
+            await self._acquire(remaining(options.budget))
+            left = remaining(options.budget)
+            if left <= 0:
+                self._limit.release()
+                raise errors.VyteTimeout("request budget exhausted")
+        except errors.VyteError as err:
+            self.breaker.on_neutral(probe)
+            self._record(endpoint, err.outcome, None, attempt, None)
+            raise
+        except BaseException:
+            self.breaker.on_neutral(probe)
+            raise
+        metrics.UPSTREAM_IN_FLIGHT.inc()
         started = time.monotonic()
-        outcome = "error"
+        outcome = "cancelled"
         status: int | None = None
         try:
-            result, status = await self._send(method, path, params, body, expect_json, left)
-            outcome = "ok"
-            self.breaker.on_success()
-            return result
+            result, status = await self._send(
+                method, path, params, body, expect_json, min(options.timeout, left)
+            )
         except errors.VyteError as err:
-            outcome = type(err).__name__
+            outcome = err.outcome
             status = err.status
             if err.transient:
-                self.breaker.on_failure()
+                self.breaker.on_failure(probe)
             else:
+                # A refusal still proves Vyte is up and answering.
                 self.breaker.on_success()
             if isinstance(err, errors.VyteAuthError):
                 log.error("vyte_rejected_our_key", endpoint=endpoint, status=err.status)
             raise
         except BaseException:
-            self.breaker.on_neutral()
+            self.breaker.on_neutral(probe)
             raise
+        else:
+            outcome = "ok"
+            self.breaker.on_success()
+            return result
         finally:
             self._limit.release()
-            elapsed = time.monotonic() - started
-            metrics.UPSTREAM_REQUESTS.labels(endpoint, outcome).inc()
-            metrics.UPSTREAM_LATENCY.labels(endpoint).observe(elapsed)
-            metrics.BREAKER_STATE.set(_STATE_VALUE[self.breaker.state])
-            log.info(
-                "upstream",
-                endpoint=endpoint,
-                status=status,
-                outcome=outcome,
-                attempt=attempt,
-                duration_ms=round(elapsed * 1000, 1),
+            metrics.UPSTREAM_IN_FLIGHT.dec()
+            self._record(endpoint, outcome, status, attempt, time.monotonic() - started)
+
+    async def _acquire(self, left: float) -> None:
+        """Take one of the `concurrency` slots, waiting a bounded time (never a long queue)."""
+        try:
+            async with asyncio.timeout(max(0.0, min(self._options.queue_wait, left))):
+                await self._limit.acquire()
+        except TimeoutError:
+            raise errors.Saturated(
+                "too many upstream requests in flight", retry_after=1.0
+            ) from None
+
+    @staticmethod
+    def _record(
+        endpoint: str, outcome: str, status: int | None, attempt: int, elapsed: float | None
+    ) -> None:
+        """Metrics and the log line of one attempt (`elapsed` None: it was never sent)."""
+        metrics.UPSTREAM_REQUESTS.labels(endpoint, outcome).inc()
+        if elapsed is not None:
+            metrics.UPSTREAM_LATENCY.labels(endpoint, outcome).observe(elapsed)
+        log.info(
+            "upstream",
+            endpoint=endpoint,
+            status=status,
+            outcome=outcome,
+            attempt=attempt,
+            duration_ms=round(elapsed * 1000, 1) if elapsed is not None else 0.0,
+            sent=elapsed is not None,
+        )
+
+    def _breaker_changed(self, old: str, new: str) -> None:
+        metrics.BREAKER_TRANSITIONS.labels(self.host, new).inc()
+        if new == "open":
+            log.warning(
+                "circuit_opened",
+                host=self.host,
+                previous=old,
+                failures=self.breaker.failures,
+                cooldown=self.breaker.cooldown,
             )
+        else:
+            log.info("circuit_" + new, host=self.host, previous=old)
 
     async def _send(
         self,
@@ -304,27 +405,31 @@ class VyteClient:
         params: Mapping[str, str] | None,
         body: Any,
         expect_json: bool,
-        left: float,
+        time_limit: float,
     ) -> tuple[Any, int]:
         headers = {"Authorization": self._options.api_key, "Accept": "application/json"}
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if isinstance(request_id, str):
             headers["X-Request-ID"] = request_id
-        timeout = aiohttp.ClientTimeout(total=min(self._options.timeout, left))
         url = self._options.base_url + path
         try:
             async with self._session.request(
-                method, url, params=params, json=body, headers=headers, timeout=timeout
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=time_limit),
             ) as resp:
                 text = await resp.text()
                 self.last_answer_at = time.monotonic()
                 _raise_for_status(resp.status, resp.headers.get("Retry-After"))
         except TimeoutError:
-            raise errors.VyteTimeout(
-                f"no answer within {min(self._options.timeout, left):.1f}s"
-            ) from None
+            raise errors.VyteTimeout(f"no answer within {time_limit:.1f}s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as err:
             raise errors.VyteConnectionError(f"connection failed: {type(err).__name__}") from None
+        except aiohttp.ClientError as err:
+            raise errors.VyteBadResponse(f"unreadable answer: {type(err).__name__}") from None
         except UnicodeDecodeError:
             raise errors.VyteBadResponse("answer is not text", status=200) from None
         if not expect_json:
@@ -333,9 +438,6 @@ class VyteClient:
             return json.loads(text), resp.status
         except ValueError:
             raise errors.VyteBadResponse("answer is not JSON", status=resp.status) from None
-
-
-_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def _raise_for_status(status: int, retry_after: str | None) -> None:

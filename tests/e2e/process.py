@@ -62,7 +62,10 @@ def start(
     ready_path: str = "/livez",
     name: str = "gateway",
 ) -> Process:
-    """Start `python -m service <args>` with PORT set to a free port; wait until it answers."""
+    """Start `python -m service <args>` with PORT set to a free port; wait until it answers.
+
+    A literal "{port}" in `args` is replaced by that port (for `sandbox --port`).
+    """
     port = free_port()
     full_env = {
         "PATH": os.environ.get("PATH", ""),
@@ -76,7 +79,7 @@ def start(
     log = tmp_path / f"{name}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
+            [sys.executable, "-m", "service", *(a.replace("{port}", str(port)) for a in args)],
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -103,7 +102,7 @@ def json_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     service_logging.configure("info", "json", secrets=[TOKEN], stream=stream)
     yield stream
-    structlog.reset_defaults()
+    service_logging.reset()
 
 
 async def test_one_access_line_per_request_with_context(

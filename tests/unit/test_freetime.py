@@ -20,8 +20,8 @@ from service.domain.freetime import (
     parse_window,
 )
 
-# Local dates on which each zone changes its offset in 2026 (first: forward, then back, in
-# calendar order), chosen so that the slot grid crosses every kind of transition.
+# Local dates in 2026 on which each zone moves its clocks (one forward, one back), so that the
+# slot grid crosses every kind of transition.
 TRANSITION_DAYS: dict[str, tuple[date, ...]] = {
     "America/New_York": (date(2026, 3, 8), date(2026, 11, 1)),
     "Europe/Berlin": (date(2026, 3, 29), date(2026, 10, 25)),
@@ -117,7 +117,7 @@ def oracle_slots(
 
 @st.composite
 def windows_near(draw: st.DrawFn, lo: int, hi: int, least: int = 0) -> list[Interval]:
-    """Windows inside [lo, hi): aligned and odd-second ones, overlapping, touching, empty."""
+    """Windows starting in [lo, hi]: aligned and odd-second ones, overlapping, touching, empty."""
     windows: list[Interval] = []
     for _ in range(draw(st.integers(least, 5))):
         start = draw(st.integers(lo, hi))

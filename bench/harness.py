@@ -1,0 +1,494 @@
+"""Shared benchmark plumbing: real processes on loopback, a bounded load generator, statistics.
+
+Every process is started on a free 127.0.0.1 port and stopped in a ``finally``; every request
+loop is bounded in count and in time, and only ever talks to 127.0.0.1.
+
+``python -m bench.harness trivial --port N`` serves the trivial aiohttp handler that the warm
+path is compared with (the framework's ceiling on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from service.sandbox.config import DEFAULT_SEED_PATH, SANDBOX_API_KEY
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+TOKEN = "bench-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+VYTE_AUTH = {"Authorization": SANDBOX_API_KEY}
+#: no single request in a benchmark may take longer than this
+REQUEST_TIMEOUT = 30.0
+START_TIMEOUT = 30.0
+#: the first generated user's id; generated users are ``BASE_ID + i`` in hex
+_BASE_ID = 0xBE0C_0000_0000_0000_0000_0000
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """One process started by the benchmark, answering on ``url``."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def memory_kib(self) -> dict[str, int]:
+        """VmRSS (resident now) and VmHWM (peak resident) from /proc, in KiB."""
+        found: dict[str, int] = {}
+        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = int(value.split()[0])
+        return found
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_server(
+    name: str,
+    args: Sequence[str],
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/livez",
+    port: int | None = None,
+) -> Server:
+    """Start ``python <args>`` with PORT set to a free loopback port; wait until it answers.
+
+    A literal ``{port}`` in ``args`` is replaced by that port.
+    """
+    port = port or free_port()
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(REPO),
+        "HOST": LOOPBACK,
+        "PORT": str(port),
+        "LOG_FORMAT": "json",
+        **(env or {}),
+    }
+    log = workdir / f"{name}-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *(a.replace("{port}", str(port)) for a in args)],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Server(name, proc, f"http://{LOOPBACK}:{port}", log)
+    try:
+        _wait_until_up(server, ready_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_until_up(server: Server, ready_path: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode}:\n{server.log.read_text()}"
+            )
+        try:
+            with urllib.request.urlopen(server.url + ready_path, timeout=1):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{server.name} did not come up:\n{server.log.read_text()}")
+
+
+@dataclass
+class Stack:
+    """A sandbox (the upstream) and a gateway in front of it, both real processes."""
+
+    sandbox: Server
+    gateway: Server
+    workdir: Path
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="booking-gateway-bench-") as path:
+        yield Path(path)
+
+
+@contextlib.contextmanager
+def stack(
+    *,
+    generated_users: int = 0,
+    gateway_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Start ``sandbox`` (seeded with the demo users plus ``generated_users``) and ``serve``.
+
+    Both are stopped on the way out, whatever happens.
+    """
+    with workdir() as tmp:
+        sandbox_args = ["-m", "service", "sandbox", "--host", LOOPBACK, "--port", "{port}"]
+        if generated_users:
+            seed = tmp / "seed.json"
+            write_seed(seed, generated_users)
+            sandbox_args += ["--seed", str(seed)]
+        sandbox = start_server("sandbox", sandbox_args, tmp, ready_path="/_sandbox/stats")
+        try:
+            env = {
+                "VYTE_BASE_URL": sandbox.url,
+                "VYTE_API_KEY": SANDBOX_API_KEY,
+                "API_TOKENS": f"bench:{TOKEN}",
+                "STORE_URL": f"sqlite:///{tmp}/gateway.sqlite3",
+                "LOG_LEVEL": "info",
+                "SHUTDOWN_TIMEOUT": "5",
+                **(gateway_env or {}),
+            }
+            gateway = start_server("gateway", ["-m", "service", "serve"], tmp, env=env)
+            try:
+                yield Stack(sandbox, gateway, tmp)
+            finally:
+                gateway.stop()
+        finally:
+            sandbox.stop()
+
+
+@contextlib.contextmanager
+def trivial_server() -> Iterator[Server]:
+    """The trivial aiohttp handler (``python -m bench.harness trivial``), stopped on exit."""
+    with workdir() as tmp:
+        server = start_server(
+            "trivial", ["-m", "bench.harness", "trivial", "--port", "{port}"], tmp, ready_path="/"
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+# -- seed data ---------------------------------------------------------------------------
+
+
+def user_id(index: int) -> str:
+    return f"{_BASE_ID + index:024x}"
+
+
+def user_email(index: int) -> str:
+    return f"user{index}@bench.example"
+
+
+def participant(index: int) -> str:
+    """Generated participant ``index`` as the gateway is asked for it: ids and emails mixed."""
+    return user_id(index) if index % 2 == 0 else user_email(index)
+
+
+def write_seed(path: Path, count: int, *, rng_seed: int = 20_261_123) -> None:
+    """The demo seed plus ``count`` generated users in European time zones (08:00-18:00 on
+    weekdays, one or two meetings a day in 2027, so shared free time exists but is cut up)."""
+    seed = json.loads(DEFAULT_SEED_PATH.read_text(encoding="utf-8"))
+    rng = random.Random(rng_seed)
+    zones = ("Europe/Paris", "Europe/Berlin", "Europe/London", "Europe/Madrid")
+    first = date(2027, 1, 1)
+    for index in range(count):
+        busy = []
+        for offset in range(365):
+            day = first + timedelta(days=offset)
+            if day.weekday() >= 5:
+                continue
+            for _ in range(rng.randrange(1, 3)):
+                start = datetime(day.year, day.month, day.day, 7, tzinfo=UTC) + timedelta(
+                    minutes=30 * rng.randrange(0, 20)
+                )
+                end = start + timedelta(minutes=30 * rng.randrange(1, 4))
+                busy.append({"start": start.isoformat(), "end": end.isoformat()})
+        seed["users"].append(
+            {
+                "_id": user_id(index),
+                "full_name": f"Bench User {index}",
+                "emails": [user_email(index)],
+                "timezone": zones[index % len(zones)],
+                "working_hours": {day: [["08:00", "18:00"]] for day in _WEEKDAYS},
+                "busy": busy,
+            }
+        )
+    path.write_text(json.dumps(seed), encoding="utf-8")
+
+
+# -- HTTP clients ------------------------------------------------------------------------
+
+
+def loopback_only(url: str) -> str:
+    if urlsplit(url).hostname != LOOPBACK:
+        raise ValueError(f"benchmarks only send traffic to {LOOPBACK}, not {url}")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def client(connections: int = 100) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to send: method, loopback URL, headers, optional JSON body."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    seconds: float
+    data: Any = None
+
+
+async def send(session: aiohttp.ClientSession, call: Call, *, want_json: bool = False) -> Answer:
+    """Send ``call``; status 0 means no answer (connection error or timeout)."""
+    started = time.perf_counter()
+    try:
+        async with session.request(
+            call.method, loopback_only(call.url), headers=call.headers, json=call.body
+        ) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return Answer(0, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return Answer(status, elapsed, json.loads(raw) if want_json and raw else None)
+
+
+async def get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Answer:
+    return await send(session, Call("GET", url, headers))
+
+
+async def admin(session: aiohttp.ClientSession, sandbox: Server, path: str, body: Any) -> None:
+    """POST to the sandbox's ``/_sandbox/...`` admin API (faults, reset)."""
+    answer = await send(session, Call("POST", sandbox.url + path, {}, body))
+    if answer.status >= 300:
+        raise RuntimeError(f"sandbox {path} answered {answer.status}")
+
+
+@dataclass
+class LoadResult:
+    """What a load run measured: latencies of answered requests, by status."""
+
+    seconds: float
+    latencies: list[float]
+    statuses: dict[int, int]
+    late_starts: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def errors(self) -> int:
+        """Requests that got no answer or a 5xx."""
+        return sum(n for status, n in self.statuses.items() if status == 0 or status >= 500)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+async def closed_loop(
+    session: aiohttp.ClientSession,
+    calls: Callable[[int], Call],
+    *,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+) -> LoadResult:
+    """``concurrency`` workers send back-to-back until ``seconds`` or ``max_requests``."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = iter(range(max_requests))
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def worker() -> None:
+        for index in counter:
+            if time.perf_counter() >= deadline:
+                return
+            answer = await send(session, calls(index))
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+            latencies.append(answer.seconds)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(time.perf_counter() - started, latencies, statuses)
+
+
+async def open_loop(
+    session: aiohttp.ClientSession,
+    calls: Callable[[int], Call],
+    *,
+    rate: float,
+    seconds: float,
+) -> LoadResult:
+    """Send at a fixed ``rate`` for ``seconds``, whatever the answers do (open loop).
+
+    Latency is counted from the moment a request was due, not when it was sent, so a server
+    that falls behind is charged for the queue it causes (no coordinated omission).
+    """
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    late = 0
+    started = time.perf_counter()
+
+    async def one(index: int, due: float) -> None:
+        answer = await send(session, calls(index))
+        finished = time.perf_counter()
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        latencies.append(finished - due)
+
+    tasks: list[asyncio.Task[None]] = []
+    for index in range(total):
+        due = started + index / rate
+        wait = due - time.perf_counter()
+        if wait > 0.001:
+            await asyncio.sleep(wait)
+        elif wait < -0.005:
+            late += 1
+        tasks.append(asyncio.create_task(one(index, due)))
+    if tasks:
+        await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
+    for task in tasks:
+        task.cancel()
+    sent_for = max(time.perf_counter() - started, seconds)
+    return LoadResult(sent_for, latencies, statuses, late)
+
+
+# -- statistics and reporting ------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
+    """A Markdown table; ``align`` has one letter per column (l or r), right by default."""
+    marks = [":---" if (align[i:i + 1] or "r") == "l" else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "aiohttp": aiohttp.__version__,
+        "load average at start": load,
+    }
+
+
+# -- the trivial server ------------------------------------------------------------------
+
+
+async def _trivial(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def _serve_trivial(port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/", _trivial)
+    web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.harness")
+    commands = parser.add_subparsers(dest="command", required=True)
+    trivial = commands.add_parser("trivial", help="serve the trivial aiohttp handler")
+    trivial.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "trivial":
+        _serve_trivial(args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Warm path: cached availability queries on one gateway process, against the framework's ceiling.
+
+Each query is answered from the slot cache (primed first, SLOT_CACHE_TTL=3600), so what is
+measured is the gateway's own per-request work. The same client load is sent to a trivial
+aiohttp handler (``{"ok": true}``) in its own process, and the ratio of the two is the share of
+the framework's ceiling the gateway reaches. Server CPU per request is read from /proc, so it
+does not depend on how fast the load generator (which shares the two cores) is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bench import harness
+from bench.harness import AUTH, Call, Server, ms, percentile
+
+CONCURRENCY = 16
+
+
+def cases() -> dict[str, dict[str, str]]:
+    """Query parameters of each warm case, from a small answer to a large one."""
+    people = [harness.participant(i) for i in range(50)]
+    return {
+        "1 participant, 1 day": {
+            "participants": people[0],
+            "duration": "30",
+            "from": "2027-03-01",
+            "to": "2027-03-01",
+            "timezone": "Europe/Paris",
+        },
+        "5 participants, 5 days": {
+            "participants": ",".join(people[:5]),
+            "duration": "30",
+            "from": "2027-03-01",
+            "to": "2027-03-05",
+            "timezone": "Europe/Paris",
+        },
+        "50 participants, 31 days, step 15, required 1 (large answer)": {
+            "participants": ",".join(people),
+            "duration": "30",
+            "step": "15",
+            "required": "1",
+            "from": "2027-03-01",
+            "to": "2027-03-31",
+            "timezone": "Europe/Paris",
+        },
+    }
+
+
+async def _load(
+    session: aiohttp.ClientSession,
+    server: Server,
+    call: Call,
+    *,
+    concurrency: int,
+    seconds: float,
+) -> tuple[harness.LoadResult, float, float]:
+    """Closed-loop load; also the server's and this client's CPU seconds per request."""
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    result = await harness.closed_loop(
+        session,
+        lambda _: call,
+        concurrency=concurrency,
+        seconds=seconds,
+        max_requests=200_000,
+    )
+    if result.errors or set(result.statuses) != {200}:
+        raise RuntimeError(f"{call.url}: unexpected answers {result.statuses}")
+    count = max(1, result.count)
+    return (
+        result,
+        (server.cpu_seconds() - server_cpu) / count,
+        (time.process_time() - client_cpu) / count,
+    )
+
+
+async def _measure_one(
+    session: aiohttp.ClientSession, server: Server, call: Call, seconds: float
+) -> list[object]:
+    answer = await harness.send(session, call, want_json=True)
+    if answer.status != 200:
+        raise RuntimeError(f"{call.url} answered {answer.status}")
+    async with session.get(call.url, headers=call.headers) as resp:
+        size = len(await resp.read())
+    # Warm-up, then one connection (latency), then CONCURRENCY connections (throughput).
+    await _load(session, server, call, concurrency=CONCURRENCY, seconds=min(1.0, seconds / 3))
+    single, _, _ = await _load(session, server, call, concurrency=1, seconds=seconds)
+    loaded, server_cpu, client_cpu = await _load(
+        session, server, call, concurrency=CONCURRENCY, seconds=seconds
+    )
+    return [
+        f"{size:,}",
+        ms(percentile(single.latencies, 50)),
+        ms(percentile(single.latencies, 99)),
+        f"{loaded.rate:,.0f}",
+        ms(percentile(loaded.latencies, 50)),
+        ms(percentile(loaded.latencies, 99)),
+        f"{server_cpu * 1e3:.2f}",
+        f"{client_cpu * 1e3:.2f}",
+    ]
+
+
+async def measure(quick: bool) -> dict[str, float]:
+    seconds = 1.0 if quick else 3.0
+    rows: list[list[object]] = []
+    with harness.trivial_server() as trivial:
+        async with harness.client(CONCURRENCY) as session:
+            trivial_row = await _measure_one(session, trivial, Call("GET", trivial.url + "/"), seconds)
+    trivial_rps = float(str(trivial_row[3]).replace(",", ""))
+    trivial_cpu = float(str(trivial_row[6]))
+    rows.append(["trivial aiohttp handler (ceiling)", *trivial_row, "1.00", "1.0"])
+    headline = {"trivial_rps": trivial_rps}
+    with harness.stack(generated_users=50, gateway_env={"SLOT_CACHE_TTL": "3600"}) as running:
+        gateway = running.gateway
+        async with harness.client(CONCURRENCY) as session:
+            for index, (name, params) in enumerate(cases().items()):
+                url = f"{gateway.url}/v1/availability?{urlencode(params)}"
+                row = await _measure_one(session, gateway, Call("GET", url, AUTH), seconds)
+                rps = float(str(row[3]).replace(",", ""))
+                cpu = float(str(row[6]))
+                rows.append([name, *row, f"{rps / trivial_rps:.2f}", f"{cpu / trivial_cpu:.1f}"])
+                headline[f"warm_{index}_rps"] = rps
+                headline[f"warm_{index}_vs_trivial"] = rps / trivial_rps
+                headline[f"warm_{index}_p99_ms"] = float(str(row[5]))
+    print(
+        harness.table(
+            (
+                "endpoint",
+                "answer bytes",
+                "p50 ms (1 conn)",
+                "p99 ms (1 conn)",
+                f"req/s ({CONCURRENCY} conns)",
+                f"p50 ms ({CONCURRENCY} conns)",
+                f"p99 ms ({CONCURRENCY} conns)",
+                "server CPU ms/req",
+                "client CPU ms/req",
+                "req/s vs trivial",
+                "CPU/req vs trivial",
+            ),
+            rows,
+            "l",
+        )
+    )
+    print()
+    print(
+        f"Closed loop, {seconds:g} s per row, aiohttp client in the benchmark process "
+        "(it shares the two cores with the server, so req/s is a floor; CPU ms/req is not)."
+    )
+    return headline
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    print("## 2. Warm path (cached availability vs a trivial aiohttp handler)\n")
+    return asyncio.run(measure(quick))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    run(parser.parse_args(argv).quick)
+
+
+if __name__ == "__main__":
+    main()
