@@ -9,4 +9,8 @@ async def open_store(url: str) -> Store:
         from service.store.sqlite import SQLiteStore
 
         return await SQLiteStore.open(url)
+    if url.startswith("redis://"):
+        from service.store.redis import RedisStore
+
+        return await RedisStore.open(url)
     raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]}")

@@ -1,7 +1,7 @@
 """The Store contract: every backend must pass the same suite.
 
 A backend joins by adding an entry to BACKENDS; the tests at the end are about
-SQLite only (its URL, file and schema).
+SQLite only (its URL, file and schema). Redis specifics are in test_store_redis.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -28,7 +29,13 @@ from service.store.base import (
     StoreUnavailable,
     Subscription,
 )
+from service.store.redis import RedisStore
 from service.store.sqlite import MIGRATIONS, SQLiteStore
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+
+pytest_plugins = ("tests.redis_server",)
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 PARIS_SUMMER = timezone(timedelta(hours=2))
@@ -51,7 +58,7 @@ def at(minutes: float) -> datetime:
 Opener = Callable[[], Awaitable[Store]]
 
 
-def _sqlite_backend(tmp_path: Path) -> Opener:
+def _sqlite_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
 
     async def open_store() -> Store:
@@ -60,7 +67,26 @@ def _sqlite_backend(tmp_path: Path) -> Opener:
     return open_store
 
 
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite_backend}
+def _redis_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    # The session's server; each test starts from an empty database, and reopening
+    # within the test finds what it left there.
+    server: RedisServer = request.getfixturevalue("redis_server")
+    flushed = False
+
+    async def open_store() -> Store:
+        nonlocal flushed
+        if not flushed:
+            await server.flush()
+            flushed = True
+        return await RedisStore.open(server.url())
+
+    return open_store
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
+    "sqlite": _sqlite_backend,
+    "redis": _redis_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -68,7 +94,7 @@ async def open_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
     """Opens stores of one backend on one location, and closes them all afterwards."""
-    opener = BACKENDS[request.param](tmp_path)
+    opener = BACKENDS[request.param](request, tmp_path)
     opened: list[Store] = []
 
     async def tracked() -> Store:
