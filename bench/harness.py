@@ -38,7 +38,7 @@ from service.sandbox.config import DEFAULT_SEED_PATH, SANDBOX_API_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-TOKEN = "bench-token"
+TOKEN = "bench-token"  # noqa: S105 - the benchmark gateway's own throwaway token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 VYTE_AUTH = {"Authorization": SANDBOX_API_KEY}
 #: no single request in a benchmark may take longer than this
@@ -83,10 +83,12 @@ class Server:
         return found
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time all the process's threads have used so far (nanosecond schedstat)."""
+        total = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread may end while being read
+                total += int((task / "schedstat").read_text(encoding="ascii").split()[0])
+        return total / 1e9
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc.poll() is None:
@@ -198,11 +200,41 @@ def stack(
             }
             gateway = start_server("gateway", ["-m", "service", "serve"], tmp, env=env)
             try:
-                yield Stack(sandbox, gateway, tmp)
+                profiler = _profile(gateway)
+                try:
+                    yield Stack(sandbox, gateway, tmp)
+                finally:
+                    if profiler is not None:
+                        _stop_profiler(profiler)
             finally:
                 gateway.stop()
         finally:
             sandbox.stop()
+
+
+def _profile(gateway: Server) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PY_SPY=/path/to/py-spy, record the gateway while it runs (collapsed stacks,
+    one file per gateway, in BENCH_PROFILE_DIR or the current directory). Off by default: the
+    suite needs nothing beyond the project's own environment."""
+    py_spy = os.environ.get("BENCH_PY_SPY")
+    if not py_spy:
+        return None
+    folder = Path(os.environ.get("BENCH_PROFILE_DIR", "."))
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"gateway-{time.strftime('%H%M%S')}-{gateway.pid}.txt"
+    print(f"(profiling the gateway into {output})", file=sys.stderr)
+    command = [py_spy, "record", "--pid", str(gateway.pid), "--rate", "250"]
+    command += ["--threads", "--format", "raw", "--nonblocking", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+    try:
+        profiler.wait(30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
 
 
 @contextlib.contextmanager
@@ -439,7 +471,7 @@ def ms(seconds: float) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
     """A Markdown table; ``align`` has one letter per column (l or r), right by default."""
-    marks = [":---" if (align[i:i + 1] or "r") == "l" else "---:" for i in range(len(header))]
+    marks = [":---" if (align[i : i + 1] or "r") == "l" else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -480,14 +512,57 @@ def _serve_trivial(port: int) -> None:
     web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
 
 
+# -- profiles ----------------------------------------------------------------------------
+
+
+def top(path: Path, count: int = 25) -> str:
+    """The event-loop thread's busiest functions in a py-spy raw profile: self and inclusive
+    share of its samples (a function counted once per sample, however deep it recurs)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = stack.split(";")
+        if "MainThread" not in frames[0]:
+            continue
+        weight = int(samples)
+        total += weight
+        names = [_frame_name(frame) for frame in frames[1:]] or ["<idle>"]
+        own[names[-1]] = own.get(names[-1], 0) + weight
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + weight
+    lines = [f"{total} samples of the event-loop thread", "", "self:"]
+    for title, counts in (("self", own), ("inclusive", inclusive)):
+        if title == "inclusive":
+            lines += ["", "inclusive:"]
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:count]
+        lines += [f"{100 * n / max(1, total):5.1f}%  {name}" for name, n in ranked]
+    return "\n".join(lines)
+
+
+def _frame_name(frame: str) -> str:
+    """``func (/long/path/module.py:12)`` -> ``func (module path)``."""
+    function, _, where = frame.strip().partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for prefix in (f"{REPO}/", "site-packages/"):
+        where = where.split(prefix, 1)[-1]
+    return f"{function} ({where})" if where else function
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.harness")
     commands = parser.add_subparsers(dest="command", required=True)
     trivial = commands.add_parser("trivial", help="serve the trivial aiohttp handler")
     trivial.add_argument("--port", type=int, required=True)
+    summary = commands.add_parser("top", help="summarise a BENCH_PY_SPY profile")
+    summary.add_argument("profile", type=Path)
+    summary.add_argument("--count", type=int, default=25)
     args = parser.parse_args(argv)
     if args.command == "trivial":
         _serve_trivial(args.port)
+    else:
+        print(top(args.profile, args.count))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark of the availability kernel (``find_slots``): throughput and how it scales with S.
 
-Run: ``python -m bench.kernel`` (``--max-windows 200000`` skips the largest size).
+Run: ``python -m bench.kernel`` (``--max-windows 200000`` skips the largest size), or as part
+of ``python -m bench``.
 """
 
 import argparse
@@ -24,7 +25,9 @@ from service.domain.freetime import (
     SlotMatch,
     candidate_starts,
     find_slots,
+    format_instant,
     merge_intervals,
+    parse_windows,
 )
 
 PARTICIPANTS = 50
@@ -113,17 +116,14 @@ def best_of(repeat: int, action: Callable[[], object]) -> float:
     return min(timings)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-windows", type=int, default=2_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--shuffled", action="store_true", help="windows in random order")
-    args = parser.parse_args(argv)
+def measure(max_windows: int, repeat_most: int, shuffled: bool) -> dict[str, float]:
+    """Print the kernel tables; return the headline numbers."""
     rng = random.Random(SEED)
+    headline: dict[str, float] = {}
 
-    print(f"# Kernel: find_slots, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}")
+    print(f"Kernel: find_slots, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}")
     print(f"python {platform.python_version()} on {platform.machine()}, {date.today()}")
-    print(f"windows {'shuffled' if args.shuffled else 'in time order'}, time zone {TIME_ZONE}")
+    print(f"windows {'shuffled' if shuffled else 'in time order'}, time zone {TIME_ZONE}")
     print()
     print(
         "| days | windows S | merged | grid | required | matches | grid ms | total ms "
@@ -132,20 +132,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per_window_baseline: dict[int, float] = {}
     for days in SPANS:
-        free = working_hours(days, rng, shuffled=args.shuffled)
+        free = working_hours(days, rng, shuffled=shuffled)
         windows = sum(len(w) for w in free)
-        if windows > args.max_windows:
+        if windows > max_windows:
             continue
         merged = sum(len(merge_intervals(w)) for w in free)
         last = FIRST_DAY + timedelta(days=days - 1)
         grid = len(candidate_starts(FIRST_DAY, last, TIME_ZONE, STEP))
-        repeat = max(1, min(args.repeat, 2_000_000 // windows))
+        repeat = max(1, min(repeat_most, 2_000_000 // windows))
         grid_time = best_of(repeat, partial(candidate_starts, FIRST_DAY, last, TIME_ZONE, STEP))
         for required in (PARTICIPANTS, PARTICIPANTS // 2):
             matches = len(run_kernel(free, days, required))
             elapsed = best_of(repeat, partial(run_kernel, free, days, required))
             per_window = elapsed / windows
             base = per_window_baseline.setdefault(required, per_window)
+            headline[f"kernel_{windows}_{required}_windows_per_s"] = windows / elapsed
+            headline[f"kernel_{windows}_{required}_growth"] = per_window / base
             print(
                 f"| {days} | {windows} | {merged} | {grid} | {required} | {matches} "
                 f"| {grid_time * 1e3:.1f} | {elapsed * 1e3:.1f} | {windows / elapsed:,.0f} "
@@ -159,10 +161,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---:|---:|---|---:|---:|---:|")
     required = PARTICIPANTS // 2
     for days in NAIVE_SPANS:
-        free = working_hours(days, rng, shuffled=args.shuffled)
+        free = working_hours(days, rng, shuffled=shuffled)
         windows = sum(len(w) for w in free)
         assert run_naive(free, days, required) == run_kernel(free, days, required)
-        kernel = best_of(args.repeat, partial(run_kernel, free, days, required))
+        kernel = best_of(repeat_most, partial(run_kernel, free, days, required))
         naive = best_of(1, partial(run_naive, free, days, required))
         print(
             f"| {days} | {windows} | find_slots | {kernel * 1e3:.1f} "
@@ -172,6 +174,51 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"| {days} | {windows} | naive scan | {naive * 1e3:.1f} | {windows / naive:,.0f} "
             f"| {naive / kernel:.0f} |"
         )
+    print()
+    parse_rate = parsing(rng, repeat_most)
+    headline["parse_windows_per_s"] = parse_rate
+    return headline
+
+
+def parsing(rng: random.Random, repeat: int) -> float:
+    """Upstream answers (ISO 8601 strings with offsets, as Vyte sends them) -> intervals."""
+    days = SPANS[1]
+    free = working_hours(days, rng, shuffled=False)
+    answers = [
+        [(format_instant(s, TIME_ZONE), format_instant(e, TIME_ZONE)) for s, e in windows]
+        for windows in free
+    ]
+    windows = sum(len(a) for a in answers)
+    assert [parse_windows(a) for a in answers] == free
+
+    def parse_all() -> None:
+        for answer in answers:
+            parse_windows(answer)
+
+    elapsed = best_of(repeat, parse_all)
+    print(f"Parsing the {days}-day upstream answers ({windows} windows, ISO 8601 strings):")
+    print()
+    print("| windows S | total ms | windows/s | us/window |")
+    print("|---:|---:|---:|---:|")
+    print(
+        f"| {windows} | {elapsed * 1e3:.1f} | {windows / elapsed:,.0f} "
+        f"| {elapsed / windows * 1e6:.2f} |"
+    )
+    return windows / elapsed
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    print("## 3. Kernel (pure intersection, 50 participants, 15-minute slots)\n")
+    return measure(200_000 if quick else 2_000_000, 2 if quick else 5, shuffled=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-windows", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--shuffled", action="store_true", help="windows in random order")
+    args = parser.parse_args(argv)
+    measure(args.max_windows, args.repeat, args.shuffled)
 
 
 if __name__ == "__main__":

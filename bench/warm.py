@@ -106,28 +106,38 @@ async def _measure_one(
     ]
 
 
-async def measure(quick: bool) -> dict[str, float]:
-    seconds = 1.0 if quick else 3.0
-    rows: list[list[object]] = []
+async def _ceiling(seconds: float) -> list[object]:
     with harness.trivial_server() as trivial:
         async with harness.client(CONCURRENCY) as session:
-            trivial_row = await _measure_one(session, trivial, Call("GET", trivial.url + "/"), seconds)
-    trivial_rps = float(str(trivial_row[3]).replace(",", ""))
-    trivial_cpu = float(str(trivial_row[6]))
-    rows.append(["trivial aiohttp handler (ceiling)", *trivial_row, "1.00", "1.0"])
-    headline = {"trivial_rps": trivial_rps}
+            call = Call("GET", trivial.url + "/")
+            return await _measure_one(session, trivial, call, seconds)
+
+
+async def measure(quick: bool) -> dict[str, float]:
+    seconds = 1.0 if quick else 3.0
+    # The ceiling is measured before and after the gateway rows and the better run is kept:
+    # on a shared machine a single run can land in a noisy moment.
+    ceilings = [await _ceiling(seconds)]
+    gateway_rows: list[tuple[str, list[object]]] = []
     with harness.stack(generated_users=50, gateway_env={"SLOT_CACHE_TTL": "3600"}) as running:
         gateway = running.gateway
         async with harness.client(CONCURRENCY) as session:
-            for index, (name, params) in enumerate(cases().items()):
+            for name, params in cases().items():
                 url = f"{gateway.url}/v1/availability?{urlencode(params)}"
-                row = await _measure_one(session, gateway, Call("GET", url, AUTH), seconds)
-                rps = float(str(row[3]).replace(",", ""))
-                cpu = float(str(row[6]))
-                rows.append([name, *row, f"{rps / trivial_rps:.2f}", f"{cpu / trivial_cpu:.1f}"])
-                headline[f"warm_{index}_rps"] = rps
-                headline[f"warm_{index}_vs_trivial"] = rps / trivial_rps
-                headline[f"warm_{index}_p99_ms"] = float(str(row[5]))
+                call = Call("GET", url, AUTH)
+                gateway_rows.append((name, await _measure_one(session, gateway, call, seconds)))
+    ceilings.append(await _ceiling(seconds))
+    trivial_row = max(ceilings, key=lambda row: _number(row[3]))
+    trivial_rps, trivial_cpu = _number(trivial_row[3]), _number(trivial_row[6])
+    rows: list[list[object]] = [["trivial aiohttp handler (ceiling)", *trivial_row, "1", "1"]]
+    headline = {"trivial_rps": trivial_rps}
+    for index, (name, row) in enumerate(gateway_rows):
+        rps, cpu = _number(row[3]), _number(row[6])
+        rows.append([name, *row, f"{rps / trivial_rps:.3f}", f"{cpu / trivial_cpu:.0f}"])
+        headline[f"warm_{index}_rps"] = rps
+        headline[f"warm_{index}_vs_trivial"] = rps / trivial_rps
+        headline[f"warm_{index}_cpu_ms"] = cpu
+        headline[f"warm_{index}_p99_ms"] = _number(row[5])
     print(
         harness.table(
             (
@@ -149,10 +159,15 @@ async def measure(quick: bool) -> dict[str, float]:
     )
     print()
     print(
+        f"Ceiling runs: {', '.join(str(row[3]) for row in ceilings)} req/s (best kept). "
         f"Closed loop, {seconds:g} s per row, aiohttp client in the benchmark process "
         "(it shares the two cores with the server, so req/s is a floor; CPU ms/req is not)."
     )
     return headline
+
+
+def _number(cell: object) -> float:
+    return float(str(cell).replace(",", ""))
 
 
 def run(quick: bool = False) -> dict[str, float]:

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -22,10 +22,11 @@ import attrs
 from service import metrics
 from service.domain.freetime import (
     Interval,
+    candidate_starts,
     find_slots,
     format_instant,
     merge_intervals,
-    parse_window,
+    parse_windows,
 )
 from service.errors import (
     FieldError,
@@ -63,6 +64,15 @@ _INT = re.compile(r"^[0-9]{1,6}$")
 @cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones()) | {"UTC"}
+
+
+@lru_cache(maxsize=16)
+def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]:
+    """The candidate starts of a query, kept for the queries that repeat (most of them).
+
+    About 0.1 MB for a month of 15-minute steps, 0.7 MB at most (62 days of 5-minute steps).
+    """
+    return tuple(candidate_starts(first, last, zone, step))
 
 
 def parse_timezone(value: str) -> ZoneInfo | None:
@@ -288,7 +298,7 @@ class AvailabilityService:
             duration=duration, first=first, last=last, timezone=timezone, **who
         )
         try:
-            windows = [parse_window(w.start.date_time, w.end.date_time) for w in answer.slots]
+            windows = parse_windows((w.start.date_time, w.end.date_time) for w in answer.slots)
         except ValueError as err:
             raise vyte_errors.VyteBadResponse(f"unreadable slot: {err}") from None
         free = tuple(merge_intervals(windows))
@@ -335,16 +345,26 @@ class AvailabilityService:
             duration_minutes=q.duration,
             step_minutes=q.step,
             required=q.required,
+            grid=_grid(q.first, q.last, zone, q.step),
         )
         names = [p.given for p in q.participants]
-        slots = [
-            {
-                "start": format_instant(m.start, zone),
-                "end": format_instant(m.end, zone),
-                "participants": [names[i] for i in m.participants],
-            }
-            for m in matches
-        ]
+        # A slot's end is usually another slot's start, and neighbouring slots usually have the
+        # same participants (find_slots hands out the same tuple then): build each text once.
+        texts: dict[int, str] = {}
+        members: tuple[int, ...] | None = None
+        who: list[str] = []
+        slots: list[dict[str, Any]] = []
+        for m in matches:
+            start = texts.get(m.start)
+            if start is None:
+                start = texts[m.start] = format_instant(m.start, zone)
+            end = texts.get(m.end)
+            if end is None:
+                end = texts[m.end] = format_instant(m.end, zone)
+            if m.participants is not members:
+                members = m.participants
+                who = [names[i] for i in members]
+            slots.append({"start": start, "end": end, "participants": who})
         answer: dict[str, Any] = {
             "timezone": q.timezone,
             "from": q.first.isoformat(),
@@ -357,9 +377,9 @@ class AvailabilityService:
         }
         if q.group_by_day:
             days: dict[str, list[dict[str, Any]]] = {}
-            for slot, match in zip(slots, matches, strict=True):
-                day = datetime.fromtimestamp(match.start, zone).date().isoformat()
-                days.setdefault(day, []).append(slot)
+            for slot in slots:
+                # The local date opens the formatted start ("2020-10-01T09:00:00+02:00").
+                days.setdefault(slot["start"][:10], []).append(slot)
             answer["days"] = [{"date": d, "slots": s} for d, s in days.items()]
         else:
             answer["slots"] = slots
