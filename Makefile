@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean redis-server
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/booking-gateway serve $(if $(VYTE_API_KEY),,--sandbox)
 
-test: $(STAMP)
+# The Redis store's tests start their own redis-server on 127.0.0.1; install one when it is
+# missing and this machine can (Debian/Ubuntu as root). Elsewhere those tests are skipped.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server not installed: the Redis tests will be skipped"; fi; }
+
+test: $(STAMP) redis-server
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -158,7 +158,7 @@ def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ())
         problems.append(FieldError("organizer", "must be a Vyte user id or an email"))
 
     title = _text(data, "title", problems, max_len=255)
-    if "title" not in data:
+    if data.get("title") is None:
         problems.append(FieldError("title", "required"))
 
     start = _instant(data.get("start"), "start", problems) if "start" in data else None
@@ -223,7 +223,7 @@ def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ())
                 if k not in _PLACE_FIELDS
             ]
             name = _text(raw_place, "name", problems, max_len=255, path="place.")
-            if name is None and "name" not in raw_place:
+            if raw_place.get("name") is None:
                 problems.append(FieldError("place.name", "required"))
             address = _text(raw_place, "address", problems, max_len=500, path="place.")
             if name is not None:

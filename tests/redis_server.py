@@ -8,6 +8,7 @@ Tests that need Redis are skipped only when no redis-server binary is installed.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -163,6 +164,8 @@ def running_redis_server() -> Iterator[RedisServer]:
     """A fresh redis-server for the duration of the block; skips the test if there is none."""
     binary = redis_server_binary()
     if binary is None:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("REQUIRE_REDIS=1 but redis-server is not installed")
         pytest.skip(
             "redis-server is not installed (apt-get install redis-server); Redis tests skipped"
         )
