@@ -43,10 +43,14 @@ class RedisServer:
     It keeps its port across stop() and start(), so a client can see it come back.
     """
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, *, persistent: bool = False
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = port if port is not None else free_port()
+        # persistent: an append-only file synced on every write, so data outlives a restart.
+        self.persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -67,7 +71,8 @@ class RedisServer:
             "bind": "127.0.0.1",
             "port": str(self.port),
             "save": "",
-            "appendonly": "no",
+            "appendonly": "yes" if self.persistent else "no",
+            "appendfsync": "always",
             "dir": str(self.directory),
             "logfile": str(self.log),
             "daemonize": "no",
@@ -160,7 +165,7 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis_server() -> Iterator[RedisServer]:
+def running_redis_server(*, persistent: bool = False) -> Iterator[RedisServer]:
     """A fresh redis-server for the duration of the block; skips the test if there is none."""
     binary = redis_server_binary()
     if binary is None:
@@ -171,7 +176,7 @@ def running_redis_server() -> Iterator[RedisServer]:
         )
     with (
         tempfile.TemporaryDirectory(prefix="redis-test-") as directory,
-        RedisServer(binary, Path(directory)) as server,
+        RedisServer(binary, Path(directory), persistent=persistent) as server,
     ):
         yield server
 
@@ -187,4 +192,11 @@ def redis_server() -> Iterator[RedisServer]:
 def own_redis_server() -> Iterator[RedisServer]:
     """A server for one test alone, which it may stop, pause and restart."""
     with running_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def durable_redis_server() -> Iterator[RedisServer]:
+    """Like own_redis_server, but what was written survives a restart (as in production)."""
+    with running_redis_server(persistent=True) as server:
         yield server

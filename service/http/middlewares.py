@@ -12,13 +12,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from service import metrics
-from service.errors import ServiceError, Unauthorized
+from service.errors import ServiceError, ServiceUnavailable, Unauthorized
 from service.http.problems import from_http_exception, from_service_error, problem_response
+from service.store.base import StoreUnavailable
 
 log = structlog.get_logger("http")
 access_log = structlog.get_logger("access")
 
 REQUEST_ID = "X-Request-ID"
+STORE_RETRY_AFTER = 1  # seconds a caller waits after a 503 for an unreachable store
 CALLER: web.RequestKey[str] = web.RequestKey("caller", str)
 
 
@@ -71,6 +73,15 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except ServiceError as err:
         return from_service_error(err)
+    except StoreUnavailable as err:
+        # Nothing was accepted: the caller may retry once the store is back.
+        log.warning("store_unavailable", path=request.path, error=str(err))
+        return from_service_error(
+            ServiceUnavailable(
+                "the booking store is unavailable; retry shortly",
+                headers={"Retry-After": str(STORE_RETRY_AFTER)},
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
