@@ -168,3 +168,9 @@ def reset() -> None:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def current_request_id() -> str | None:
+    """The X-Request-ID bound for the request (or operation) being handled, if any."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return request_id if isinstance(request_id, str) else None

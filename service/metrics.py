@@ -73,6 +73,8 @@ AVAILABILITY_PARTICIPANTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50),
     registry=REGISTRY,
 )
+# Both gauges count the whole store (every replica on one Redis reports the same), read at
+# each scrape.
 OUTBOX_DEPTH = Gauge("gateway_outbox_pending", "Webhook deliveries waiting", registry=REGISTRY)
 DELIVERIES = Counter(
     "gateway_webhook_deliveries", "Webhook delivery attempts", ["outcome"], registry=REGISTRY

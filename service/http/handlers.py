@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import keys, metrics
+from service import keys
 from service.availability import parse_query
 from service.bookings import check_booking_id, parse_booking
 from service.errors import FieldError, ValidationFailed
@@ -117,7 +117,6 @@ async def _accept(
     app = request.app
     op = new_operation(kind, request[CALLER], booking_id, body)
     await app[keys.STORE].add_operation(op)
-    metrics.OPERATIONS_PENDING.inc()
     app[keys.OPERATIONS].wake()
     return json_response(
         operation_resource(op),

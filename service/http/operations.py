@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import keys, metrics
 from service.http.parsing import json_response
+from service.store.base import StoreUnavailable
 
 
 async def livez(request: web.Request) -> web.Response:
@@ -25,6 +26,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
+    try:
+        deliveries, operations = await request.app[keys.STORE].pending_counts()
+    except StoreUnavailable:
+        pass  # metrics stay available; the gauges keep their last reading
+    else:
+        metrics.OUTBOX_DEPTH.set(deliveries)
+        metrics.OPERATIONS_PENDING.set(operations)
     response = web.Response(body=generate_latest(metrics.REGISTRY))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -105,6 +105,8 @@ class Dispatcher:
             "webhook-id": delivery.id,
             "webhook-timestamp": str(timestamp),
         }
+        if delivery.request_id is not None:
+            headers["X-Request-ID"] = delivery.request_id
         if self._secrets:
             headers["webhook-signature"] = signature_header(
                 self._secrets, delivery.id, timestamp, delivery.payload

@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 import structlog
 
-from service import metrics
 from service.bookings import BookingService, parse_booking
 from service.errors import NotFound, ServiceError
+from service.logging import current_request_id
 from service.notify.loop import poll
 from service.notify.outbox import Outbox, webhook_body
 from service.store.base import (
@@ -67,6 +67,7 @@ def new_operation(
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
+        request_id=current_request_id(),
     )
 
 
@@ -117,7 +118,8 @@ class OperationWorker:
         return len(batch)
 
     async def _apply(self, op: Operation) -> None:
-        structlog.contextvars.bind_contextvars(operation=op.id)
+        # Vyte calls and webhooks caused by the operation carry the accepting request's id.
+        structlog.contextvars.bind_contextvars(operation=op.id, request_id=op.request_id)
         booking_id = op.booking_id
         try:
             with budget(self._budget):
@@ -139,7 +141,6 @@ class OperationWorker:
             updated_at=now,
         )
         await self._store.update_operation(done)
-        metrics.OPERATIONS_PENDING.dec()
         log.info("operation_succeeded", operation=op.id, type=op.type.value, booking=booking_id)
 
     async def _perform(self, op: Operation) -> str:
@@ -174,7 +175,6 @@ class OperationWorker:
             )
             await self._store.enqueue_deliveries(deliveries)
             await self._store.update_operation(failed)
-            metrics.OPERATIONS_PENDING.dec()
             log.warning("operation_failed", operation=op.id, error=error)
             return
         delay = retry_delay(

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from service.domain.booking import Booking
+from service.logging import current_request_id
 from service.representation import booking_resource
 from service.store.base import Delivery, DeliveryStatus, Store
 
@@ -61,6 +62,7 @@ class Outbox:
                 last_error=None,
                 created_at=now,
                 updated_at=now,
+                request_id=current_request_id(),
             )
             for url in urls
         ]

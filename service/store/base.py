@@ -65,6 +65,8 @@ class Delivery:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    # The X-Request-ID of the request that caused the change, sent along with every attempt.
+    request_id: str | None = None
 
 
 @attrs.frozen
@@ -105,6 +107,8 @@ class Operation:
     next_attempt_at: datetime
     created_at: datetime
     updated_at: datetime
+    # The X-Request-ID of the accepting request: the worker works under it.
+    request_id: str | None = None
 
 
 class Store(Protocol):
@@ -205,3 +209,6 @@ class Store(Protocol):
 
     async def update_operation(self, operation: Operation) -> None:
         """Save the operation's new state and drop the claim."""
+
+    async def pending_counts(self) -> tuple[int, int]:
+        """How many deliveries and how many operations are pending, in the whole store."""

@@ -492,6 +492,7 @@ def _delivery_insert_args(delivery: Delivery) -> list[str]:
         "last_error": delivery.last_error,
         "created_at": str(_to_us(delivery.created_at)),
         "updated_at": str(_to_us(delivery.updated_at)),
+        "request_id": delivery.request_id,
     }
     return _insert_args(delivery.id, _delivery_group(delivery), values)
 
@@ -509,6 +510,7 @@ def _delivery(f: dict[str, str]) -> Delivery:
         last_error=f.get("last_error"),
         created_at=_from_us(f["created_at"]),
         updated_at=_from_us(f["updated_at"]),
+        request_id=f.get("request_id"),
     )
 
 
@@ -541,6 +543,7 @@ def _operation(f: dict[str, str]) -> Operation:
         next_attempt_at=_from_us(f["next_attempt_at"]),
         created_at=_from_us(f["created_at"]),
         updated_at=_from_us(f["updated_at"]),
+        request_id=f.get("request_id"),
     )
 
 
@@ -809,6 +812,7 @@ class RedisStore:
         values = _operation_values(operation)
         values["id"] = operation.id
         values["created_at"] = str(_to_us(operation.created_at))
+        values["request_id"] = operation.request_id
         args = _insert_args(operation.id, _operation_group(operation), values)
         added = await self._run(self._insert, ["operations", "1", *args])
         if not added:
@@ -834,6 +838,13 @@ class RedisStore:
         # booking's group.
         args = _update_args(operation.id, _operation_group(operation), _operation_values(operation))
         await self._run(self._update, ["operations", *args])
+
+    async def pending_counts(self) -> tuple[int, int]:
+        async with self._redis() as client, client.pipeline(transaction=False) as pipe:
+            pipe.zcard(f"{self.prefix}deliveries:status:{DeliveryStatus.PENDING.value}")
+            pipe.zcard(f"{self.prefix}operations:status:{OperationStatus.PENDING.value}")
+            deliveries, operations = await pipe.execute()
+        return int(deliveries), int(operations)
 
 
 if TYPE_CHECKING:

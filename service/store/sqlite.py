@@ -142,6 +142,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX operations_group ON operations (status, booking_id, seq)",
         "CREATE INDEX operations_status ON operations (status, seq)",
     ),
+    (
+        "ALTER TABLE deliveries ADD COLUMN request_id TEXT",
+        "ALTER TABLE operations ADD COLUMN request_id TEXT",
+    ),
 )
 
 # Errors that say the caller did something wrong, not that the database is unusable.
@@ -197,6 +201,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         last_error=_optional_str(row["last_error"]),
         created_at=_from_us(row["created_us"]),
         updated_at=_from_us(row["updated_us"]),
+        request_id=_optional_str(row["request_id"]),
     )
 
 
@@ -214,6 +219,7 @@ def _operation(row: sqlite3.Row) -> Operation:
         next_attempt_at=_from_us(row["next_attempt_us"]),
         created_at=_from_us(row["created_us"]),
         updated_at=_from_us(row["updated_us"]),
+        request_id=_optional_str(row["request_id"]),
     )
 
 
@@ -253,13 +259,14 @@ def _delivery_params(delivery: Delivery) -> tuple[object, ...]:
         delivery.last_error,
         _to_us(delivery.created_at),
         _to_us(delivery.updated_at),
+        delivery.request_id,
     )
 
 
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (id, event_type, url, payload, booking_id, status, attempts,
-                            next_attempt_us, last_error, created_us, updated_us)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            next_attempt_us, last_error, created_us, updated_us, request_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
 """
 
@@ -623,8 +630,9 @@ class SQLiteStore:
             await db.execute(
                 """
                 INSERT INTO operations (id, type, status, caller, booking_id, request,
-                    attempts, last_error, maybe_sent, next_attempt_us, created_us, updated_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    attempts, last_error, maybe_sent, next_attempt_us, created_us, updated_us,
+                    request_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     operation.id,
@@ -639,6 +647,7 @@ class SQLiteStore:
                     _to_us(operation.next_attempt_at),
                     _to_us(operation.created_at),
                     _to_us(operation.updated_at),
+                    operation.request_id,
                 ),
             )
 
@@ -699,6 +708,18 @@ class SQLiteStore:
                     operation.id,
                 ),
             )
+
+    async def pending_counts(self) -> tuple[int, int]:
+        async with self._reading() as db:
+            row = await _one(
+                db,
+                """
+                SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
+                       (SELECT COUNT(*) FROM operations WHERE status = 'pending')
+                """,
+            )
+        assert row is not None
+        return int(row[0]), int(row[1])
 
 
 async def _all(

@@ -26,6 +26,7 @@ import cattrs
 import structlog
 
 from service import metrics
+from service.logging import current_request_id
 from service.vyte import errors
 from service.vyte.models import (
     Event,
@@ -408,8 +409,8 @@ class VyteClient:
         time_limit: float,
     ) -> tuple[Any, int]:
         headers = {"Authorization": self._options.api_key, "Accept": "application/json"}
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        if isinstance(request_id, str):
+        request_id = current_request_id()
+        if request_id is not None:
             headers["X-Request-ID"] = request_id
         url = self._options.base_url + path
         try:

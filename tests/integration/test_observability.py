@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -314,6 +315,20 @@ async def test_metric_families_are_present(gateway: Any) -> None:
     for name, kind in FAMILIES.items():
         assert families.get(name) == kind, name
     assert "/v1/bookings/5f43" not in text  # labels are templates, never raw paths
+
+
+async def test_backlog_gauges_count_the_store(gateway: Any) -> None:
+    from tests.unit.test_store_contract import make_delivery, make_operation
+
+    store = gateway.app[keys.STORE]
+    later = datetime.now(UTC) + timedelta(hours=1)  # due later: the workers leave them alone
+    await store.enqueue_deliveries(
+        [make_delivery(f"d{i}", booking_id=None, due=later) for i in range(3)]
+    )
+    await store.add_operation(make_operation("op1", due=later))
+    samples = await scrape(gateway)
+    assert value(samples, "gateway_outbox_pending") == 3
+    assert value(samples, "gateway_operations_pending") == 1
 
 
 async def test_metrics_move(gateway_factory: Any, sandbox_admin: aiohttp.ClientSession) -> None:

@@ -390,6 +390,29 @@ async def test_async_create_survives_vyte_being_down_and_is_sent_once(
     assert [e["_id"] for e in events] == [op["booking_id"]]
 
 
+async def test_webhooks_carry_the_request_id_of_the_change(
+    gateway: Any, receiver: Receiver
+) -> None:
+    sync = await gateway.post(
+        "/v1/bookings",
+        json=booking(receiver.url),
+        headers={**AUTH, "X-Request-ID": "trace-sync"},
+    )
+    assert sync.status == 201
+    accepted = await gateway.post(
+        "/v1/bookings",
+        json=booking(receiver.url, start="2026-12-03T10:00:00+01:00"),
+        headers={**AUTH, "X-Request-ID": "trace-async", "Prefer": "respond-async"},
+    )
+    assert accepted.status == 202
+    op = await wait_operation(gateway, accepted.headers["Location"])
+    await receiver.wait_for(2)
+    by_booking = {json.loads(body)["data"]["id"]: headers for headers, body in receiver.received}
+    assert by_booking[(await sync.json())["id"]]["X-Request-ID"] == "trace-sync"
+    # The worker applied the operation later, under the id of the request that handed it over.
+    assert by_booking[op["booking_id"]]["X-Request-ID"] == "trace-async"
+
+
 async def test_permanent_async_failure_is_announced(
     gateway_factory: Callable[..., Awaitable[Any]], receiver: Receiver
 ) -> None:

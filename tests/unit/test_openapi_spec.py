@@ -150,7 +150,12 @@ def test_outbound_webhooks_cover_every_event_type() -> None:
     assert event_type["enum"] == list(EVENT_TYPES)
     for name, item in webhooks.items():
         headers = {resolve(p)["name"] for p in item["post"]["parameters"]}
-        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, name
+        assert headers == {
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "X-Request-ID",
+        }, name
 
 
 def test_links_name_existing_operations_and_parameters() -> None:

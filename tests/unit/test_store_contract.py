@@ -161,6 +161,7 @@ def make_delivery(
         last_error=None,
         created_at=T0 - timedelta(seconds=1),
         updated_at=T0 - timedelta(seconds=1),
+        request_id=f"req-{delivery_id}",
     )
 
 
@@ -184,6 +185,7 @@ def make_operation(
         next_attempt_at=due,
         created_at=T0 - timedelta(seconds=1),
         updated_at=T0 - timedelta(seconds=1),
+        request_id=f"req-{operation_id}",
     )
 
 
@@ -576,6 +578,18 @@ async def test_outbox_finished_deliveries_are_never_claimed(store: Store) -> Non
     assert await store.claim_deliveries(at(60), 10, "w1", lease=30) == []
 
 
+async def test_pending_counts_follow_deliveries_and_operations(store: Store) -> None:
+    assert await store.pending_counts() == (0, 0)
+    deliveries = [make_delivery(f"d{i}", booking_id=None) for i in range(3)]
+    await store.enqueue_deliveries(deliveries)
+    await store.update_delivery(delivered(deliveries[0]))
+    operations = [make_operation(f"op{i}", booking_id=f"ev{i}") for i in range(2)]
+    for operation in operations:
+        await store.add_operation(operation)
+    await store.update_operation(attrs.evolve(operations[1], status=OperationStatus.FAILED))
+    assert await store.pending_counts() == (2, 1)
+
+
 async def test_outbox_list_by_status_newest_first(store: Store) -> None:
     deliveries = [make_delivery(f"d{i}", booking_id=None) for i in range(4)]
     await store.enqueue_deliveries(deliveries)
@@ -772,6 +786,35 @@ async def test_sqlite_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> Non
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
+
+
+async def test_sqlite_migrates_a_first_version_file_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    old = make_delivery("d-old")
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO deliveries (id, event_type, url, payload, booking_id, status, attempts,"
+            " next_attempt_us, last_error, created_us, updated_us)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, 0, 0)",
+            (old.id, old.event_type, old.url, old.payload, old.booking_id),
+        )
+    db.close()
+    store = await SQLiteStore.open(f"sqlite:///{path}")
+    try:
+        kept = await store.get_delivery("d-old")
+        assert kept is not None
+        assert (kept.payload, kept.request_id) == (old.payload, None)
+        await store.enqueue_deliveries([make_delivery("d-new")])
+        new = await store.get_delivery("d-new")
+        assert new is not None and new.request_id == "req-d-new"
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     db.close()
 
 
