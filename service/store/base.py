@@ -6,7 +6,7 @@ suite in tests/unit/test_store_contract.py is what "implements" means.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -137,9 +137,10 @@ class Store(Protocol):
         """
 
     async def active_bookings(
-        self, organizer: str, start: datetime, end: datetime
+        self, organizers: Collection[str], start: datetime, end: datetime
     ) -> list[Booking]:
-        """Requested or confirmed bookings of `organizer` that overlap [start, end)."""
+        """Requested or confirmed bookings of these organizers that overlap [start, end),
+        ordered by (start, id): one round trip for all of an availability query's people."""
 
     # -- no double booking --------------------------------------------------------------
     async def acquire_hold(

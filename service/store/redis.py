@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -331,8 +331,14 @@ return 1
 
 # ARGV: prefix, organizer, start, end. The records of overlapping active bookings.
 _ACTIVE_BOOKINGS: Final = """
-local organizer, start, finish = arg(), tonumber(arg()), tonumber(arg())
-return overlapping(organizer, start, finish, 'record')
+local start, finish = tonumber(arg()), tonumber(arg())
+local out = {}
+for i = argn + 1, #ARGV do
+  for _, record in ipairs(overlapping(ARGV[i], start, finish, 'record')) do
+    out[#out + 1] = record
+  end
+end
+return out
 """
 
 # KEYS: the record. ARGV: prefix, fingerprint, lease (ms).
@@ -682,10 +688,13 @@ class RedisStore:
         return bool(await self._run(self._put_booking, args))
 
     async def active_bookings(
-        self, organizer: str, start: datetime, end: datetime
+        self, organizers: Collection[str], start: datetime, end: datetime
     ) -> list[Booking]:
+        who = sorted(set(organizers))
+        if not who:
+            return []
         records: list[str] = await self._run(
-            self._active_bookings, [organizer, str(_to_us(start)), str(_to_us(end))]
+            self._active_bookings, [str(_to_us(start)), str(_to_us(end)), *who]
         )
         bookings = [codec.loads(record, Booking) for record in records]
         return sorted(bookings, key=lambda booking: (booking.start, booking.id))

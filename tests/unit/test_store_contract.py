@@ -282,7 +282,7 @@ async def test_active_bookings_overlap_is_half_open(
     booking = make_booking(start=0, end=60)
     assert await store.put_booking(booking, expected_version=None)
     expected = [booking] if overlaps else []
-    assert await store.active_bookings(ORGANIZER, at(start), at(end)) == expected
+    assert await store.active_bookings([ORGANIZER], at(start), at(end)) == expected
 
 
 async def test_active_bookings_only_active_ones_of_that_organizer(store: Store) -> None:
@@ -293,12 +293,24 @@ async def test_active_bookings_only_active_ones_of_that_organizer(store: Store) 
     for booking in (requested, confirmed, cancelled, elsewhere):
         assert await store.put_booking(booking, expected_version=None)
 
-    found = await store.active_bookings(ORGANIZER, at(-60), at(180))
+    found = await store.active_bookings([ORGANIZER], at(-60), at(180))
     assert sorted(b.id for b in found) == ["ev1", "ev2"]
-    assert await store.active_bookings(OTHER_ORGANIZER, at(-60), at(180)) == [elsewhere]
+    assert await store.active_bookings([OTHER_ORGANIZER], at(-60), at(180)) == [elsewhere]
 
     await cancel(store, requested)
-    assert await store.active_bookings(ORGANIZER, at(0), at(60)) == []
+    assert await store.active_bookings([ORGANIZER], at(0), at(60)) == []
+
+
+async def test_active_bookings_of_several_organizers_in_one_call(store: Store) -> None:
+    mine = make_booking("ev1", 60, 120)
+    theirs = make_booking("ev2", 0, 90, organizer=OTHER_ORGANIZER)
+    outsider = make_booking("ev3", 0, 90, organizer="someone-else")
+    for booking in (mine, theirs, outsider):
+        assert await store.put_booking(booking, expected_version=None)
+    both = [ORGANIZER, OTHER_ORGANIZER, ORGANIZER]  # a repeat changes nothing
+    assert await store.active_bookings(both, at(-60), at(180)) == [theirs, mine]
+    assert await store.active_bookings([OTHER_ORGANIZER, ORGANIZER], at(95), at(100)) == [mine]
+    assert await store.active_bookings([], at(-60), at(180)) == []
 
 
 async def test_put_booking_releases_the_hold_and_enqueues_deliveries(store: Store) -> None:
