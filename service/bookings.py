@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
@@ -111,7 +112,8 @@ def _instant(value: Any, name: str, problems: list[FieldError]) -> datetime | No
     if parsed.tzinfo is None or not _OFFSET.search(value):
         problems.append(FieldError(name, "must carry a UTC offset, e.g. +02:00 or Z"))
         return None
-    return parsed.astimezone(UTC)
+    # Vyte keeps whole seconds; so do we, or a booking and its event would not match.
+    return parsed.astimezone(UTC).replace(microsecond=0)
 
 
 def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
@@ -250,6 +252,18 @@ def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ())
         callback_url=callback_url,
         check_availability=bool(check),
     )
+
+
+def surely_not_created(err: vyte_errors.VyteError) -> bool:
+    """Whether a failed create certainly did not store an event in Vyte.
+
+    Only refusals say so: Vyte's 4xx answers (429 included), and the calls never sent
+    (open breaker, saturation). A 5xx, a timeout, a dropped connection or an unreadable
+    answer may come after Vyte stored the event.
+    """
+    if isinstance(err, vyte_errors.CircuitOpen | vyte_errors.Saturated):
+        return True
+    return err.status is not None and 400 <= err.status < 500
 
 
 def upstream_problem(err: vyte_errors.VyteError) -> ServiceError:
@@ -402,16 +416,28 @@ class BookingService:
             raise SlotUnavailable("the slot overlaps another booking of this organizer")
         try:
             event = await self._vyte.create_event(new_event(req))
-        except (vyte_errors.VyteTimeout, vyte_errors.VyteBadResponse) as err:
-            # Vyte may have stored the event: keep the hold until it lapses, never re-send.
-            raise upstream_problem(err) from err
         except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound) as err:
             await self._store.release_hold(hold)
             raise ValidationFailed([FieldError("organizer", "Vyte refused the event")]) from err
         except vyte_errors.VyteError as err:
-            await self._store.release_hold(hold)
+            if surely_not_created(err):
+                await self._store.release_hold(hold)
+            # Otherwise Vyte may have stored the event: the hold stays until it lapses, so
+            # nothing re-sends it blindly; a retry under the same hold looks in Vyte first.
             raise upstream_problem(err) from err
         return await self.record_created(caller, req, event, hold)
+
+    async def create_keyed(self, caller: str, req: BookingRequest, key: str) -> Booking:
+        """A synchronous create under an Idempotency-Key, safe to retry after any failure.
+
+        The hold is named after (caller, key): while a hold left by an earlier try whose
+        outcome is unknown is in force, the retry looks for that event in Vyte first.
+        """
+        digest = hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:32]
+        hold = f"key-{digest}"
+        if await self._store.has_hold(hold):
+            return await self.create_once(caller, req, hold)
+        return await self.create(caller, req, hold=hold)
 
     async def create_once(self, caller: str, req: BookingRequest, attempt_id: str) -> Booking:
         """Create for an asynchronous operation that may already have reached Vyte.
@@ -422,7 +448,11 @@ class BookingService:
         """
         event = await self.find_created(req)
         if event is not None:
-            return await self.record_created(caller, req, event, attempt_id)
+            known = await self._store.get_booking(event.id.lower())
+            # Another caller's booking of the same slot is not ours to return: then the
+            # create below meets its hold and answers 409 like any overlapping request.
+            if known is None or known.caller in (None, caller):
+                return await self.record_created(caller, req, event, attempt_id)
         await self._store.release_hold(attempt_id)
         return await self.create(caller, req, hold=attempt_id)
 
@@ -478,14 +508,43 @@ class BookingService:
         if not await self._store.put_booking(
             booking, expected_version=None, release_hold=hold, deliveries=deliveries
         ):
-            # Already known (e.g. adopted from a Vyte webhook in between): keep that record.
+            # Already known: adopted from Vyte's webhook in between, or recorded by an
+            # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
+            if existing is not None and existing.caller is None:
+                existing = await self._complete_adopted(existing, booking)
             if hold:
                 await self._store.release_hold(hold)
             if existing is None:
                 raise Conflict("booking changed concurrently; retry")
             return existing
         return booking
+
+    async def _complete_adopted(self, adopted: Booking, ours: Booking) -> Booking:
+        """`adopted` (from Vyte's webhook) with the caller's fields of `ours`, announced to the
+        caller's callback_url; subscriptions heard of it when it was adopted."""
+        current = adopted
+        for _ in range(10):
+            now = datetime.now(UTC)
+            completed = attrs.evolve(
+                ours,
+                status=current.status,
+                version=current.version + 1,
+                created_at=current.created_at,
+                updated_at=now,
+            )
+            deliveries = await self._outbox.plan(
+                "booking.requested", completed, now, subscriptions=False
+            )
+            if await self._store.put_booking(
+                completed, expected_version=current.version, deliveries=deliveries
+            ):
+                return completed
+            latest = await self._store.get_booking(adopted.id)
+            if latest is None or latest.caller is not None:
+                return latest if latest is not None else current
+            current = latest
+        raise Conflict("booking is changing too fast; retry")
 
     async def get(self, booking_id: str) -> Booking:
         booking_id = check_booking_id(booking_id)
@@ -532,9 +591,27 @@ class BookingService:
                 await self._vyte.cancel_event(booking.id)
         except vyte_errors.VyteNotFound:
             raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+        except vyte_errors.VyteRejected:
+            return await self._refused(booking, target)
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         return await self.apply_status(booking.id, target)
+
+    async def _refused(self, booking: Booking, target: BookingStatus) -> Booking:
+        """Vyte refused the change: usually the event was cancelled inside Vyte meanwhile."""
+        try:
+            event = await self._vyte.get_event(booking.id)
+        except vyte_errors.VyteNotFound:
+            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        if status_of(event) == BookingStatus.CANCELLED:
+            cancelled = await self.apply_status(booking.id, BookingStatus.CANCELLED)
+            if target == BookingStatus.CANCELLED:
+                return cancelled
+            raise BookingCancelled(f"booking {booking.id} was cancelled in Vyte")
+        action = "confirm" if target == BookingStatus.CONFIRMED else "cancel"
+        raise Conflict(f"Vyte refused to {action} booking {booking.id}")
 
     async def apply_status(self, booking_id: str, target: BookingStatus) -> Booking:
         """Record a status Vyte already has; idempotent and safe against races."""

@@ -10,7 +10,7 @@ from service import keys
 from service.availability import parse_query
 from service.bookings import check_booking_id, parse_booking
 from service.errors import FieldError, ValidationFailed
-from service.http.idempotency import run_idempotent
+from service.http.idempotency import idempotency_key, run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
 from service.notify.operations import new_operation, operation_resource
@@ -41,8 +41,12 @@ async def create_booking(request: web.Request) -> web.Response:
         booking_request = parse_booking(body, settings.callback_hosts)
         if prefers_async(request):
             return await _accept(request, OperationType.CREATE, None, body)
+        key = idempotency_key(request)
         with budget(settings.request_budget):
-            booking = await app[keys.BOOKINGS].create(caller, booking_request)
+            if key is None:
+                booking = await app[keys.BOOKINGS].create(caller, booking_request)
+            else:
+                booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
         return json_response(
             booking_resource(booking),
             status=201,

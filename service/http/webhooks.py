@@ -30,7 +30,8 @@ _DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
 async def get_operation(request: web.Request) -> web.Response:
     single_query(request, ())
     op = await request.app[keys.STORE].get_operation(request.match_info["operation_id"])
-    if op is None:
+    if op is None or op.caller != request[CALLER]:
+        # Another caller's operation is not there for this one.
         raise NotFound("no such operation")
     return json_response(operation_resource(op))
 

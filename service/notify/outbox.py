@@ -33,9 +33,13 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def plan(self, event_type: str, booking: Booking, now: datetime) -> list[Delivery]:
+    async def plan(
+        self, event_type: str, booking: Booking, now: datetime, *, subscriptions: bool = True
+    ) -> list[Delivery]:
         body = webhook_body(event_type, booking_resource(booking), now)
-        return await self.plan_body(event_type, body, booking.callback_url, booking.id, now)
+        return await self.plan_body(
+            event_type, body, booking.callback_url, booking.id, now, subscriptions=subscriptions
+        )
 
     async def plan_body(
         self,
@@ -44,9 +48,11 @@ class Outbox:
         callback_url: str | None,
         booking_id: str | None,
         now: datetime,
+        *,
+        subscriptions: bool = True,
     ) -> list[Delivery]:
         urls: list[str] = [callback_url] if callback_url else []
-        for sub in await self._store.list_subscriptions():
+        for sub in await self._store.list_subscriptions() if subscriptions else ():
             if event_type in sub.events and sub.url not in urls:
                 urls.append(sub.url)
         return [

@@ -151,6 +151,9 @@ class Store(Protocol):
 
     async def release_hold(self, hold_id: str) -> None: ...
 
+    async def has_hold(self, hold_id: str) -> bool:
+        """Whether the hold `hold_id` is still in force (taken and not lapsed or released)."""
+
     # -- idempotency ----------------------------------------------------------------------
     async def begin_idempotent(
         self, caller: str, key: str, fingerprint: str, lease: float

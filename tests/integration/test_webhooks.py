@@ -9,17 +9,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import attrs
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.integration.conftest import Receiver
 
 VYTE = {"Authorization": SANDBOX_API_KEY}
 SECRET_A = b"first-secret-bytes-0123456789"
@@ -41,47 +38,6 @@ def verify(secret: bytes, headers: Any, body: bytes, tolerance: int = 300) -> bo
         if version == "v1" and hmac.compare_digest(sig.encode(), expected):
             return True
     return False
-
-
-@attrs.define
-class Receiver:
-    """An internal service receiving webhooks; answers from `script` then 204."""
-
-    url: str = ""
-    received: list[tuple[dict[str, str], bytes]] = attrs.field(factory=list)
-    script: list[int] = attrs.field(factory=list)
-    attempts: int = 0
-
-    def bodies(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        out = [json.loads(b) for _, b in self.received]
-        return [b for b in out if event_type is None or b["type"] == event_type]
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"only {len(self.received)} of {count} webhooks"
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-
-    async def hook(request: web.Request) -> web.Response:
-        state.attempts += 1
-        body = await request.read()
-        status = state.script.pop(0) if state.script else 204
-        if status < 300:
-            state.received.append((dict(request.headers), body))
-        return web.Response(status=status)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("/hook"))
-    yield state
-    await server.close()
 
 
 def booking(callback: str | None, **changes: Any) -> dict[str, Any]:

@@ -1,0 +1,223 @@
+"""Bookings when an answer is lost or a change races another: Vyte sees each event once, and
+nobody is handed somebody else's booking.
+
+Vyte may store an event and still fail to tell us (a 5xx after the write, a store outage
+after its 201); a retry under the same Idempotency-Key must find that event, not make a
+second one. Changes made inside Vyte may meet ours halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from service import keys
+from service.store.base import StoreUnavailable
+from tests.conftest import AUTH, OTHER_TOKEN, upstream_calls
+from tests.integration.conftest import Receiver
+from tests.integration.test_webhooks import HOOK_TOKEN, booking, hook_into, wait_operation
+
+OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+ASYNC = {**AUTH, "Prefer": "respond-async"}
+
+
+async def vyte_events(admin: aiohttp.ClientSession, day: str) -> list[dict[str, Any]]:
+    async with admin.get("_sandbox/events") as resp:
+        return [e for e in await resp.json() if e["dates"][0]["date"].startswith(day)]
+
+
+async def stored_then_failed(admin: aiohttp.ClientSession, status: int = 503) -> None:
+    """The next event create is stored by Vyte, which then answers `status`."""
+    await admin.post(
+        "_sandbox/faults",
+        json={"status": status, "apply": True, "count": 1, "path": "/v2/events", "method": "POST"},
+    )
+
+
+@pytest.mark.parametrize("check_availability", [True, False])
+@pytest.mark.parametrize("status", [500, 503])
+async def test_keyed_retry_after_a_5xx_finds_the_event_vyte_stored(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession, check_availability: bool, status: int
+) -> None:
+    await stored_then_failed(sandbox_admin, status)
+    headers = {**AUTH, "Idempotency-Key": "lost-answer"}
+    body = booking(None, check_availability=check_availability)
+    first = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert first.status in (502, 503)
+    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+
+    second = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert second.status == 201, await second.text()
+    assert (await second.json())["id"] == event["_id"]
+    third = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert third.headers["Idempotent-Replayed"] == "true"
+    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+
+
+async def test_keyed_retry_after_a_plain_failure_creates_the_event(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    # Vyte fails without storing anything: the retry looks, finds nothing, and creates.
+    await sandbox_admin.post(
+        "_sandbox/faults", json={"status": 500, "count": 1, "path": "/v2/events", "method": "POST"}
+    )
+    headers = {**AUTH, "Idempotency-Key": "plain-failure"}
+    assert (await gateway.post("/v1/bookings", json=booking(None), headers=headers)).status == 502
+    assert await vyte_events(sandbox_admin, "2026-12-02") == []
+    retried = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    assert retried.status == 201
+    assert [e["_id"] for e in await vyte_events(sandbox_admin, "2026-12-02")] == [
+        (await retried.json())["id"]
+    ]
+
+
+async def test_without_a_key_an_uncertain_create_blocks_the_slot_instead_of_resending(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    await stored_then_failed(sandbox_admin)
+    assert (await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)).status == 503
+    again = await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)
+    assert again.status == 409
+    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+
+
+async def test_a_refused_create_frees_the_slot_at_once(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    await sandbox_admin.post(
+        "_sandbox/faults",
+        json={"status": 429, "retry_after": 1, "count": 1, "path": "/v2/events", "method": "POST"},
+    )
+    assert (await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)).status == 503
+    assert (await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)).status == 201
+
+
+async def test_keyed_retry_after_the_store_failed_records_the_event_once(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gateway.app[keys.STORE]
+    original = store.put_booking
+    failures = [StoreUnavailable("the store went away")]
+
+    async def put_booking(*args: Any, **kwargs: Any) -> bool:
+        if failures:
+            raise failures.pop()
+        return bool(await original(*args, **kwargs))
+
+    monkeypatch.setattr(store, "put_booking", put_booking)
+    headers = {**AUTH, "Idempotency-Key": "store-blip"}
+    first = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    assert first.status == 503
+    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    second = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    assert second.status == 201
+    assert (await second.json())["id"] == event["_id"]
+    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+
+
+async def test_async_create_never_returns_another_callers_booking(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    mine = await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)
+    assert mine.status == 201
+    theirs = await gateway.post(
+        "/v1/bookings",
+        json=booking(receiver.url),
+        headers={**OTHER, "Prefer": "respond-async"},
+    )
+    assert theirs.status == 202
+    op = await (await gateway.get(theirs.headers["Location"], headers=OTHER)).json()
+    deadline = asyncio.get_running_loop().time() + 10
+    while op["status"] == "pending":
+        assert asyncio.get_running_loop().time() < deadline, op
+        await asyncio.sleep(0.05)
+        op = await (await gateway.get(theirs.headers["Location"], headers=OTHER)).json()
+    assert op["status"] == "failed" and op["last_error"].startswith("409 slot-unavailable")
+    assert op["booking_id"] is None
+    await receiver.wait_for(1)
+    assert [b["type"] for b in receiver.bodies()] == ["operation.failed"]
+    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+    # Operations belong to the caller that handed them over.
+    assert (await gateway.get(theirs.headers["Location"], headers=AUTH)).status == 404
+
+
+async def test_fractional_seconds_are_dropped_so_a_lost_create_is_found_again(
+    gateway_factory: Callable[..., Awaitable[Any]], sandbox_admin: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(retry_base=0.05, retry_cap=0.2)
+    await stored_then_failed(sandbox_admin)
+    body = booking(None, check_availability=False, start="2026-12-02T10:00:00.5+01:00")
+    resp = await gw.post("/v1/bookings", json=body, headers=ASYNC)
+    op = await wait_operation(gw, resp.headers["Location"])
+    assert op["status"] == "succeeded"
+    made = await (await gw.get(f"/v1/bookings/{op['booking_id']}", headers=AUTH)).json()
+    assert made["start"] == "2026-12-02T10:00:00+01:00"
+    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+
+
+async def test_confirming_what_was_cancelled_inside_vyte(
+    gateway_factory: Callable[..., Awaitable[Any]], sandbox_admin: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(retry_base=0.05, retry_cap=0.1)
+    created = await (await gw.post("/v1/bookings", json=booking(None), headers=AUTH)).json()
+    async with sandbox_admin.post(f"_sandbox/events/{created['id']}/cancel") as resp:
+        assert resp.status == 200
+
+    confirm = await gw.post(f"/v1/bookings/{created['id']}/confirm", headers=AUTH)
+    assert confirm.status == 409
+    assert (await confirm.json())["type"] == "/problems/booking-cancelled"
+    read = await (await gw.get(f"/v1/bookings/{created['id']}", headers=AUTH)).json()
+    assert (read["status"], read["version"]) == ("cancelled", 2)
+
+
+async def test_async_confirm_of_a_booking_cancelled_inside_vyte_fails_and_unblocks(
+    gateway_factory: Callable[..., Awaitable[Any]], sandbox_admin: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(retry_base=0.05, retry_cap=0.1)
+    created = await (await gw.post("/v1/bookings", json=booking(None), headers=AUTH)).json()
+    async with sandbox_admin.post(f"_sandbox/events/{created['id']}/cancel") as resp:
+        assert resp.status == 200
+    confirm = await gw.post(f"/v1/bookings/{created['id']}/confirm", headers=ASYNC)
+    cancel = await gw.post(f"/v1/bookings/{created['id']}/cancel", headers=ASYNC)
+    confirmed = await wait_operation(gw, confirm.headers["Location"])
+    assert confirmed["status"] == "failed"
+    assert confirmed["last_error"].startswith("409 booking-cancelled")
+    cancelled = await wait_operation(gw, cancel.headers["Location"])
+    assert cancelled["status"] == "succeeded"
+    read = await (await gw.get(f"/v1/bookings/{created['id']}", headers=AUTH)).json()
+    assert read["status"] == "cancelled"
+
+
+async def test_vytes_hook_arriving_before_our_own_record_keeps_the_callers_fields(
+    gateway_factory: Callable[..., Awaitable[Any]],
+    sandbox_admin: aiohttp.ClientSession,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gw = await gateway_factory(vyte_webhook_token=HOOK_TOKEN)
+    await hook_into(sandbox_admin, str(gw.make_url(f"/v1/vyte/webhooks/{HOOK_TOKEN}")))
+    store = gw.app[keys.STORE]
+    original = store.put_booking
+
+    async def late_for_our_own_record(record: Any, **kwargs: Any) -> bool:
+        if record.caller is not None and record.version == 1:
+            await asyncio.sleep(0.5)  # Vyte's event.created hook is adopted meanwhile
+        return bool(await original(record, **kwargs))
+
+    monkeypatch.setattr(store, "put_booking", late_for_our_own_record)
+    resp = await gw.post(
+        "/v1/bookings", json=booking(receiver.url, message="Bring the script"), headers=AUTH
+    )
+    assert resp.status == 201
+    answer = await resp.json()
+    assert answer["callback_url"] == receiver.url
+    assert answer["version"] == 2  # adopted, then completed with the request's fields
+    stored = await store.get_booking(answer["id"])
+    assert stored.caller == "alpha" and stored.message == "Bring the script"
+    await receiver.wait_for(1)
+    assert [b["type"] for b in receiver.bodies()] == ["booking.requested"]
