@@ -172,6 +172,7 @@ class OperationWorker:
                 await self._callback_url(op),
                 op.booking_id,
                 now,
+                message_key=f"{op.id}:failed",
             )
             await self._store.enqueue_deliveries(deliveries)
             await self._store.update_operation(failed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime
@@ -27,6 +28,12 @@ def webhook_body(event_type: str, data: object, now: datetime) -> str:
     )
 
 
+def _message_id(key: str | None, url: str) -> str:
+    if key is None:
+        return f"msg_{uuid.uuid4().hex}"
+    return "msg_" + hashlib.sha256(f"{key}\0{url}".encode()).hexdigest()[:32]
+
+
 class Outbox:
     """Plans deliveries; the store writes them atomically with the change itself."""
 
@@ -50,14 +57,20 @@ class Outbox:
         now: datetime,
         *,
         subscriptions: bool = True,
+        message_key: str | None = None,
     ) -> list[Delivery]:
+        """One delivery per receiving URL.
+
+        With `message_key` the ids are derived from it, so planning the same message again
+        (after a crash between enqueueing and recording why) enqueues nothing new.
+        """
         urls: list[str] = [callback_url] if callback_url else []
         for sub in await self._store.list_subscriptions() if subscriptions else ():
             if event_type in sub.events and sub.url not in urls:
                 urls.append(sub.url)
         return [
             Delivery(
-                id=f"msg_{uuid.uuid4().hex}",
+                id=_message_id(message_key, url),
                 event_type=event_type,
                 url=url,
                 payload=body,

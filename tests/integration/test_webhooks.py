@@ -385,6 +385,31 @@ async def test_permanent_async_failure_is_announced(
     assert note["type"] == "operation.failed" and note["data"]["id"] == op["id"]
 
 
+async def test_a_failure_announced_twice_after_a_crash_is_one_webhook(
+    gateway: Any, receiver: Receiver
+) -> None:
+    """The worker enqueues operation.failed, then records the failure: a crash between the
+    two writes makes it do both again, which must not make a second message."""
+    from service import keys
+    from service.errors import UnknownParticipant
+    from service.notify.operations import new_operation
+    from service.store.base import DeliveryStatus, OperationType
+
+    store = gateway.app[keys.STORE]
+    worker = gateway.app[keys.OPERATIONS]
+    op = new_operation(OperationType.CREATE, "alpha", None, booking(receiver.url))
+    await store.add_operation(op)
+    refusal = UnknownParticipant("Vyte does not know the organizer")
+    await worker._failed_attempt(op, refusal)
+    await worker._failed_attempt(op, refusal)  # the same pending state, as after a restart
+    pending = await store.list_deliveries(DeliveryStatus.PENDING, 10)
+    delivered = await store.list_deliveries(DeliveryStatus.DELIVERED, 10)
+    assert len(pending + delivered) == 1
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.2)
+    assert [b["type"] for b in receiver.bodies()] == ["operation.failed"]
+
+
 async def test_idempotency_key_composes_with_async(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
