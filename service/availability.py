@@ -66,6 +66,11 @@ def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones()) | {"UTC"}
 
 
+# Participants' answers kept at most; with the 30 s default TTL that is 333 new queries a
+# second before the bound, rather than the TTL, decides what is dropped.
+CACHE_ENTRIES = 10_000
+
+
 @lru_cache(maxsize=16)
 def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]:
     """The candidate starts of a query, kept for the queries that repeat (most of them).
@@ -303,15 +308,20 @@ class AvailabilityService:
             raise vyte_errors.VyteBadResponse(f"unreadable slot: {err}") from None
         free = tuple(merge_intervals(windows))
         if self._ttl > 0:
-            self._cache[key] = (self._clock() + self._ttl, free)
-            if len(self._cache) > 10_000:
-                self._evict()
+            self._remember(key, free)
         return free
 
-    def _evict(self) -> None:
+    def _remember(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
+        """Cache `free`; drop what expired, and the oldest entries beyond CACHE_ENTRIES.
+
+        Every entry lives for the same TTL, so keeping the dict in insertion order keeps it
+        in expiry order: eviction only ever looks at the front, O(1) per insert.
+        """
         now = self._clock()
-        for k in [k for k, (exp, _) in self._cache.items() if exp <= now]:
-            del self._cache[k]
+        self._cache.pop(key, None)
+        self._cache[key] = (now + self._ttl, free)
+        while len(self._cache) > CACHE_ENTRIES or next(iter(self._cache.values()))[0] <= now:
+            del self._cache[next(iter(self._cache))]
 
     async def own_bookings(self, q: AvailabilityQuery) -> dict[str, list[Interval]]:
         """The gateway's active bookings of the query's people, as busy intervals by key."""

@@ -1,0 +1,91 @@
+"""The per-participant slot cache: entries expire after the TTL and never exceed the bound."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, cast
+
+import pytest
+
+from service import availability
+from service.availability import AvailabilityService, Participant
+from service.store.base import Store
+from service.vyte.client import VyteClient
+from service.vyte.models import Slots
+
+TTL = 30.0
+
+
+class CountingVyte:
+    """Answers every slot query with no windows, counting the calls per user."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    async def slots(self, *, users: str | None = None, **_: Any) -> Slots:
+        assert users is not None
+        self.calls[users] = self.calls.get(users, 0) + 1
+        return Slots(timezone="UTC", slots=())
+
+
+async def ask(service: AvailabilityService, who: str) -> None:
+    await service.free_windows(
+        Participant(who), duration=30, first=date(2030, 1, 7), last=date(2030, 1, 8), timezone="UTC"
+    )
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [1000.0]
+
+
+@pytest.fixture
+def vyte() -> CountingVyte:
+    return CountingVyte()
+
+
+@pytest.fixture
+def service(vyte: CountingVyte, clock: list[float]) -> AvailabilityService:
+    return AvailabilityService(
+        cast(VyteClient, vyte), cast(Store, None), cache_ttl=TTL, clock=lambda: clock[0]
+    )
+
+
+async def test_entries_are_reused_until_the_ttl_ends(
+    service: AvailabilityService, vyte: CountingVyte, clock: list[float]
+) -> None:
+    await ask(service, "u1")
+    clock[0] += TTL - 1
+    await ask(service, "u1")
+    assert vyte.calls == {"u1": 1}
+    clock[0] += 2
+    await ask(service, "u1")
+    assert vyte.calls == {"u1": 2}
+
+
+async def test_expired_entries_leave_as_new_ones_arrive(
+    service: AvailabilityService, clock: list[float]
+) -> None:
+    for i in range(5):
+        await ask(service, f"old{i}")
+    clock[0] += TTL + 1
+    await ask(service, "new")
+    assert len(service._cache) == 1
+
+
+async def test_the_cache_never_holds_more_than_its_bound(
+    service: AvailabilityService,
+    vyte: CountingVyte,
+    clock: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(availability, "CACHE_ENTRIES", 3)
+    for i in range(5):
+        await ask(service, f"u{i}")
+        clock[0] += 1
+    assert len(service._cache) == 3
+    # The oldest went first; the newest three are still answered from the cache.
+    for i in (2, 3, 4):
+        await ask(service, f"u{i}")
+    await ask(service, "u0")
+    assert vyte.calls == {"u0": 2, "u1": 1, "u2": 1, "u3": 1, "u4": 1}
