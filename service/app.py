@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 import structlog
@@ -22,6 +23,7 @@ from service.http.middlewares import bearer_auth, problems, request_context
 from service.http.parsing import MAX_BODY
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, register_hooks
+from service.notify.loop import purge
 from service.notify.operations import OperationWorker
 from service.notify.outbox import Outbox
 from service.store import open_store
@@ -29,6 +31,8 @@ from service.vyte.client import VyteClient, VyteOptions
 from service.vyte.errors import VyteError
 
 WEBHOOK_PREFIX = "/v1/vyte/webhooks/"
+# Seconds between purges of finished deliveries and operations (RETENTION_DAYS).
+PURGE_INTERVAL = 3600.0
 log = structlog.get_logger("app")
 
 
@@ -92,7 +96,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """Background work: the webhook dispatcher, the operations worker, hook registration."""
+    """Background work: the webhook dispatcher, the operations worker, the purge of what
+    finished long ago, hook registration."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -114,6 +119,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),
+            asyncio.create_task(
+                purge(store, timedelta(days=settings.retention_days), PURGE_INTERVAL),
+                name="purge",
+            ),
         ]
         if settings.public_url and settings.vyte_webhook_token:
             target = (

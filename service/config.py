@@ -70,6 +70,8 @@ class Settings:
     #: sending new requests first (keep drain_delay + shutdown_timeout under the grace period)
     drain_delay: float = 0.0
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+    #: days finished webhook deliveries and operations are kept (listed, redeliverable)
+    retention_days: float = 7.0
     sandbox: bool = False
 
     @classmethod
@@ -131,6 +133,7 @@ class Settings:
             webhook_retry_schedule=get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, DEFAULT_WEBHOOK_SCHEDULE
             ),
+            retention_days=get("RETENTION_DAYS", _bounded_float(0.001, 3650), 7.0),
             sandbox=sandbox,
         )
         if settings.public_url and not settings.vyte_webhook_token:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from service.store.base import StoreUnavailable
+from service.store.base import Store, StoreUnavailable
 
 log = structlog.get_logger("workers")
 
@@ -28,3 +29,17 @@ async def poll(
         wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), idle)
+
+
+async def purge(store: Store, retention: timedelta, interval: float) -> None:
+    """Every `interval` seconds, forget finished deliveries and operations older than
+    `retention`, so the store does not grow without end."""
+    while True:
+        try:
+            removed = await store.purge_finished(datetime.now(UTC) - retention)
+        except StoreUnavailable:
+            log.warning("store_unavailable", worker="purge")
+        else:
+            if removed:
+                log.info("purged", records=removed, retention_days=retention / timedelta(days=1))
+        await asyncio.sleep(interval)

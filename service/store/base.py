@@ -214,5 +214,9 @@ class Store(Protocol):
     async def update_operation(self, operation: Operation) -> None:
         """Save the operation's new state and drop the claim."""
 
+    async def purge_finished(self, before: datetime) -> int:
+        """Forget deliveries delivered or failed and operations succeeded or failed whose
+        last change is older than `before`; returns how many records went."""
+
     async def pending_counts(self) -> tuple[int, int]:
         """How many deliveries and how many operations are pending, in the whole store."""

@@ -84,6 +84,8 @@ DEFAULT_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_HEALTH_CHECK_INTERVAL: Final = 30
 # Connections per process; a request waits up to the socket timeout for a free one.
 DEFAULT_MAX_CONNECTIONS: Final = 64
+# Records one purge script looks at, so no single script blocks Redis for long.
+_PURGE_BATCH: Final = 500
 
 # Redis error replies that say the server cannot serve now, not that the request is
 # wrong: the ones redis-py has classes for, then the codes of the others.
@@ -396,6 +398,35 @@ local Q, R = queue(arg())
 return list(Q, R)
 """
 
+# ARGV: prefix, queue, status, cutoff (us), offset, limit. Finished records of that status
+# changed before the cutoff go, walking the status index oldest first from `offset`.
+# Returns {removed, kept (older but changed since), done}: the walk stops at the first
+# record created after the cutoff, as every later one was too.
+_PURGE: Final = """
+local Q, R = queue(arg())
+local status, cutoff, offset, limit = arg(), tonumber(arg()), tonumber(arg()), tonumber(arg())
+local index = Q .. 'status:' .. status
+local ids = redis.call('ZRANGE', index, offset, offset + limit - 1)
+local removed, kept, done = 0, 0, 0
+if #ids < limit then done = 1 end
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', R .. id, 'created_at', 'updated_at')
+  if f[2] and tonumber(f[2]) >= cutoff then
+    if tonumber(f[1]) >= cutoff then
+      done = 1
+      break
+    end
+    kept = kept + 1
+  else
+    redis.call('DEL', R .. id)
+    redis.call('ZREM', index, id)
+    redis.call('ZREM', Q .. 'all', id)
+    removed = removed + 1
+  end
+end
+return {removed, kept, done}
+"""
+
 # ARGV: prefix, id, JSON. 1 added, 0 the id is taken.
 _ADD_SUBSCRIPTION: Final = """
 local id, record = arg(), arg()
@@ -576,6 +607,7 @@ class RedisStore:
         self._update = script(library + _UPDATE)
         self._claim = script(library + _CLAIM)
         self._list = script(library + _LIST)
+        self._purge = script(library + _PURGE)
         self._add_subscription = script(library + _ADD_SUBSCRIPTION)
         self._list_subscriptions = script(library + _LIST_SUBSCRIPTIONS)
         self._delete_subscription = script(library + _DELETE_SUBSCRIPTION)
@@ -852,6 +884,25 @@ class RedisStore:
         # booking's group.
         args = _update_args(operation.id, _operation_group(operation), _operation_values(operation))
         await self._run(self._update, ["operations", *args])
+
+    async def purge_finished(self, before: datetime) -> int:
+        cutoff = str(_to_us(before))
+        finished = (
+            ("deliveries", (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED)),
+            ("operations", (OperationStatus.SUCCEEDED, OperationStatus.FAILED)),
+        )
+        total = 0
+        for kind, statuses in finished:
+            for status in statuses:
+                offset, done = 0, False
+                while not done:
+                    removed, kept, finished_walk = await self._run(
+                        self._purge, [kind, status.value, cutoff, offset, _PURGE_BATCH]
+                    )
+                    total += int(removed)
+                    offset += int(kept)
+                    done = bool(finished_walk)
+        return total
 
     async def pending_counts(self) -> tuple[int, int]:
         async with self._redis() as client, client.pipeline(transaction=False) as pipe:

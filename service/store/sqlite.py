@@ -724,6 +724,19 @@ class SQLiteStore:
                 ),
             )
 
+    async def purge_finished(self, before: datetime) -> int:
+        cutoff = _to_us(before)
+        async with self._writing() as db:
+            deliveries = await db.execute(
+                "DELETE FROM deliveries WHERE status IN (?, ?) AND updated_us < ?",
+                (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, cutoff),
+            )
+            operations = await db.execute(
+                "DELETE FROM operations WHERE status IN (?, ?) AND updated_us < ?",
+                (OperationStatus.SUCCEEDED.value, OperationStatus.FAILED.value, cutoff),
+            )
+            return deliveries.rowcount + operations.rowcount
+
     async def pending_counts(self) -> tuple[int, int]:
         async with self._reading() as db:
             row = await _one(

@@ -26,6 +26,8 @@ def test_defaults_follow_the_design() -> None:
     assert s.api_tokens == {"tok-1": "crm", "tok-2": "billing"}
     assert s.log_format == "json"
     assert Settings.from_environ(REQUIRED, isatty=True).log_format == "console"
+    assert s.retention_days == 7
+    assert Settings.from_environ({**REQUIRED, "RETENTION_DAYS": "30"}).retention_days == 30
 
 
 def test_every_bad_variable_is_named_at_once() -> None:
@@ -36,6 +38,7 @@ def test_every_bad_variable_is_named_at_once() -> None:
         "STORE_URL": "postgres://x",
         "WEBHOOK_SECRET": "plain",
         "LOG_LEVEL": "loud",
+        "RETENTION_DAYS": "0",
     }
     with pytest.raises(ConfigError) as caught:
         Settings.from_environ(env)
@@ -46,6 +49,7 @@ def test_every_bad_variable_is_named_at_once() -> None:
         "STORE_URL",
         "WEBHOOK_SECRET",
         "LOG_LEVEL",
+        "RETENTION_DAYS",
         "VYTE_API_KEY",
     }
     for name in caught.value.problems:

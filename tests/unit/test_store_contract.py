@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -604,6 +604,41 @@ async def test_pending_counts_follow_deliveries_and_operations(store: Store) -> 
         await store.add_operation(operation)
     await store.update_operation(attrs.evolve(operations[1], status=OperationStatus.FAILED))
     assert await store.pending_counts() == (2, 1)
+
+
+async def test_purge_forgets_only_what_finished_before_the_cutoff(store: Store) -> None:
+    cutoff = T0 - timedelta(days=7)
+    old, recent = cutoff - timedelta(days=1), cutoff + timedelta(days=1)
+
+    def aged(record: Any, created: datetime, updated: datetime, status: Any) -> Any:
+        return attrs.evolve(record, created_at=created, updated_at=updated, status=status)
+
+    deliveries = [
+        aged(make_delivery("gone-1", booking_id=None), old, old, DeliveryStatus.DELIVERED),
+        aged(make_delivery("gone-2", booking_id=None), old, old, DeliveryStatus.FAILED),
+        aged(make_delivery("pending", booking_id=None), old, old, DeliveryStatus.PENDING),
+        aged(make_delivery("retried", booking_id=None), old, recent, DeliveryStatus.FAILED),
+        aged(make_delivery("new", booking_id=None), recent, recent, DeliveryStatus.DELIVERED),
+    ]
+    await store.enqueue_deliveries(deliveries)
+    operations = [
+        aged(make_operation("op-gone-1", booking_id=None), old, old, OperationStatus.SUCCEEDED),
+        aged(make_operation("op-gone-2", booking_id=None), old, old, OperationStatus.FAILED),
+        aged(make_operation("op-pending", booking_id=None), old, old, OperationStatus.PENDING),
+        aged(make_operation("op-new", booking_id=None), recent, recent, OperationStatus.FAILED),
+    ]
+    for operation in operations:
+        await store.add_operation(operation)
+
+    assert await store.purge_finished(cutoff) == 4
+    assert ids(await store.list_deliveries(None, 10)) == ["new", "retried", "pending"]
+    for gone in ("gone-1", "gone-2"):
+        assert await store.get_delivery(gone) is None
+    for operation in operations:
+        kept = await store.get_operation(operation.id)
+        assert (kept is None) == operation.id.startswith("op-gone")
+    assert await store.purge_finished(cutoff) == 0
+    assert await store.pending_counts() == (1, 1)
 
 
 async def test_outbox_list_by_status_newest_first(store: Store) -> None:

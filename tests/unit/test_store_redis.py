@@ -9,7 +9,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import methodcaller
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.booking import Booking, BookingStatus
 from service.store import open_store
+from service.store import redis as redis_store
 from service.store.base import (
     Delivery,
     DeliveryStatus,
@@ -415,6 +416,33 @@ async def test_a_cancelled_booking_leaves_the_active_index(
     cancelled = moved.changed(at(2), status=BookingStatus.CANCELLED)
     assert await store.put_booking(cancelled, expected_version=2)
     assert await raw.exists(index) == 0
+
+
+async def test_purge_pages_past_records_it_keeps_and_leaves_no_index_behind(
+    replicas: tuple[RedisStore, RedisStore], raw: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "_PURGE_BATCH", 2)
+    store = replicas[0]
+    cutoff = T0
+    old, recent = T0 - timedelta(days=1), T0 + timedelta(days=1)
+    # Five failed long ago but retried lately (kept) ahead of three to forget, in seq order.
+    kept = [
+        attrs.evolve(make_delivery(f"k{i}", booking_id=None), created_at=old, updated_at=recent)
+        for i in range(5)
+    ]
+    gone = [
+        attrs.evolve(make_delivery(f"g{i}", booking_id=None), created_at=old, updated_at=old)
+        for i in range(3)
+    ]
+    await store.enqueue_deliveries(
+        [attrs.evolve(d, status=DeliveryStatus.FAILED) for d in kept + gone]
+    )
+    assert await store.purge_finished(cutoff) == 3
+    remaining = await store.list_deliveries(DeliveryStatus.FAILED, 20)
+    assert sorted(d.id for d in remaining) == [f"k{i}" for i in range(5)]
+    for index in ("all", "status:failed"):
+        assert await raw.zcard(f"{store.prefix}deliveries:{index}") == 5
+    assert not await raw.exists(*(f"{store.prefix}delivery:g{i}" for i in range(3)))
 
 
 # -- the queues against the reference implementation -----------------------------------------
