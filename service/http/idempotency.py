@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 
 from service.errors import (
@@ -16,7 +17,9 @@ from service.errors import (
     ValidationFailed,
 )
 from service.http.problems import from_service_error
-from service.store.base import IdempotencyState, Store, StoredResponse
+from service.store.base import IdempotencyState, Store, StoredResponse, StoreUnavailable
+
+log = structlog.get_logger("idempotency")
 
 HEADER = "Idempotency-Key"
 TTL = 24 * 3600.0
@@ -87,7 +90,11 @@ async def run_idempotent(
         return response
     assert response.text is not None
     kept = tuple((h, response.headers[h]) for h in _KEPT_HEADERS if h in response.headers)
-    await store.finish_idempotent(
-        caller, key, StoredResponse(status=response.status, body=response.text, headers=kept), TTL
-    )
+    stored = StoredResponse(status=response.status, body=response.text, headers=kept)
+    try:
+        await store.finish_idempotent(caller, key, stored, TTL)
+    except StoreUnavailable:
+        # The work is done and recorded; only its replay could not be kept. Answering 503
+        # would hide a success: a retry meets the in-flight marker until its lease ends.
+        log.warning("idempotency_record_lost", key=key, status=response.status)
     return response

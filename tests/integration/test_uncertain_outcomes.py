@@ -120,6 +120,25 @@ async def test_keyed_retry_after_the_store_failed_records_the_event_once(
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
 
+async def test_a_success_whose_replay_could_not_be_kept_is_still_a_success(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gateway.app[keys.STORE]
+
+    async def finish_idempotent(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the store went away")
+
+    monkeypatch.setattr(store, "finish_idempotent", finish_idempotent)
+    headers = {**AUTH, "Idempotency-Key": "replay-lost"}
+    created = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    assert created.status == 201
+    booking_id = (await created.json())["id"]
+    assert (await gateway.get(f"/v1/bookings/{booking_id}", headers=AUTH)).status == 200
+    # Until its lease ends, the key is still marked in flight.
+    again = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    assert again.status == 409 and "Retry-After" in again.headers
+
+
 async def test_async_create_never_returns_another_callers_booking(
     gateway: Any, sandbox_admin: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
