@@ -320,7 +320,9 @@ class AvailabilityService:
         now = self._clock()
         self._cache.pop(key, None)
         self._cache[key] = (now + self._ttl, free)
-        while len(self._cache) > CACHE_ENTRIES or next(iter(self._cache.values()))[0] <= now:
+        while self._cache and (
+            len(self._cache) > CACHE_ENTRIES or next(iter(self._cache.values()))[0] <= now
+        ):
             del self._cache[next(iter(self._cache))]
 
     async def own_bookings(self, q: AvailabilityQuery) -> dict[str, list[Interval]]:

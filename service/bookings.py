@@ -36,7 +36,7 @@ from service.errors import (
     ValidationFailed,
 )
 from service.notify.outbox import Outbox
-from service.store.base import Store
+from service.store.base import IDEMPOTENCY_TTL, Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 from service.vyte.models import (
@@ -359,6 +359,13 @@ def check_booking_id(booking_id: str) -> str:
     return booking_id.lower()
 
 
+@attrs.define
+class _Sending:
+    """Whether a create may have reached Vyte (sent, and not refused)."""
+
+    maybe_sent: bool = False
+
+
 class BookingService:
     """The booking use-cases; every change is stored with its outbound webhooks."""
 
@@ -405,8 +412,15 @@ class BookingService:
         if not any(s <= start and end <= e for s, e in free):
             raise SlotUnavailable("the organizer is not free for the whole slot")
 
-    async def create(self, caller: str, req: BookingRequest, hold: str | None = None) -> Booking:
-        """Check, hold, create in Vyte, record. `hold` names the hold (default: a new id)."""
+    async def create(
+        self,
+        caller: str,
+        req: BookingRequest,
+        hold: str | None = None,
+        sending: _Sending | None = None,
+    ) -> Booking:
+        """Check, hold, create in Vyte, record. `hold` names the hold (default: a new id);
+        `sending` learns whether the event may have reached Vyte."""
         if req.check_availability:
             await self.check_slot(req)
         hold = hold or uuid.uuid4().hex
@@ -414,46 +428,72 @@ class BookingService:
             req.organizer.key, req.start, req.end, hold, self.hold_ttl
         ):
             raise SlotUnavailable("the slot overlaps another booking of this organizer")
+        return await self._send(caller, req, hold, sending or _Sending())
+
+    async def _send(
+        self, caller: str, req: BookingRequest, hold: str, sending: _Sending
+    ) -> Booking:
+        sending.maybe_sent = True
         try:
             event = await self._vyte.create_event(new_event(req))
         except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound) as err:
+            sending.maybe_sent = False
             await self._store.release_hold(hold)
             raise ValidationFailed([FieldError("organizer", "Vyte refused the event")]) from err
         except vyte_errors.VyteError as err:
             if surely_not_created(err):
+                sending.maybe_sent = False
                 await self._store.release_hold(hold)
             # Otherwise Vyte may have stored the event: the hold stays until it lapses, so
-            # nothing re-sends it blindly; a retry under the same hold looks in Vyte first.
+            # nothing re-sends it blindly, and a retry looks in Vyte first.
             raise upstream_problem(err) from err
         return await self.record_created(caller, req, event, hold)
 
     async def create_keyed(self, caller: str, req: BookingRequest, key: str) -> Booking:
         """A synchronous create under an Idempotency-Key, safe to retry after any failure.
 
-        The hold is named after (caller, key): while a hold left by an earlier try whose
-        outcome is unknown is in force, the retry looks for that event in Vyte first.
+        A marker kept as long as the key says an earlier try may have reached Vyte (it
+        failed or died after sending, or its answer could not be kept for replay): then
+        the retry looks for that event in Vyte before sending, so Vyte sees it once.
         """
         digest = hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:32]
         hold = f"key-{digest}"
-        if await self._store.has_hold(hold):
+        # "\n" cannot occur in a key (printable ASCII only): no caller's key collides.
+        marker = f"{key}\nmaybe-sent"
+        earlier = await self._store.begin_idempotent(caller, marker, "maybe-sent", IDEMPOTENCY_TTL)
+        if earlier is not None:
             return await self.create_once(caller, req, hold)
-        return await self.create(caller, req, hold=hold)
+        sending = _Sending()
+        try:
+            return await self.create(caller, req, hold=hold, sending=sending)
+        except BaseException:
+            if not sending.maybe_sent:
+                await self._store.abandon_idempotent(caller, marker)
+            raise
 
     async def create_once(self, caller: str, req: BookingRequest, attempt_id: str) -> Booking:
-        """Create for an asynchronous operation that may already have reached Vyte.
+        """Create for a request that may already have reached Vyte.
 
-        A previous attempt may have timed out after Vyte stored the event, or the
-        process may have died mid-call: look for the event first, so Vyte sees it once.
-        The hold is named after the operation, so a retry can take over its own hold.
+        A previous attempt may have failed after Vyte stored the event, or the process
+        may have died mid-call: look for the event first, so Vyte sees it once. The hold
+        is named after the attempt, so a retry can take over its own hold.
         """
         event = await self.find_created(req)
-        if event is not None:
-            known = await self._store.get_booking(event.id.lower())
-            # Another caller's booking of the same slot is not ours to return: then the
-            # create below meets its hold and answers 409 like any overlapping request.
-            if known is None or known.caller in (None, caller):
-                return await self.record_created(caller, req, event, attempt_id)
+        known = await self._store.get_booking(event.id.lower()) if event else None
         await self._store.release_hold(attempt_id)
+        if event is not None and known is not None and known.caller in (None, caller):
+            # Recorded by an earlier try (or adopted from Vyte's webhook meanwhile).
+            return await self.record_created(caller, req, event, None)
+        if event is not None and known is None:
+            # Not recorded: ours from an earlier try, unless another request holds the
+            # slot right now (then it is that request's event, about to be recorded).
+            if not await self._store.acquire_hold(
+                req.organizer.key, req.start, req.end, attempt_id, self.hold_ttl
+            ):
+                raise SlotUnavailable("the slot overlaps another booking of this organizer")
+            return await self.record_created(caller, req, event, attempt_id)
+        # Not in Vyte, or another caller's booking: a create like any other (which meets
+        # that booking and answers 409).
         return await self.create(caller, req, hold=attempt_id)
 
     async def find_created(self, req: BookingRequest) -> Event | None:
@@ -511,38 +551,45 @@ class BookingService:
             # Already known: adopted from Vyte's webhook in between, or recorded by an
             # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
-            if existing is not None and existing.caller is None:
-                existing = await self._complete_adopted(existing, booking)
             if hold:
                 await self._store.release_hold(hold)
             if existing is None:
                 raise Conflict("booking changed concurrently; retry")
+            if existing.caller is None:
+                return await self._complete_adopted(existing, booking)
+            if existing.caller != caller:
+                raise SlotUnavailable("the slot is another caller's booking")
             return existing
         return booking
 
     async def _complete_adopted(self, adopted: Booking, ours: Booking) -> Booking:
-        """`adopted` (from Vyte's webhook) with the caller's fields of `ours`, announced to the
-        caller's callback_url; subscriptions heard of it when it was adopted."""
+        """`adopted` (from Vyte's webhook) with what only the request knows: its caller,
+        callback and message, and the organizer as the caller named them. Vyte's own view
+        (times, title, status) stays; the callback hears the current status."""
         current = adopted
         for _ in range(10):
             now = datetime.now(UTC)
-            completed = attrs.evolve(
-                ours,
-                status=current.status,
-                version=current.version + 1,
-                created_at=current.created_at,
-                updated_at=now,
+            completed = current.changed(
+                now,
+                caller=ours.caller,
+                callback_url=ours.callback_url,
+                message=current.message or ours.message,
+                organizer=ours.organizer,
             )
             deliveries = await self._outbox.plan(
-                "booking.requested", completed, now, subscriptions=False
+                _EVENT_FOR[completed.status], completed, now, subscriptions=False
             )
             if await self._store.put_booking(
                 completed, expected_version=current.version, deliveries=deliveries
             ):
                 return completed
             latest = await self._store.get_booking(adopted.id)
-            if latest is None or latest.caller is not None:
-                return latest if latest is not None else current
+            if latest is None:
+                raise Conflict("booking changed concurrently; retry")
+            if latest.caller is not None:
+                if latest.caller != ours.caller:
+                    raise SlotUnavailable("the slot is another caller's booking")
+                return latest
             current = latest
         raise Conflict("booking is changing too fast; retry")
 

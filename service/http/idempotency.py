@@ -17,12 +17,18 @@ from service.errors import (
     ValidationFailed,
 )
 from service.http.problems import from_service_error
-from service.store.base import IdempotencyState, Store, StoredResponse, StoreUnavailable
+from service.store.base import (
+    IDEMPOTENCY_TTL,
+    IdempotencyState,
+    Store,
+    StoredResponse,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger("idempotency")
 
 HEADER = "Idempotency-Key"
-TTL = 24 * 3600.0
+TTL = IDEMPOTENCY_TTL
 _KEPT_HEADERS = ("Content-Type", "Location", "Preference-Applied")
 
 

@@ -39,6 +39,8 @@ async def purge(store: Store, retention: timedelta, interval: float) -> None:
             removed = await store.purge_finished(datetime.now(UTC) - retention)
         except StoreUnavailable:
             log.warning("store_unavailable", worker="purge")
+        except Exception:
+            log.exception("purge_failed")
         else:
             if removed:
                 log.info("purged", records=removed, retention_days=retention / timedelta(days=1))

@@ -15,6 +15,9 @@ import attrs
 
 from service.domain.booking import Booking
 
+# Seconds an Idempotency-Key (and what a create under it left for its retries) is kept.
+IDEMPOTENCY_TTL = 24 * 3600.0
+
 
 class StoreUnavailable(Exception):
     """The store cannot be reached; the request needs it, so it fails with 503."""
@@ -150,9 +153,6 @@ class Store(Protocol):
         booking overlaps it. The hold lapses after `ttl` seconds if never released."""
 
     async def release_hold(self, hold_id: str) -> None: ...
-
-    async def has_hold(self, hold_id: str) -> bool:
-        """Whether the hold `hold_id` is still in force (taken and not lapsed or released)."""
 
     # -- idempotency ----------------------------------------------------------------------
     async def begin_idempotent(

@@ -747,11 +747,6 @@ class RedisStore:
     async def release_hold(self, hold_id: str) -> None:
         await self._run(self._release_hold, [hold_id])
 
-    async def has_hold(self, hold_id: str) -> bool:
-        # The hold's hash expires with the hold (PEXPIRE on the Redis clock).
-        async with self._redis() as client:
-            return bool(await client.exists(f"{self.prefix}hold:{hold_id}"))
-
     # -- idempotency --------------------------------------------------------------------
 
     def _idempotency_key(self, caller: str, key: str) -> str:

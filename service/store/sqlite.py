@@ -483,15 +483,6 @@ class SQLiteStore:
         async with self._writing() as db:
             await db.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
 
-    async def has_hold(self, hold_id: str) -> bool:
-        async with self._reading() as db:
-            row = await _one(
-                db,
-                "SELECT 1 FROM holds WHERE id = ? AND expires_us > ?",
-                (hold_id, _to_us(_now())),
-            )
-        return row is not None
-
     # -- idempotency --------------------------------------------------------------------
 
     async def begin_idempotent(

@@ -9,6 +9,7 @@ second one. Changes made inside Vyte may meet ours halfway.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,23 @@ async def test_keyed_retry_after_a_5xx_finds_the_event_vyte_stored(
     assert third.headers["Idempotent-Replayed"] == "true"
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
     assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+
+
+async def test_keyed_retry_after_the_hold_lapsed_still_finds_the_event(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    await stored_then_failed(sandbox_admin, 500)
+    headers = {**AUTH, "Idempotency-Key": "late-retry"}
+    body = booking(None, check_availability=False)
+    assert (await gateway.post("/v1/bookings", json=body, headers=headers)).status == 502
+    # Minutes later the slot's hold has lapsed; the key still remembers the uncertain try.
+    digest = hashlib.sha256(b"alpha\0late-retry").hexdigest()[:32]
+    await gateway.app[keys.STORE].release_hold(f"key-{digest}")
+    retried = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert retried.status == 201
+    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    assert (await retried.json())["id"] == event["_id"]
+    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
 
 async def test_keyed_retry_after_a_plain_failure_creates_the_event(
@@ -163,6 +181,34 @@ async def test_async_create_never_returns_another_callers_booking(
     assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
     # Operations belong to the caller that handed them over.
     assert (await gateway.get(theirs.headers["Location"], headers=AUTH)).status == 404
+
+
+async def test_async_create_never_takes_an_event_another_request_is_recording(
+    gateway_factory: Callable[..., Awaitable[Any]],
+    sandbox_admin: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gw = await gateway_factory(retry_base=0.05, retry_cap=0.1)
+    store = gw.app[keys.STORE]
+    original = store.put_booking
+
+    async def slow_for_beta(record: Any, **kwargs: Any) -> bool:
+        if record.caller == "beta" and record.version == 1:
+            await asyncio.sleep(0.7)  # between Vyte's 201 and beta's own record
+        return bool(await original(record, **kwargs))
+
+    monkeypatch.setattr(store, "put_booking", slow_for_beta)
+    body = booking(None, check_availability=False)
+    beta = asyncio.ensure_future(gw.post("/v1/bookings", json=body, headers=OTHER))
+    await asyncio.sleep(0.3)
+    accepted = await gw.post("/v1/bookings", json=body, headers=ASYNC)
+    op = await wait_operation(gw, accepted.headers["Location"])
+    assert op["status"] == "failed" and op["last_error"].startswith("409 slot-unavailable")
+    answer = await beta
+    assert answer.status == 201
+    recorded = await store.get_booking((await answer.json())["id"])
+    assert recorded.caller == "beta"
+    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
 
 
 async def test_fractional_seconds_are_dropped_so_a_lost_create_is_found_again(

@@ -89,3 +89,15 @@ async def test_the_cache_never_holds_more_than_its_bound(
         await ask(service, f"u{i}")
     await ask(service, "u0")
     assert vyte.calls == {"u0": 2, "u1": 1, "u2": 1, "u3": 1, "u4": 1}
+
+
+async def test_a_ttl_below_the_clocks_resolution_caches_nothing_and_fails_nothing(
+    vyte: CountingVyte, clock: list[float]
+) -> None:
+    assert clock[0] + 1e-14 == clock[0]  # the entry expires as it is made
+    service = AvailabilityService(
+        cast(VyteClient, vyte), cast(Store, None), cache_ttl=1e-14, clock=lambda: clock[0]
+    )
+    await ask(service, "u1")
+    await ask(service, "u1")
+    assert vyte.calls == {"u1": 2} and service._cache == {}

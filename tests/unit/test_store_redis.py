@@ -281,7 +281,6 @@ def every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "active_bookings": lambda: store.active_bookings([ORGANIZER], at(0), at(60)),
         "acquire_hold": lambda: store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60),
         "release_hold": lambda: store.release_hold("h1"),
-        "has_hold": lambda: store.has_hold("h1"),
         "begin_idempotent": lambda: store.begin_idempotent("crm", "k", "fp", lease=60),
         "finish_idempotent": lambda: store.finish_idempotent(
             "crm", "k", StoredResponse(status=200, body="{}"), ttl=60
