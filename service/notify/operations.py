@@ -174,8 +174,7 @@ class OperationWorker:
                 now,
                 message_key=f"{op.id}:failed",
             )
-            await self._store.enqueue_deliveries(deliveries)
-            await self._store.update_operation(failed)
+            await self._store.update_operation(failed, deliveries)
             log.warning("operation_failed", operation=op.id, error=error)
             return
         delay = retry_delay(

@@ -211,8 +211,11 @@ class Store(Protocol):
         with no booking_id yet are independent), so confirm-then-cancel keeps order.
         """
 
-    async def update_operation(self, operation: Operation) -> None:
-        """Save the operation's new state and drop the claim."""
+    async def update_operation(
+        self, operation: Operation, deliveries: Sequence[Delivery] = ()
+    ) -> None:
+        """Save the operation's new state and drop the claim; in the same atomic step,
+        enqueue `deliveries` (the webhooks that announce it)."""
 
     async def purge_finished(self, before: datetime) -> int:
         """Forget deliveries delivered or failed and operations succeeded or failed whose

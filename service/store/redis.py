@@ -386,6 +386,16 @@ local Q, R = queue(arg())
 return update(Q, R)
 """
 
+# ARGV: prefix, what update() reads for an operation, a count, then what insert() reads
+# for each delivery: the operation's new state and its webhooks in one step.
+_UPDATE_ANNOUNCED: Final = """
+local Q, R = queue('operations')
+local updated = update(Q, R)
+local DQ, DR = queue('deliveries')
+for _ = 1, tonumber(arg()) do insert(DQ, DR) end
+return updated
+"""
+
 # ARGV: prefix, queue, then what claim() reads.
 _CLAIM: Final = """
 local Q, R = queue(arg())
@@ -605,6 +615,7 @@ class RedisStore:
         self._abandon_idempotent = script(library + _ABANDON_IDEMPOTENT)
         self._insert = script(library + _INSERT)
         self._update = script(library + _UPDATE)
+        self._update_announced = script(library + _UPDATE_ANNOUNCED)
         self._claim = script(library + _CLAIM)
         self._list = script(library + _LIST)
         self._purge = script(library + _PURGE)
@@ -874,11 +885,19 @@ class RedisStore:
         )
         return [_operation(_hash(flat)) for flat in claimed]
 
-    async def update_operation(self, operation: Operation) -> None:
+    async def update_operation(
+        self, operation: Operation, deliveries: Sequence[Delivery] = ()
+    ) -> None:
         # An operation learns its booking_id once created, which moves it into that
         # booking's group.
         args = _update_args(operation.id, _operation_group(operation), _operation_values(operation))
-        await self._run(self._update, ["operations", *args])
+        if not deliveries:
+            await self._run(self._update, ["operations", *args])
+            return
+        enqueue: list[str] = [str(len(deliveries))]
+        for delivery in deliveries:
+            enqueue += _delivery_insert_args(delivery)
+        await self._run(self._update_announced, [*args, *enqueue])
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = str(_to_us(before))

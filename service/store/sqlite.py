@@ -690,7 +690,9 @@ class SQLiteStore:
             )
         return [_operation(row) for row in rows]
 
-    async def update_operation(self, operation: Operation) -> None:
+    async def update_operation(
+        self, operation: Operation, deliveries: Sequence[Delivery] = ()
+    ) -> None:
         async with self._writing() as db:
             await db.execute(
                 """
@@ -714,6 +716,10 @@ class SQLiteStore:
                     operation.id,
                 ),
             )
+            if deliveries:
+                await db.executemany(
+                    _INSERT_DELIVERY, [_delivery_params(delivery) for delivery in deliveries]
+                )
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = _to_us(before)

@@ -702,6 +702,23 @@ async def test_operations_add_get_update(store: Store) -> None:
     assert await store.claim_operations(at(60), 10, "w1", lease=30) == []
 
 
+async def test_an_operations_failure_and_its_webhooks_are_written_together(
+    store: Store,
+) -> None:
+    operation = make_operation("op1", booking_id="ev1")
+    await store.add_operation(operation)
+    [claimed] = await store.claim_operations(T0, 10, "w1", lease=300)
+    failed = attrs.evolve(claimed, status=OperationStatus.FAILED, last_error="409", attempts=1)
+    notes = [make_delivery("n1", booking_id="ev1"), make_delivery("n2", url=URL_B)]
+    await store.update_operation(failed, notes)
+    assert await store.get_operation("op1") == failed
+    assert sorted(ids(await store.list_deliveries(DeliveryStatus.PENDING, 10))) == ["n1", "n2"]
+    # Written again (as after a crash before the caller learnt it was done): nothing new.
+    await store.update_operation(failed, notes)
+    assert len(await store.list_deliveries(None, 10)) == 2
+    assert ids(await store.claim_deliveries(at(1), 10, "w1", lease=30)) == ["n1", "n2"]
+
+
 async def test_operations_claim_due_only_with_lease(store: Store) -> None:
     await store.add_operation(make_operation("op1", booking_id="ev1", due=at(0)))
     await store.add_operation(make_operation("op2", booking_id="ev2", due=at(5)))
