@@ -550,6 +550,15 @@ def _frame_name(frame: str) -> str:
     return f"{function} ({where})" if where else function
 
 
+def quick_cli(
+    run: Callable[[bool], object], description: str | None, argv: Sequence[str] | None
+) -> None:
+    """The command line of a part that only knows --quick."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    run(parser.parse_args(argv).quick)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.harness")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -10,7 +10,6 @@ passes 100 ms or a request fails; the last rate that passed is what one process 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -129,9 +128,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args(argv).quick)
+    harness.quick_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

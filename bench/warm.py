@@ -9,7 +9,6 @@ does not depend on how fast the load generator (which shares the two cores) is.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -176,9 +175,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args(argv).quick)
+    harness.quick_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":
