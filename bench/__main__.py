@@ -1,7 +1,8 @@
 """``python -m bench [PART ...] [--quick]``: the benchmark suite, or some parts of it.
 
-Parts: fanout, warm, kernel, bookings, memory, load (all by default, in that order). Every part
-starts its own processes on 127.0.0.1 and stops them; the whole suite takes about four minutes.
+Parts: fanout, warm, kernel, bookings, memory, load, replicas (all by default, in that order).
+Every part starts its own processes on 127.0.0.1 (replicas also a redis-server, when installed)
+and stops them; the whole suite takes about four minutes.
 Output is Markdown, ready for bench/RESULTS.md.
 """
 
@@ -13,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import bookings, fanout, harness, kernel, load, memory, warm
+from bench import bookings, fanout, harness, kernel, load, memory, replicas, warm
 
 PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "fanout": fanout.run,
@@ -22,6 +23,7 @@ PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "bookings": bookings.run,
     "memory": memory.run,
     "load": load.run,
+    "replicas": replicas.run,
 }
 
 

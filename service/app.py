@@ -27,6 +27,7 @@ from service.notify.loop import purge
 from service.notify.operations import OperationWorker
 from service.notify.outbox import Outbox
 from service.store import open_store
+from service.store.base import SharedCache
 from service.vyte.client import VyteClient, VyteOptions
 from service.vyte.errors import VyteError
 
@@ -85,7 +86,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
     outbox = Outbox(store)
-    availability = AvailabilityService(vyte, store, cache_ttl=settings.slot_cache_ttl)
+    shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
+    availability = AvailabilityService(
+        vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
+    )
     bookings = BookingService(vyte, store, availability, settings, outbox)
     app[keys.OUTBOX] = outbox
     app[keys.AVAILABILITY] = availability

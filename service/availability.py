@@ -8,6 +8,8 @@ bookings are taken out of it, and the pure domain code does the rest.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import math
 import re
 import time
@@ -18,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 import attrs
+import structlog
 
 from service import metrics
 from service.domain.freetime import (
@@ -37,9 +40,11 @@ from service.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
-from service.store.base import Store
+from service.store.base import SharedCache, Store, StoreUnavailable
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
+
+log = structlog.get_logger("availability")
 
 MAX_PARTICIPANTS = 50
 MAX_DAYS = 62
@@ -253,11 +258,14 @@ class AvailabilityService:
         *,
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedCache | None = None,
     ) -> None:
         self._vyte = vyte
         self._store = store
         self._ttl = cache_ttl
         self._clock = clock
+        # The replicas' common cache behind this process's own (None: this process only).
+        self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
         self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
 
@@ -283,7 +291,9 @@ class AvailabilityService:
             metrics.SLOT_CACHE.labels("joined").inc()
             return await asyncio.shield(running)
         metrics.SLOT_CACHE.labels("miss").inc()
-        task = asyncio.ensure_future(self._fetch(participant, key, duration, first, last, timezone))
+        task = asyncio.ensure_future(
+            self._fetch(participant, key, duration, first, last, timezone, fresh)
+        )
         if not fresh:
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
@@ -297,7 +307,14 @@ class AvailabilityService:
         first: date,
         last: date,
         timezone: str,
+        fresh: bool,
     ) -> tuple[Interval, ...]:
+        if not fresh:
+            shared = await self._shared_get(key)
+            if shared is not None:
+                metrics.SLOT_CACHE.labels("shared_hit").inc()
+                self._remember(key, shared)
+                return shared
         who = {"emails": participant.key} if participant.is_email else {"users": participant.key}
         answer = await self._vyte.slots(
             duration=duration, first=first, last=last, timezone=timezone, **who
@@ -309,7 +326,34 @@ class AvailabilityService:
         free = tuple(merge_intervals(windows))
         if self._ttl > 0:
             self._remember(key, free)
+            await self._shared_set(key, free)
         return free
+
+    @staticmethod
+    def _shared_key(key: tuple[object, ...]) -> str:
+        text = json.dumps([str(part) for part in key], separators=(",", ":"))
+        return "slots:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    async def _shared_get(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
+        if self._shared is None:
+            return None
+        try:
+            raw = await self._shared.cache_get(self._shared_key(key))
+        except StoreUnavailable:
+            return None  # the cache is an optimisation: ask Vyte instead
+        if raw is None:
+            return None
+        return tuple((int(start), int(end)) for start, end in json.loads(raw))
+
+    async def _shared_set(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
+        if self._shared is None:
+            return
+        try:
+            await self._shared.cache_set(
+                self._shared_key(key), json.dumps(free, separators=(",", ":")), self._ttl
+            )
+        except StoreUnavailable:
+            log.warning("shared_slot_cache_unavailable")
 
     def _remember(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
         """Cache `free`; drop what expired, and the oldest entries beyond CACHE_ENTRIES.

@@ -57,6 +57,8 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     slot_cache_ttl: float = 30.0
+    #: with a Redis store, replicas also share their slot answers through it
+    slot_cache_shared: bool = True
     vyte_concurrency: int = 64
     vyte_timeout: float = 10.0
     request_budget: float = 15.0
@@ -120,6 +122,8 @@ class Settings:
                 "LOG_FORMAT", _choice(("json", "console")), "console" if isatty else "json"
             ),
             slot_cache_ttl=get("SLOT_CACHE_TTL", _bounded_float(0, 86400), 30.0),
+            slot_cache_shared=get("SLOT_CACHE_SHARED", _choice(("true", "false")), "true")
+            == "true",
             vyte_concurrency=get("VYTE_CONCURRENCY", _bounded_int(1, 10000), 64),
             vyte_timeout=get("VYTE_TIMEOUT", _bounded_float(0.001, 3600), 10.0),
             request_budget=get("REQUEST_BUDGET", _bounded_float(0.001, 3600), 15.0),

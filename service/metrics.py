@@ -63,7 +63,8 @@ BREAKER_TRANSITIONS = Counter(
 )
 SLOT_CACHE = Counter(
     "gateway_slot_cache",
-    "Slot cache lookups: hit, miss (an upstream call), joined (single-flight)",
+    "Slot cache lookups: hit, miss (not in this process), shared_hit (a miss the replicas'"
+    " shared cache answered), joined (single-flight); misses - shared_hit = upstream calls",
     ["result"],
     registry=REGISTRY,
 )
@@ -84,7 +85,7 @@ OPERATIONS_PENDING = Gauge(
 )
 
 # Known label values start at zero, so rates and dashboards work before the first event.
-for _result in ("hit", "miss", "joined"):
+for _result in ("hit", "miss", "shared_hit", "joined"):
     SLOT_CACHE.labels(_result)
 for _outcome in ("delivered", "error", "failed"):
     DELIVERIES.labels(_outcome)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -112,6 +112,16 @@ class Operation:
     updated_at: datetime
     # The X-Request-ID of the accepting request: the worker works under it.
     request_id: str | None = None
+
+
+@runtime_checkable
+class SharedCache(Protocol):
+    """A cache every replica sees (the Redis store); entries expire by themselves."""
+
+    async def cache_get(self, key: str) -> str | None:
+        """The value under `key`, or None; raises StoreUnavailable like any store call."""
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None: ...
 
 
 class Store(Protocol):

@@ -28,6 +28,8 @@ microseconds since the Unix epoch, UTC, as in the SQLite backend):
     P subscriptions                hash   subscription id -> JSON
     P subscriptions:order          zset   subscription ids scored by seq
     P subscriptions:seq            string
+    P cache:<hash>                 string a participant's free windows (JSON), shared by
+                                          the replicas' slot caches; expires with the TTL
 
 Only the head (lowest seq) of a group is ever in `waiting` or `ready`; an item with
 no group always is while it is pending. A claim moves the ids of `waiting` whose time
@@ -917,6 +919,16 @@ class RedisStore:
                     offset += int(kept)
                     done = bool(finished_walk)
         return total
+
+    # -- shared slot cache ------------------------------------------------------------
+
+    async def cache_get(self, key: str) -> str | None:
+        async with self._redis() as client:
+            return cast(str | None, await client.get(f"{self.prefix}cache:{key}"))
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        async with self._redis() as client:
+            await client.set(f"{self.prefix}cache:{key}", value, px=_ms(ttl))
 
     async def pending_counts(self) -> tuple[int, int]:
         async with self._redis() as client, client.pipeline(transaction=False) as pipe:

@@ -27,6 +27,10 @@ def test_defaults_follow_the_design() -> None:
     assert s.log_format == "json"
     assert Settings.from_environ(REQUIRED, isatty=True).log_format == "console"
     assert s.retention_days == 7
+    assert s.slot_cache_shared is True
+    assert (
+        Settings.from_environ({**REQUIRED, "SLOT_CACHE_SHARED": "false"}).slot_cache_shared is False
+    )
     assert Settings.from_environ({**REQUIRED, "RETENTION_DAYS": "30"}).retention_days == 30
 
 
@@ -39,6 +43,7 @@ def test_every_bad_variable_is_named_at_once() -> None:
         "WEBHOOK_SECRET": "plain",
         "LOG_LEVEL": "loud",
         "RETENTION_DAYS": "0",
+        "SLOT_CACHE_SHARED": "maybe",
     }
     with pytest.raises(ConfigError) as caught:
         Settings.from_environ(env)
@@ -50,6 +55,7 @@ def test_every_bad_variable_is_named_at_once() -> None:
         "WEBHOOK_SECRET",
         "LOG_LEVEL",
         "RETENTION_DAYS",
+        "SLOT_CACHE_SHARED",
         "VYTE_API_KEY",
     }
     for name in caught.value.problems:

@@ -9,7 +9,7 @@ import pytest
 
 from service import availability
 from service.availability import AvailabilityService, Participant
-from service.store.base import Store
+from service.store.base import Store, StoreUnavailable
 from service.vyte.client import VyteClient
 from service.vyte.models import Slots
 
@@ -101,3 +101,56 @@ async def test_a_ttl_below_the_clocks_resolution_caches_nothing_and_fails_nothin
     await ask(service, "u1")
     await ask(service, "u1")
     assert vyte.calls == {"u1": 2} and service._cache == {}
+
+
+class DictCache:
+    """A shared cache in a dict (what Redis is to the replicas); `down` makes it fail."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.down = False
+
+    async def cache_get(self, key: str) -> str | None:
+        if self.down:
+            raise StoreUnavailable("redis: gone")
+        return self.values.get(key)
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        if self.down:
+            raise StoreUnavailable("redis: gone")
+        self.values[key] = value
+
+
+def replica(vyte: CountingVyte, clock: list[float], shared: DictCache) -> AvailabilityService:
+    return AvailabilityService(
+        cast(VyteClient, vyte),
+        cast(Store, None),
+        cache_ttl=TTL,
+        clock=lambda: clock[0],
+        shared=shared,
+    )
+
+
+async def test_replicas_share_answers_through_the_shared_cache(
+    vyte: CountingVyte, clock: list[float]
+) -> None:
+    shared = DictCache()
+    first, second = replica(vyte, clock, shared), replica(vyte, clock, shared)
+    await ask(first, "u1")
+    await ask(second, "u1")
+    await ask(second, "u1")  # now in the second replica's own cache too
+    assert vyte.calls == {"u1": 1}
+    assert len(shared.values) == 1
+    (value,) = shared.values.values()
+    assert value == "[]"  # CountingVyte's answer: no free windows
+
+
+async def test_a_failing_shared_cache_only_costs_an_upstream_call(
+    vyte: CountingVyte, clock: list[float]
+) -> None:
+    shared = DictCache()
+    shared.down = True
+    first, second = replica(vyte, clock, shared), replica(vyte, clock, shared)
+    await ask(first, "u1")
+    await ask(second, "u1")
+    assert vyte.calls == {"u1": 2}

@@ -14,6 +14,7 @@ from operator import methodcaller
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import attrs
 import pytest
 from redis.asyncio import Redis
@@ -33,7 +34,7 @@ from service.store.base import (
 )
 from service.store.redis import RedisStore
 from service.store.sqlite import SQLiteStore
-from tests.conftest import AUTH, JOHN
+from tests.conftest import AUTH, JOHN, upstream_calls
 from tests.unit.test_store_contract import (
     ORGANIZER,
     OTHER_ORGANIZER,
@@ -298,6 +299,8 @@ def every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "claim_operations": lambda: store.claim_operations(T0, 10, "w", lease=30),
         "update_operation": lambda: store.update_operation(operation),
         "pending_counts": store.pending_counts,
+        "cache_get": lambda: store.cache_get("k"),
+        "cache_set": lambda: store.cache_set("k", "v", ttl=1),
     }
 
 
@@ -442,6 +445,18 @@ async def test_purge_pages_past_records_it_keeps_and_leaves_no_index_behind(
     for index in ("all", "status:failed"):
         assert await raw.zcard(f"{store.prefix}deliveries:{index}") == 5
     assert not await raw.exists(*(f"{store.prefix}delivery:g{i}" for i in range(3)))
+
+
+async def test_shared_cache_entries_expire(
+    replicas: tuple[RedisStore, RedisStore], raw: Redis
+) -> None:
+    first, second = replicas
+    assert await second.cache_get("slots:x") is None
+    await first.cache_set("slots:x", "[[1,2]]", ttl=0.2)
+    assert await second.cache_get("slots:x") == "[[1,2]]"
+    assert 0 < await raw.pttl(f"{first.prefix}cache:slots:x") <= 200
+    await asyncio.sleep(0.3)
+    assert await second.cache_get("slots:x") is None
 
 
 # -- the queues against the reference implementation -----------------------------------------
@@ -610,6 +625,27 @@ async def test_bookings_and_holds_behave_like_the_reference(twin: Twin, seed: in
 
 
 # -- two gateway replicas on one Redis -------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_two_gateway_replicas_share_slot_answers(
+    redis_server: RedisServer,
+    gateway_factory: Callable[..., Any],
+    sandbox_admin: aiohttp.ClientSession,
+    shared: bool,
+) -> None:
+    await redis_server.flush(DB)
+    replicas = [
+        await gateway_factory(store_url=redis_server.url(DB), slot_cache_shared=shared)
+        for _ in range(2)
+    ]
+    query = (
+        f"/v1/availability?participants={JOHN}&duration=60&from=2020-10-01&to=2020-10-02"
+        "&timezone=Europe/Paris"
+    )
+    answers = [await (await gw.get(query, headers=AUTH)).json() for gw in replicas]
+    assert answers[0] == answers[1] and answers[0]["slots"]
+    assert await upstream_calls(sandbox_admin, "GET /v2/slots") == (1 if shared else 2)
 
 
 async def test_two_gateway_replicas_share_holds_and_idempotency(
