@@ -71,7 +71,11 @@ def redis_server(workdir: Path) -> Iterator[str | None]:
         yield f"redis://{harness.LOOPBACK}:{port}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def workload(queries: int) -> list[str]:
@@ -140,13 +144,14 @@ def run(quick: bool) -> dict[str, float]:
                     "LOG_LEVEL": "warning",
                     "SHUTDOWN_TIMEOUT": "5",
                 }
-                gateways = [
-                    harness.start_server(
-                        f"gateway-{shared}-{i}", ["-m", "service", "serve"], tmp, env=env
-                    )
-                    for i in range(REPLICAS)
-                ]
+                gateways: list[Server] = []
                 try:
+                    for i in range(REPLICAS):
+                        gateways.append(
+                            harness.start_server(
+                                f"gateway-{shared}-{i}", ["-m", "service", "serve"], tmp, env=env
+                            )
+                        )
                     results[shared] = asyncio.run(_measure_mode(sandbox, gateways, queries))
                 finally:
                     for gateway in gateways:

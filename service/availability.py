@@ -40,7 +40,7 @@ from service.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
-from service.store.base import SharedCache, Store, StoreUnavailable
+from service.store.base import SharedCache, Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 
@@ -313,8 +313,10 @@ class AvailabilityService:
             shared = await self._shared_get(key)
             if shared is not None:
                 metrics.SLOT_CACHE.labels("shared_hit").inc()
-                self._remember(key, shared)
-                return shared
+                free, left = shared
+                # Kept here only for what the shared entry has left: one TTL in all.
+                self._remember(key, free, min(left, self._ttl))
+                return free
         who = {"emails": participant.key} if participant.is_email else {"users": participant.key}
         answer = await self._vyte.slots(
             duration=duration, first=first, last=last, timezone=timezone, **who
@@ -334,16 +336,25 @@ class AvailabilityService:
         text = json.dumps([str(part) for part in key], separators=(",", ":"))
         return "slots:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
-    async def _shared_get(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
+    async def _shared_get(
+        self, key: tuple[object, ...]
+    ) -> tuple[tuple[Interval, ...], float] | None:
+        """The shared answer and the seconds it has left; None, asking Vyte instead, when
+        there is none or the shared cache fails in any way (it is only an optimisation)."""
         if self._shared is None:
             return None
         try:
-            raw = await self._shared.cache_get(self._shared_key(key))
-        except StoreUnavailable:
-            return None  # the cache is an optimisation: ask Vyte instead
-        if raw is None:
+            found = await self._shared.cache_get(self._shared_key(key))
+            if found is None:
+                return None
+            raw, left = found
+            windows = json.loads(raw)
+            if not isinstance(windows, list):
+                raise TypeError(f"expected a list of windows, got {type(windows).__name__}")
+            return tuple((int(start), int(end)) for start, end in windows), left
+        except Exception as err:
+            log.warning("shared_slot_cache_unreadable", error=f"{type(err).__name__}: {err}")
             return None
-        return tuple((int(start), int(end)) for start, end in json.loads(raw))
 
     async def _shared_set(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
         if self._shared is None:
@@ -352,18 +363,21 @@ class AvailabilityService:
             await self._shared.cache_set(
                 self._shared_key(key), json.dumps(free, separators=(",", ":")), self._ttl
             )
-        except StoreUnavailable:
-            log.warning("shared_slot_cache_unavailable")
+        except Exception as err:
+            log.warning("shared_slot_cache_unwritable", error=f"{type(err).__name__}: {err}")
 
-    def _remember(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
+    def _remember(
+        self, key: tuple[object, ...], free: tuple[Interval, ...], ttl: float | None = None
+    ) -> None:
         """Cache `free`; drop what expired, and the oldest entries beyond CACHE_ENTRIES.
 
-        Every entry lives for the same TTL, so keeping the dict in insertion order keeps it
-        in expiry order: eviction only ever looks at the front, O(1) per insert.
+        Entries live for at most the TTL and are inserted in time order, so the front of
+        the dict expires first (an entry from the shared cache, with less left, may wait
+        behind a later one until that goes): eviction looks at the front only, O(1) per insert.
         """
         now = self._clock()
         self._cache.pop(key, None)
-        self._cache[key] = (now + self._ttl, free)
+        self._cache[key] = (now + (self._ttl if ttl is None else ttl), free)
         while self._cache and (
             len(self._cache) > CACHE_ENTRIES or next(iter(self._cache.values()))[0] <= now
         ):

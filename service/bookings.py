@@ -480,10 +480,9 @@ class BookingService:
         """
         event = await self.find_created(req)
         known = await self._store.get_booking(event.id.lower()) if event else None
-        await self._store.release_hold(attempt_id)
         if event is not None and known is not None and known.caller in (None, caller):
             # Recorded by an earlier try (or adopted from Vyte's webhook meanwhile).
-            return await self.record_created(caller, req, event, None)
+            return await self.record_created(caller, req, event, attempt_id)
         if event is not None and known is None:
             # Not recorded: ours from an earlier try, unless another request holds the
             # slot right now (then it is that request's event, about to be recorded).

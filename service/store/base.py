@@ -118,8 +118,8 @@ class Operation:
 class SharedCache(Protocol):
     """A cache every replica sees (the Redis store); entries expire by themselves."""
 
-    async def cache_get(self, key: str) -> str | None:
-        """The value under `key`, or None; raises StoreUnavailable like any store call."""
+    async def cache_get(self, key: str) -> tuple[str, float] | None:
+        """The value under `key` and the seconds it has left, or None."""
 
     async def cache_set(self, key: str, value: str, ttl: float) -> None: ...
 
@@ -160,7 +160,10 @@ class Store(Protocol):
         self, organizer: str, start: datetime, end: datetime, hold_id: str, ttl: float
     ) -> bool:
         """Reserve [start, end) for `organizer` unless an unexpired hold or an active
-        booking overlaps it. The hold lapses after `ttl` seconds if never released."""
+        booking overlaps it. The hold lapses after `ttl` seconds if never released.
+
+        A hold taken again under its own id is renewed (for the new range), so a retry
+        never has to let go of its own hold, even for a moment, to take it back."""
 
     async def release_hold(self, hold_id: str) -> None: ...
 

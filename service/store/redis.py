@@ -28,8 +28,10 @@ microseconds since the Unix epoch, UTC, as in the SQLite backend):
     P subscriptions                hash   subscription id -> JSON
     P subscriptions:order          zset   subscription ids scored by seq
     P subscriptions:seq            string
-    P cache:<hash>                 string a participant's free windows (JSON), shared by
+    P cache:slots:<hash>           string a participant's free windows (JSON), shared by
                                           the replicas' slot caches; expires with the TTL
+    (An Idempotency-Key's create also keeps `P idempotency:<n>:<caller>:<key>\nmaybe-sent`
+    while it may have reached Vyte.)
 
 Only the head (lowest seq) of a group is ever in `waiting` or `ready`; an item with
 no group always is while it is pending. A claim moves the ids of `waiting` whose time
@@ -279,7 +281,7 @@ local function queue(name)
 end
 """
 
-# ARGV: prefix, organizer, start, end, hold id, ttl (ms). 1 held, 0 refused, -1 id in use.
+# ARGV: prefix, organizer, start, end, hold id, ttl (ms). 1 held (or renewed), 0 refused.
 _ACQUIRE_HOLD: Final = """
 local organizer, start, finish, id, ttl = arg(), arg(), arg(), arg(), arg()
 local start_value, finish_value = tonumber(start), tonumber(finish)
@@ -288,13 +290,14 @@ local holds = P .. 'holds:' .. organizer
 redis.call('ZREMRANGEBYSCORE', holds, '-inf', num(now))
 for _, other in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
   local span = redis.call('HMGET', P .. 'hold:' .. other, 'start', 'end')
-  if span[1] and tonumber(span[1]) < finish_value and tonumber(span[2]) > start_value then
+  if other ~= id and span[1] and tonumber(span[1]) < finish_value
+     and tonumber(span[2]) > start_value then
     return 0
   end
 end
 if #overlapping(organizer, start_value, finish_value, 'version') > 0 then return 0 end
 local key = P .. 'hold:' .. id
-if redis.call('EXISTS', key) == 1 then return -1 end
+release_hold(id)
 redis.call('HSET', key, 'organizer', organizer, 'start', start, 'end', finish)
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', holds, num(now + tonumber(ttl)), id)
@@ -753,8 +756,6 @@ class RedisStore:
             self._acquire_hold,
             [organizer, str(_to_us(start)), str(_to_us(end)), hold_id, str(_ms(ttl))],
         )
-        if outcome == -1:
-            raise ValueError(f"hold id {hold_id!r} is already in use")
         return bool(outcome)
 
     async def release_hold(self, hold_id: str) -> None:
@@ -922,9 +923,14 @@ class RedisStore:
 
     # -- shared slot cache ------------------------------------------------------------
 
-    async def cache_get(self, key: str) -> str | None:
-        async with self._redis() as client:
-            return cast(str | None, await client.get(f"{self.prefix}cache:{key}"))
+    async def cache_get(self, key: str) -> tuple[str, float] | None:
+        async with self._redis() as client, client.pipeline(transaction=True) as pipe:
+            pipe.get(f"{self.prefix}cache:{key}")
+            pipe.pttl(f"{self.prefix}cache:{key}")
+            value, left_ms = await pipe.execute()
+        if value is None or left_ms <= 0:
+            return None
+        return cast(str, value), left_ms / 1000
 
     async def cache_set(self, key: str, value: str, ttl: float) -> None:
         async with self._redis() as client:

@@ -454,9 +454,10 @@ class SQLiteStore:
                 """
                 SELECT 1 FROM holds
                 WHERE organizer = ? AND start_us < ? AND end_us > ? AND expires_us > ?
+                  AND id != ?
                 LIMIT 1
                 """,
-                (organizer, end_us, start_us, now_us),
+                (organizer, end_us, start_us, now_us, hold_id),
             )
             if held is not None:
                 return False
@@ -473,7 +474,7 @@ class SQLiteStore:
             if booked is not None:
                 return False
             await db.execute(
-                "INSERT INTO holds (id, organizer, start_us, end_us, expires_us) "
+                "INSERT OR REPLACE INTO holds (id, organizer, start_us, end_us, expires_us) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (hold_id, organizer, start_us, end_us, _after(now, ttl)),
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,7 @@ import pytest
 
 from service import keys
 from service.store.base import StoreUnavailable
-from tests.conftest import AUTH, OTHER_TOKEN, upstream_calls
+from tests.conftest import AUTH, JOHN, OTHER_TOKEN, upstream_calls
 from tests.integration.conftest import Receiver
 from tests.integration.test_webhooks import HOOK_TOKEN, booking, hook_into, wait_operation
 
@@ -73,6 +74,34 @@ async def test_keyed_retry_after_the_hold_lapsed_still_finds_the_event(
     retried = await gateway.post("/v1/bookings", json=body, headers=headers)
     assert retried.status == 201
     (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    assert (await retried.json())["id"] == event["_id"]
+    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+
+
+async def test_a_keyed_retry_keeps_its_hold_while_it_looks_in_vyte(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stored_then_failed(sandbox_admin, 500)
+    headers = {**AUTH, "Idempotency-Key": "no-gap"}
+    body = booking(None, check_availability=False)
+    assert (await gateway.post("/v1/bookings", json=body, headers=headers)).status == 502
+    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+
+    store = gateway.app[keys.STORE]
+    ours = "key-" + hashlib.sha256(b"alpha\0no-gap").hexdigest()[:32]
+    original = store.release_hold
+    start = datetime.fromisoformat(body["start"])
+
+    async def release_then_intrude(hold_id: str) -> None:
+        await original(hold_id)
+        if hold_id == ours:  # another request for the slot, right when ours lets go
+            await store.acquire_hold(JOHN, start, start + timedelta(hours=1), "intruder", 60)
+
+    monkeypatch.setattr(store, "release_hold", release_then_intrude)
+    # Meanwhile nobody else can take the slot: the uncertain try still holds it.
+    assert not await store.acquire_hold(JOHN, start, start + timedelta(hours=1), "other", 60)
+    retried = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert retried.status == 201
     assert (await retried.json())["id"] == event["_id"]
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 

@@ -106,19 +106,23 @@ async def test_a_ttl_below_the_clocks_resolution_caches_nothing_and_fails_nothin
 class DictCache:
     """A shared cache in a dict (what Redis is to the replicas); `down` makes it fail."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
+    def __init__(self, clock: list[float]) -> None:
+        self.values: dict[str, tuple[str, float]] = {}
+        self.clock = clock
         self.down = False
 
-    async def cache_get(self, key: str) -> str | None:
+    async def cache_get(self, key: str) -> tuple[str, float] | None:
         if self.down:
             raise StoreUnavailable("redis: gone")
-        return self.values.get(key)
+        found = self.values.get(key)
+        if found is None or found[1] <= self.clock[0]:
+            return None
+        return found[0], found[1] - self.clock[0]
 
     async def cache_set(self, key: str, value: str, ttl: float) -> None:
         if self.down:
             raise StoreUnavailable("redis: gone")
-        self.values[key] = value
+        self.values[key] = (value, self.clock[0] + ttl)
 
 
 def replica(vyte: CountingVyte, clock: list[float], shared: DictCache) -> AvailabilityService:
@@ -134,23 +138,49 @@ def replica(vyte: CountingVyte, clock: list[float], shared: DictCache) -> Availa
 async def test_replicas_share_answers_through_the_shared_cache(
     vyte: CountingVyte, clock: list[float]
 ) -> None:
-    shared = DictCache()
+    shared = DictCache(clock)
     first, second = replica(vyte, clock, shared), replica(vyte, clock, shared)
     await ask(first, "u1")
     await ask(second, "u1")
     await ask(second, "u1")  # now in the second replica's own cache too
     assert vyte.calls == {"u1": 1}
     assert len(shared.values) == 1
-    (value,) = shared.values.values()
+    ((value, _),) = shared.values.values()
     assert value == "[]"  # CountingVyte's answer: no free windows
 
 
 async def test_a_failing_shared_cache_only_costs_an_upstream_call(
     vyte: CountingVyte, clock: list[float]
 ) -> None:
-    shared = DictCache()
+    shared = DictCache(clock)
     shared.down = True
     first, second = replica(vyte, clock, shared), replica(vyte, clock, shared)
     await ask(first, "u1")
     await ask(second, "u1")
+    assert vyte.calls == {"u1": 2}
+
+
+async def test_a_shared_answer_is_kept_only_for_what_it_has_left(
+    vyte: CountingVyte, clock: list[float]
+) -> None:
+    shared = DictCache(clock)
+    first, second = replica(vyte, clock, shared), replica(vyte, clock, shared)
+    await ask(first, "u1")
+    clock[0] += TTL - 5
+    await ask(second, "u1")  # from the shared cache, with 5 s left
+    clock[0] += 6
+    await ask(second, "u1")  # one TTL after Vyte answered: asked again
+    assert vyte.calls == {"u1": 2}
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[1, 2]", '[["a", "b"]]', "{}"])
+async def test_an_unreadable_shared_answer_is_ignored(
+    vyte: CountingVyte, clock: list[float], garbage: str
+) -> None:
+    shared = DictCache(clock)
+    first = replica(vyte, clock, shared)
+    await ask(first, "u1")
+    (key,) = shared.values
+    shared.values[key] = (garbage, clock[0] + TTL)
+    await ask(replica(vyte, clock, shared), "u1")
     assert vyte.calls == {"u1": 2}

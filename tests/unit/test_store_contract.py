@@ -372,6 +372,18 @@ async def test_hold_lapses_after_its_ttl(store: Store) -> None:
     assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h2", ttl=60)
 
 
+async def test_a_hold_taken_again_under_its_own_id_is_renewed(store: Store) -> None:
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
+    assert not await store.acquire_hold(ORGANIZER, at(30), at(90), "h2", ttl=60)
+    # Taken again for another range, it leaves the first one.
+    assert await store.acquire_hold(ORGANIZER, at(120), at(180), "h1", ttl=60)
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h2", ttl=60)
+    assert not await store.acquire_hold(ORGANIZER, at(150), at(160), "h3", ttl=60)
+    # Still refused over someone else's hold or an active booking.
+    assert not await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
+
+
 async def test_hold_release(store: Store) -> None:
     assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
     await store.release_hold("h1")
