@@ -136,8 +136,13 @@ def validate_url(
         return None
     try:
         parts = urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
+        host = parts.hostname
+        valid = parts.scheme in ("http", "https") and bool(host)
+        if host:
+            # What the resolver will need: IDNA labels of 1 to 63 characters.
+            host.encode("idna")
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except (ValueError, UnicodeError):
         valid = False
     if not valid:
         problems.append(FieldError(name, "must be an http(s) URL"))

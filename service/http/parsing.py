@@ -52,6 +52,8 @@ async def read_json_value(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed([FieldError("body", "not valid JSON")]) from None
+    except RecursionError:
+        raise ValidationFailed([FieldError("body", "nested too deeply")]) from None
 
 
 def reject_unknown(

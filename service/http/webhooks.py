@@ -12,7 +12,7 @@ from aiohttp import web
 
 from service import keys
 from service.bookings import upstream_problem, validate_url
-from service.errors import FieldError, NotFound, ValidationFailed
+from service.errors import Conflict, FieldError, NotFound, ValidationFailed
 from service.http.handlers import lease
 from service.http.idempotency import run_idempotent
 from service.http.middlewares import CALLER
@@ -58,7 +58,7 @@ async def _subscribe(request: web.Request) -> web.Response:
     body = await read_json(request)
     assert body is not None
     problems = [FieldError(k, "unknown field") for k in body if k not in ("url", "events")]
-    if "url" not in body:
+    if body.get("url") is None:
         problems.append(FieldError("url", "required"))
     url = validate_url(body.get("url"), "url", problems, settings.callback_hosts)
     events = body.get("events")
@@ -134,7 +134,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if status is not None and status not in _DELIVERY_STATUSES:
         problems.append(FieldError("status", f"one of {', '.join(_DELIVERY_STATUSES)}"))
     raw_limit = query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 500:
         problems.append(FieldError("limit", "an integer from 1 to 500"))
     if problems:
         raise ValidationFailed(problems)
@@ -160,7 +160,10 @@ async def _retry(request: web.Request) -> web.Response:
     delivery = await store.get_delivery(request.match_info["delivery_id"])
     if delivery is None:
         raise NotFound("no such delivery")
-    if delivery.status != DeliveryStatus.PENDING:
+    if delivery.status == DeliveryStatus.DELIVERED:
+        # Sending it again could put an old event after newer ones at the receiver.
+        raise Conflict(f"delivery {delivery.id} was delivered; only failed ones are re-sent")
+    if delivery.status == DeliveryStatus.FAILED:
         now = datetime.now(UTC)
         delivery = attrs.evolve(
             delivery, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now

@@ -125,6 +125,10 @@ class Dispatcher:
             return f"no answer within {DELIVERY_TIMEOUT:.0f}s"
         except (aiohttp.ClientError, OSError) as err:
             return f"connection failed: {type(err).__name__}"
+        except ValueError as err:
+            # e.g. a host name the resolver cannot encode (UnicodeError): this receiver's
+            # problem, not the dispatcher's.
+            return f"unusable URL: {type(err).__name__}"
         finally:
             log.info(
                 "webhook_attempt",

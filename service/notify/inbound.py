@@ -7,6 +7,7 @@ out-of-order deliveries harmless.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,9 @@ class VyteHooks:
         return await self.apply(event)
 
     async def apply(self, event: Event) -> str:
+        """Bring the booking up to `event`: its status, then its times (each change is a
+        version and a webhook of its own)."""
+        changes: list[str] = []
         for _ in range(10):
             current = await self._store.get_booking(event.id)
             if current is None:
@@ -70,22 +74,26 @@ class VyteHooks:
             seen = booking_from_event(event, now)
             status = status_of(event)
             if current.status == BookingStatus.CANCELLED:
-                return "unchanged"  # cancelled is terminal
+                break  # cancelled is terminal
             if status != current.status and not (
                 status == BookingStatus.REQUESTED and current.status == BookingStatus.CONFIRMED
             ):
                 await self._bookings.apply_status(event.id, status)
-                return status.value
+                changes.append(status.value)
+                continue  # the same read may have moved the times too
             if (seen.start, seen.end) != (current.start, current.end):
                 moved = current.changed(now, start=seen.start, end=seen.end)
                 deliveries = await self._outbox.plan("booking.updated", moved, now)
                 if await self._store.put_booking(
                     moved, expected_version=current.version, deliveries=deliveries
                 ):
-                    return "updated"
+                    changes.append("updated")
+                    break
                 continue
-            return "unchanged"
-        raise Conflict("booking changing too fast")
+            break
+        else:
+            raise Conflict("booking changing too fast")
+        return "+".join(changes) or "unchanged"
 
 
 async def register_hooks(vyte: VyteClient, target_url: str) -> int:
@@ -99,4 +107,15 @@ async def register_hooks(vyte: VyteClient, target_url: str) -> int:
         if (action, target_url) not in have:
             await vyte.create_hook(action, target_url)
             created += 1
+    if created:
+        # Replicas starting together may each have created the same hooks: keep the oldest
+        # of each (every replica picks the same one), delete the others.
+        kept: set[tuple[str, str]] = set()
+        for hook in sorted(await vyte.list_hooks(), key=lambda h: h.id):
+            if hook.target_url != target_url or hook.action not in ACTIONS:
+                continue
+            if (hook.action, hook.target_url) in kept:
+                with contextlib.suppress(vyte_errors.VyteNotFound):
+                    await vyte.delete_hook(hook.id)
+            kept.add((hook.action, hook.target_url))
     return created

@@ -24,6 +24,11 @@ async def poll(
         except StoreUnavailable:
             log.warning("store_unavailable", worker=name)
             busy = 0
+        except Exception:
+            # A worker that died would stop every delivery or operation after it: log, then
+            # carry on after the idle wait.
+            log.exception("worker_error", worker=name)
+            busy = 0
         if busy:
             continue
         wake.clear()

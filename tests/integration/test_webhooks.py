@@ -10,6 +10,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -230,6 +231,40 @@ async def test_changes_inside_vyte_reach_callers(
     assert len(receiver.received) == 4
 
 
+async def test_one_notification_carrying_two_changes_applies_both(
+    gateway_factory: Callable[..., Awaitable[Any]],
+    receiver: Receiver,
+    sandbox_admin: aiohttp.ClientSession,
+) -> None:
+    # No hooks registered: the gateway hears of both changes through one late notification.
+    gw = await gateway_factory(vyte_webhook_token=HOOK_TOKEN)
+    created = await (await gw.post("/v1/bookings", json=booking(receiver.url), headers=AUTH)).json()
+    async with sandbox_admin.post(f"_sandbox/events/{created['id']}/confirm") as r:
+        assert r.status == 200
+    moved_dates = [
+        {
+            "all_day": False,
+            "date": "2026-12-02T13:00:00.000Z",
+            "end_date": "2026-12-02T14:00:00.000Z",
+        }
+    ]
+    async with sandbox_admin.put(
+        f"v2/events/{created['id']}", json={"dates": moved_dates}, headers=VYTE
+    ) as r:
+        assert r.status == 200
+    note = {"action": "event.updated", "organization": "o", "resource": {"_id": created["id"]}}
+    assert (await gw.post(f"/v1/vyte/webhooks/{HOOK_TOKEN}", json=note)).status == 204
+    read = await (await gw.get(f"/v1/bookings/{created['id']}", headers=AUTH)).json()
+    assert (read["status"], read["version"]) == ("confirmed", 3)
+    assert read["start"] == "2026-12-02T14:00:00+01:00"
+    await receiver.wait_for(3)
+    assert [b["type"] for b in receiver.bodies()] == [
+        "booking.requested",
+        "booking.confirmed",
+        "booking.updated",
+    ]
+
+
 async def test_events_made_in_vyte_are_adopted(
     gateway_factory: Callable[..., Awaitable[Any]], sandbox_admin: aiohttp.ClientSession
 ) -> None:
@@ -287,6 +322,25 @@ async def test_hooks_are_registered_once_at_start(
     assert {h["target_url"] for h in listed} == {
         f"http://127.0.0.1:1/v1/vyte/webhooks/{HOOK_TOKEN}"
     }
+
+
+async def test_replicas_registering_together_leave_one_hook_per_action(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    from service import keys
+    from service.notify.inbound import register_hooks
+
+    target = f"http://127.0.0.1:1/v1/vyte/webhooks/{HOOK_TOKEN}"
+    vyte = gateway.app[keys.VYTE]
+    await asyncio.gather(*(register_hooks(vyte, target) for _ in range(3)))
+    async with sandbox_admin.get("v2/hooks", headers=VYTE) as r:
+        listed = await r.json()
+    assert sorted(h["action"] for h in listed) == [
+        "event.cancelled",
+        "event.confirmed",
+        "event.created",
+        "event.updated",
+    ]
 
 
 async def wait_operation(gw: Any, location: str, timeout: float = 10) -> dict[str, Any]:
@@ -421,3 +475,69 @@ async def test_idempotency_key_composes_with_async(
     assert first.headers["Location"] == second.headers["Location"]
     await wait_operation(gateway, first.headers["Location"])
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+
+
+async def test_odd_requests_to_the_webhook_endpoints_are_400_not_500(gateway: Any) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    deep = await gateway.post(
+        "/v1/subscriptions",
+        data=nested,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert deep.status == 400
+    null_url = await gateway.post(
+        "/v1/subscriptions", json={"url": None, "events": ["booking.confirmed"]}, headers=AUTH
+    )
+    assert null_url.status == 400
+    assert [e["field"] for e in (await null_url.json())["errors"]] == ["url"]
+    for url in ("http://a..example.com/hook", "http://example.com:99999/hook"):
+        bad_host = await gateway.post(
+            "/v1/subscriptions", json={"url": url, "events": ["booking.confirmed"]}, headers=AUTH
+        )
+        assert bad_host.status == 400, url
+    superscript = await gateway.get("/v1/deliveries?limit=\u00b2", headers=AUTH)
+    assert superscript.status == 400
+
+
+async def test_a_receiver_url_the_resolver_refuses_does_not_stop_other_deliveries(
+    gateway: Any, receiver: Receiver
+) -> None:
+    from service import keys
+    from service.notify.outbox import webhook_body
+    from service.store.base import Delivery, DeliveryStatus
+
+    # Stored before the stricter validation existed, say: the resolver cannot encode it.
+    now = datetime.now(UTC)
+    bad = Delivery(
+        id="msg_bad",
+        event_type="booking.requested",
+        url="http://" + "a" * 64 + ".example.com/hook",
+        payload=webhook_body("booking.requested", {}, now),
+        booking_id=None,
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await gateway.app[keys.STORE].enqueue_deliveries([bad])
+    gateway.app[keys.DISPATCHER].wake()
+    await asyncio.sleep(0.2)
+    created = await gateway.post("/v1/bookings", json=booking(receiver.url), headers=AUTH)
+    assert created.status == 201
+    await receiver.wait_for(1)
+    stored = await gateway.app[keys.STORE].get_delivery("msg_bad")
+    assert stored.attempts >= 1 and stored.last_error.startswith("unusable URL")
+
+
+async def test_only_failed_deliveries_are_sent_again(gateway: Any, receiver: Receiver) -> None:
+    created = await gateway.post("/v1/bookings", json=booking(receiver.url), headers=AUTH)
+    assert created.status == 201
+    await receiver.wait_for(1)
+    listed = await (await gateway.get("/v1/deliveries?status=delivered", headers=AUTH)).json()
+    (done,) = listed["deliveries"]
+    again = await gateway.post(f"/v1/deliveries/{done['id']}/retry", headers=AUTH)
+    assert again.status == 409
+    await asyncio.sleep(0.2)
+    assert len(receiver.received) == 1
