@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -114,7 +115,7 @@ class Settings:
             store_url=get("STORE_URL", _store_url, DEFAULT_STORE_URL),
             webhook_secrets=get("WEBHOOK_SECRET", _webhook_secrets, ()),
             public_url=get("PUBLIC_URL", _http_url, None),
-            vyte_webhook_token=env.get("VYTE_WEBHOOK_TOKEN", "").strip() or None,
+            vyte_webhook_token=get("VYTE_WEBHOOK_TOKEN", _path_token, None),
             host=get("HOST", str, "127.0.0.1"),
             port=get("PORT", _bounded_int(1, 65535), 8080),
             log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "info"),
@@ -176,6 +177,8 @@ def _parse_tokens(raw: str) -> dict[str, str]:
         if not sep or not caller.strip() or not token.strip():
             # Never echo the pair: it holds a secret.
             raise ValueError(f"entry {i + 1} is not of the form caller:token")
+        if token.strip() in tokens:
+            raise ValueError(f"entry {i + 1} repeats the token of another entry")
         tokens[token.strip()] = caller.strip()
     return tokens
 
@@ -197,16 +200,36 @@ def _webhook_secrets(raw: str) -> tuple[bytes, ...]:
 
 def _http_url(raw: str) -> str:
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an http(s) URL without a query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ValueError("must be an http(s) URL with a valid port") from None
     return raw
+
+
+def _path_token(raw: str) -> str | None:
+    """The inbound hook's secret: it is a path segment, so URL-safe characters only."""
+    token = raw.strip()
+    if not token:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._~-]{16,256}", token):
+        raise ValueError("must be 16 to 256 URL-safe characters (letters, digits, . _ ~ -)")
+    return token
 
 
 def _store_url(raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
-    if raw.startswith("redis://") and urlsplit(raw).hostname:
-        return raw
+    if raw.startswith("redis://"):
+        parts = urlsplit(raw)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("redis://host:port/db with a valid port") from None
+        if parts.hostname:
+            return raw
     raise ValueError("must be sqlite:///path or redis://host:port/db")
 
 

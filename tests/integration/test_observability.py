@@ -255,7 +255,7 @@ def test_secret_values_cover_every_secret_setting() -> None:
             "VYTE_API_KEY": "vyte-key-1234",
             "API_TOKENS": "crm:tok-crm-5678,billing:tok-bill-9012",
             "WEBHOOK_SECRET": f"{WEBHOOK_SECRET} whsec_b2xkLXNlY3JldA==",
-            "VYTE_WEBHOOK_TOKEN": "hook-3456",
+            "VYTE_WEBHOOK_TOKEN": "hook-3456-abcdefghijkl",
             "STORE_URL": "redis://:redis-pass-7890@redis:6379/0",
         }
     )
@@ -267,7 +267,7 @@ def test_secret_values_cover_every_secret_setting() -> None:
         WEBHOOK_SECRET.removeprefix("whsec_"),
         "whsec_b2xkLXNlY3JldA==",
         "b2xkLXNlY3JldA==",
-        "hook-3456",
+        "hook-3456-abcdefghijkl",
         "redis-pass-7890",
     }
 

@@ -98,6 +98,25 @@ def test_webhook_secrets_rotate_and_lists_parse() -> None:
     assert s.store_is_redis
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("API_TOKENS", "crm:same-token,billing:same-token"),
+        ("VYTE_WEBHOOK_TOKEN", "short"),
+        ("VYTE_WEBHOOK_TOKEN", "has/a/slash/in/the/path-token"),
+        ("PUBLIC_URL", "https://gw.example.com/?x=1"),
+        ("VYTE_BASE_URL", "https://api.vyte.in:port"),
+        ("STORE_URL", "redis://redis:abc/0"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_start(name: str, value: str) -> None:
+    env = {**REQUIRED, "VYTE_WEBHOOK_TOKEN": "a-token-of-enough-length", name: value}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(env)
+    assert set(caught.value.problems) == {name}
+    assert value not in str(caught.value)
+
+
 def test_public_url_needs_a_webhook_token() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_environ({**REQUIRED, "PUBLIC_URL": "https://gw.example.com"})
