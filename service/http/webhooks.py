@@ -139,7 +139,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if problems:
         raise ValidationFailed(problems)
     deliveries = await request.app[keys.STORE].list_deliveries(
-        DeliveryStatus(status) if status else None, int(raw_limit)
+        DeliveryStatus(status) if status else None, int(raw_limit), request[CALLER]
     )
     return json_response({"deliveries": [delivery_resource(d) for d in deliveries]})
 
@@ -158,7 +158,8 @@ async def _retry(request: web.Request) -> web.Response:
         raise ValidationFailed([FieldError(name, "unknown field") for name in body])
     store = request.app[keys.STORE]
     delivery = await store.get_delivery(request.match_info["delivery_id"])
-    if delivery is None:
+    if delivery is None or delivery.caller != request[CALLER]:
+        # Another caller's delivery (and its URL) is not there for this one.
         raise NotFound("no such delivery")
     if delivery.status == DeliveryStatus.DELIVERED:
         # Sending it again could put an old event after newer ones at the receiver.

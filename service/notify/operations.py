@@ -173,6 +173,7 @@ class OperationWorker:
                 op.booking_id,
                 now,
                 message_key=f"{op.id}:failed",
+                owner=op.caller,
             )
             await self._store.update_operation(failed, deliveries)
             log.warning("operation_failed", operation=op.id, error=error)

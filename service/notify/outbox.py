@@ -45,7 +45,13 @@ class Outbox:
     ) -> list[Delivery]:
         body = webhook_body(event_type, booking_resource(booking), now)
         return await self.plan_body(
-            event_type, body, booking.callback_url, booking.id, now, subscriptions=subscriptions
+            event_type,
+            body,
+            booking.callback_url,
+            booking.id,
+            now,
+            subscriptions=subscriptions,
+            owner=booking.caller,
         )
 
     async def plan_body(
@@ -58,16 +64,18 @@ class Outbox:
         *,
         subscriptions: bool = True,
         message_key: str | None = None,
+        owner: str | None = None,
     ) -> list[Delivery]:
-        """One delivery per receiving URL.
+        """One delivery per receiving URL, each belonging to the caller who gave that URL
+        (`owner` for `callback_url`).
 
         With `message_key` the ids are derived from it, so planning the same message again
         (after a crash between enqueueing and recording why) enqueues nothing new.
         """
-        urls: list[str] = [callback_url] if callback_url else []
+        receivers: dict[str, str | None] = {callback_url: owner} if callback_url else {}
         for sub in await self._store.list_subscriptions() if subscriptions else ():
-            if event_type in sub.events and sub.url not in urls:
-                urls.append(sub.url)
+            if event_type in sub.events and sub.url not in receivers:
+                receivers[sub.url] = sub.caller
         return [
             Delivery(
                 id=_message_id(message_key, url),
@@ -82,6 +90,7 @@ class Outbox:
                 created_at=now,
                 updated_at=now,
                 request_id=current_request_id(),
+                caller=caller,
             )
-            for url in urls
+            for url, caller in receivers.items()
         ]

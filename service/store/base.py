@@ -70,6 +70,9 @@ class Delivery:
     updated_at: datetime
     # The X-Request-ID of the request that caused the change, sent along with every attempt.
     request_id: str | None = None
+    # The caller whose URL this is (the booking's or the subscription's): only it lists and
+    # re-sends the delivery.
+    caller: str | None = None
 
 
 @attrs.frozen
@@ -200,8 +203,9 @@ class Store(Protocol):
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
     async def list_deliveries(
-        self, status: DeliveryStatus | None, limit: int
-    ) -> list[Delivery]: ...
+        self, status: DeliveryStatus | None, limit: int, caller: str | None = None
+    ) -> list[Delivery]:
+        """The newest deliveries first, of `status` and `caller` when given."""
 
     # -- subscriptions ----------------------------------------------------------------------
     async def add_subscription(self, subscription: Subscription) -> None: ...

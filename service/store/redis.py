@@ -265,12 +265,21 @@ local function claim(Q, R)
   return out
 end
 
--- Reads from ARGV: index name, limit. Newest first.
+-- Reads from ARGV: index name, limit, caller ('' for any). Newest first.
 local function list(Q, R)
-  local index, limit = arg(), tonumber(arg())
+  local index, limit, caller = arg(), tonumber(arg()), arg()
   local out = {}
-  for i, id in ipairs(redis.call('ZREVRANGE', Q .. index, 0, limit - 1)) do
-    out[i] = redis.call('HGETALL', R .. id)
+  local offset = 0
+  while #out < limit do
+    local ids = redis.call('ZREVRANGE', Q .. index, offset, offset + 99)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      if caller == '' or redis.call('HGET', R .. id, 'caller') == caller then
+        out[#out + 1] = redis.call('HGETALL', R .. id)
+        if #out == limit then break end
+      end
+    end
+    offset = offset + 100
   end
   return out
 end
@@ -545,6 +554,7 @@ def _delivery_insert_args(delivery: Delivery) -> list[str]:
         "created_at": str(_to_us(delivery.created_at)),
         "updated_at": str(_to_us(delivery.updated_at)),
         "request_id": delivery.request_id,
+        "caller": delivery.caller,
     }
     return _insert_args(delivery.id, _delivery_group(delivery), values)
 
@@ -563,6 +573,7 @@ def _delivery(f: dict[str, str]) -> Delivery:
         created_at=_from_us(f["created_at"]),
         updated_at=_from_us(f["updated_at"]),
         request_id=f.get("request_id"),
+        caller=f.get("caller"),
     )
 
 
@@ -838,11 +849,15 @@ class RedisStore:
         fields = await self._fields(f"{self.prefix}delivery:{delivery_id}")
         return _delivery(fields) if fields else None
 
-    async def list_deliveries(self, status: DeliveryStatus | None, limit: int) -> list[Delivery]:
+    async def list_deliveries(
+        self, status: DeliveryStatus | None, limit: int, caller: str | None = None
+    ) -> list[Delivery]:
         if limit <= 0:
             return []
         index = "all" if status is None else f"status:{status.value}"
-        found: list[list[str]] = await self._run(self._list, ["deliveries", index, str(limit)])
+        found: list[list[str]] = await self._run(
+            self._list, ["deliveries", index, str(limit), caller or ""]
+        )
         return [_delivery(_hash(flat)) for flat in found]
 
     # -- subscriptions ------------------------------------------------------------------

@@ -144,6 +144,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
     (
         "ALTER TABLE deliveries ADD COLUMN request_id TEXT",
+        "ALTER TABLE deliveries ADD COLUMN caller TEXT",
+        "CREATE INDEX deliveries_caller ON deliveries (caller, status, seq)",
         "ALTER TABLE operations ADD COLUMN request_id TEXT",
     ),
 )
@@ -202,6 +204,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         created_at=_from_us(row["created_us"]),
         updated_at=_from_us(row["updated_us"]),
         request_id=_optional_str(row["request_id"]),
+        caller=_optional_str(row["caller"]),
     )
 
 
@@ -260,13 +263,15 @@ def _delivery_params(delivery: Delivery) -> tuple[object, ...]:
         _to_us(delivery.created_at),
         _to_us(delivery.updated_at),
         delivery.request_id,
+        delivery.caller,
     )
 
 
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (id, event_type, url, payload, booking_id, status, attempts,
-                            next_attempt_us, last_error, created_us, updated_us, request_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            next_attempt_us, last_error, created_us, updated_us, request_id,
+                            caller)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
 """
 
@@ -588,20 +593,25 @@ class SQLiteStore:
             row = await _one(db, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
         return None if row is None else _delivery(row)
 
-    async def list_deliveries(self, status: DeliveryStatus | None, limit: int) -> list[Delivery]:
+    async def list_deliveries(
+        self, status: DeliveryStatus | None, limit: int, caller: str | None = None
+    ) -> list[Delivery]:
         if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
             return []
+        conditions, params = [], []
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status.value)
+        if caller is not None:
+            conditions.append("caller = ?")
+            params.append(caller)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         async with self._reading() as db:
-            if status is None:
-                rows = await _all(
-                    db, "SELECT * FROM deliveries ORDER BY seq DESC LIMIT ?", (limit,)
-                )
-            else:
-                rows = await _all(
-                    db,
-                    "SELECT * FROM deliveries WHERE status = ? ORDER BY seq DESC LIMIT ?",
-                    (status.value, limit),
-                )
+            rows = await _all(
+                db,
+                f"SELECT * FROM deliveries {where} ORDER BY seq DESC LIMIT ?",  # noqa: S608
+                (*params, limit),
+            )
         return [_delivery(row) for row in rows]
 
     # -- subscriptions ------------------------------------------------------------------

@@ -541,3 +541,30 @@ async def test_only_failed_deliveries_are_sent_again(gateway: Any, receiver: Rec
     assert again.status == 409
     await asyncio.sleep(0.2)
     assert len(receiver.received) == 1
+
+
+async def test_deliveries_belong_to_the_caller_who_gave_the_url(
+    gateway: Any, receiver: Receiver
+) -> None:
+    from tests.conftest import OTHER_TOKEN
+
+    other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+    subscribed = await gateway.post(
+        "/v1/subscriptions",
+        json={"url": receiver.url + "?as=beta", "events": ["booking.requested"]},
+        headers=other,
+    )
+    assert subscribed.status == 201
+    created = await gateway.post("/v1/bookings", json=booking(receiver.url), headers=AUTH)
+    assert created.status == 201
+    await receiver.wait_for(2)
+
+    def urls(listing: dict[str, Any]) -> list[str]:
+        return [d["url"] for d in listing["deliveries"]]
+
+    alphas = await (await gateway.get("/v1/deliveries", headers=AUTH)).json()
+    betas = await (await gateway.get("/v1/deliveries", headers=other)).json()
+    assert urls(alphas) == [receiver.url]
+    assert urls(betas) == [receiver.url + "?as=beta"]
+    (mine,) = alphas["deliveries"]
+    assert (await gateway.post(f"/v1/deliveries/{mine['id']}/retry", headers=other)).status == 404

@@ -649,6 +649,29 @@ async def test_purge_forgets_only_what_finished_before_the_cutoff(store: Store) 
     assert await store.pending_counts() == (1, 1)
 
 
+async def test_outbox_list_by_caller(store: Store) -> None:
+    # Mostly crm's, with billing's few spread among them (more than one page of the index).
+    deliveries = [
+        attrs.evolve(
+            make_delivery(f"d{i:03d}", booking_id=None), caller="billing" if i % 50 == 0 else "crm"
+        )
+        for i in range(230)
+    ]
+    await store.enqueue_deliveries(deliveries)
+    assert ids(await store.list_deliveries(None, 10, "billing")) == [
+        "d200",
+        "d150",
+        "d100",
+        "d050",
+        "d000",
+    ]
+    assert ids(await store.list_deliveries(None, 2, "billing")) == ["d200", "d150"]
+    assert len(await store.list_deliveries(DeliveryStatus.PENDING, 500, "crm")) == 225
+    assert await store.list_deliveries(None, 10, "nobody") == []
+    stored = await store.get_delivery("d050")
+    assert stored is not None and stored.caller == "billing"
+
+
 async def test_outbox_list_by_status_newest_first(store: Store) -> None:
     deliveries = [make_delivery(f"d{i}", booking_id=None) for i in range(4)]
     await store.enqueue_deliveries(deliveries)
