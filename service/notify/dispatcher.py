@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -53,6 +54,16 @@ def next_state(
     )
 
 
+def _loggable(url: str) -> str:
+    """`url` without what may carry a receiver's secret: user info, query and fragment."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
 class Dispatcher:
     """Claims due deliveries from the store and POSTs them to their receivers."""
 
@@ -94,7 +105,9 @@ class Dispatcher:
         updated = next_state(delivery, datetime.now(UTC), error, self._schedule)
         if updated.status == DeliveryStatus.FAILED:
             outcome = "failed"
-            log.warning("webhook_failed", delivery=delivery.id, url=delivery.url, error=error)
+            log.warning(
+                "webhook_failed", delivery=delivery.id, url=_loggable(delivery.url), error=error
+            )
         metrics.DELIVERIES.labels(outcome).inc()
         await self._store.update_delivery(updated)
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import pytest
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import AUTH, JOHN, upstream_calls
@@ -568,3 +569,20 @@ async def test_deliveries_belong_to_the_caller_who_gave_the_url(
     assert urls(betas) == [receiver.url + "?as=beta"]
     (mine,) = alphas["deliveries"]
     assert (await gateway.post(f"/v1/deliveries/{mine['id']}/retry", headers=other)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        (
+            "https://user:pw@hooks.example.com:8443/in?token=s3cr3t#x",
+            "https://hooks.example.com:8443/in",
+        ),
+        ("http://hooks.example.com/in", "http://hooks.example.com/in"),
+        ("http://hooks.example.com:99999/in", "(unparsable URL)"),
+    ],
+)
+def test_failed_webhooks_are_logged_without_the_receivers_secrets(url: str, logged: str) -> None:
+    from service.notify.dispatcher import _loggable
+
+    assert _loggable(url) == logged
