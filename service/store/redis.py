@@ -559,6 +559,14 @@ def _delivery_insert_args(delivery: Delivery) -> list[str]:
     return _insert_args(delivery.id, _delivery_group(delivery), values)
 
 
+def _deliveries_args(deliveries: Sequence[Delivery]) -> list[str]:
+    """What a script's insert loop reads: the count, then each delivery's insert()."""
+    args = [str(len(deliveries))]
+    for delivery in deliveries:
+        args += _delivery_insert_args(delivery)
+    return args
+
+
 def _delivery(f: dict[str, str]) -> Delivery:
     return Delivery(
         id=f["id"],
@@ -740,10 +748,8 @@ class RedisStore:
             "1" if booking.active else "0",
             codec.dumps(booking),
             "" if release_hold is None else release_hold,
-            str(len(deliveries)),
+            *_deliveries_args(deliveries),
         ]
-        for delivery in deliveries:
-            args += _delivery_insert_args(delivery)
         return bool(await self._run(self._put_booking, args))
 
     async def active_bookings(
@@ -817,10 +823,7 @@ class RedisStore:
         # A delivery id seen before is skipped: re-enqueueing the same message is a no-op.
         if not deliveries:
             return
-        args = ["deliveries", str(len(deliveries))]
-        for delivery in deliveries:
-            args += _delivery_insert_args(delivery)
-        await self._run(self._insert, args)
+        await self._run(self._insert, ["deliveries", *_deliveries_args(deliveries)])
 
     async def claim_deliveries(
         self, now: datetime, limit: int, owner: str, lease: float
@@ -912,10 +915,7 @@ class RedisStore:
         if not deliveries:
             await self._run(self._update, ["operations", *args])
             return
-        enqueue: list[str] = [str(len(deliveries))]
-        for delivery in deliveries:
-            enqueue += _delivery_insert_args(delivery)
-        await self._run(self._update_announced, [*args, *enqueue])
+        await self._run(self._update_announced, [*args, *_deliveries_args(deliveries)])
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = str(_to_us(before))

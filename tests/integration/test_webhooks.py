@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from service.sandbox import SANDBOX_API_KEY
@@ -504,23 +505,12 @@ async def test_a_receiver_url_the_resolver_refuses_does_not_stop_other_deliverie
     gateway: Any, receiver: Receiver
 ) -> None:
     from service import keys
-    from service.notify.outbox import webhook_body
-    from service.store.base import Delivery, DeliveryStatus
+    from tests.unit.test_store_contract import make_delivery
 
     # Stored before the stricter validation existed, say: the resolver cannot encode it.
-    now = datetime.now(UTC)
-    bad = Delivery(
-        id="msg_bad",
-        event_type="booking.requested",
-        url="http://" + "a" * 64 + ".example.com/hook",
-        payload=webhook_body("booking.requested", {}, now),
-        booking_id=None,
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        last_error=None,
-        created_at=now,
-        updated_at=now,
+    bad = attrs.evolve(
+        make_delivery("msg_bad", url="http://" + "a" * 64 + ".example.com/hook", booking_id=None),
+        next_attempt_at=datetime.now(UTC),
     )
     await gateway.app[keys.STORE].enqueue_deliveries([bad])
     gateway.app[keys.DISPATCHER].wake()
