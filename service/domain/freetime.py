@@ -3,15 +3,18 @@
 Instants are integer POSIX seconds; ``zoneinfo`` is only used to build the grid and to format.
 """
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from itertools import compress
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import attrs
 
 __all__ = [
     "Interval",
+    "Order",
     "SlotMatch",
     "candidate_starts",
     "find_slots",
@@ -23,6 +26,9 @@ __all__ = [
 
 Interval = tuple[int, int]
 """``[start, end)`` in integer POSIX seconds."""
+
+Order = Literal["start", "best"]
+"""How ``find_slots`` lists its slots (DESIGN §3.1 ``order``)."""
 
 _SECOND = timedelta(seconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,6 +46,8 @@ class SlotMatch:
     end: int
     participants: tuple[int, ...]
     """Indices into the participant list, ascending (= request order)."""
+    stranded_minutes: int | None = None
+    """With ``order="best"``: the minutes this slot strands (see ``find_slots``); else None."""
 
 
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
@@ -150,12 +158,34 @@ def find_slots(
     step_minutes: int,
     required: int,
     grid: Sequence[int] | None = None,
+    buffer_before_minutes: int = 0,
+    buffer_after_minutes: int = 0,
+    not_before: datetime | None = None,
+    order: Order = "start",
+    limit: int | None = None,
 ) -> list[SlotMatch]:
-    """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free.
+    """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free
+    (DESIGN §3.1 rules 2, 3 and 5).
 
     ``free[i]`` is participant i's raw windows (any order, may overlap or touch). A participant
-    is free for a slot when it lies entirely inside the union of their windows. Sorted by start.
-    Costs O(S log S) in the number of windows S plus the grid and the output.
+    is free for a slot when the buffered slot ``[t - buffer_before, t + duration + buffer_after)``
+    lies entirely inside the union of their windows. Candidates with ``t < not_before`` (an aware
+    instant: the caller's now + notice) are dropped.
+
+    ``order="start"`` lists slots by start. ``order="best"`` lists them by more participants
+    free, then fewer stranded minutes, then earlier start, and every slot carries
+    ``stranded_minutes``: for each participant free for the slot, W is the merged window holding
+    the buffered slot, and a gap it leaves, ``(t - buffer_before) - W.start`` or
+    ``W.end - (t + duration + buffer_after)``, is stranded when it is longer than nothing and
+    shorter than the meeting (compared to the second). Windows come to the second, so a gap
+    need not be whole minutes: the stranded seconds of all gaps of the slot are added up and the
+    sum is rounded up to whole minutes (any stranded time counts as at least one minute). The
+    ranking uses that reported integer, so a caller can check the order from the answer alone.
+    ``limit`` keeps the first ``limit`` slots of the ordered list.
+
+    Costs O(S log S) in the number of windows S plus the grid and the output. ``order="best"``
+    keeps to the same sweep (two more sorted lists, at most one position per merged window in
+    each) and adds one sort of the matches by rank.
 
     ``grid``, when given, must be ``candidate_starts(first, last, tz, step_minutes)``: a caller
     answering the same ranges again can build it once.
@@ -165,25 +195,43 @@ def find_slots(
         raise ValueError(f"duration must be at least one minute, got {duration_minutes}")
     if not 1 <= required <= count:
         raise ValueError(f"required must be between 1 and {count}, got {required}")
+    if buffer_before_minutes < 0 or buffer_after_minutes < 0:
+        raise ValueError(
+            "buffers must not be negative, got "
+            f"{buffer_before_minutes} before and {buffer_after_minutes} after"
+        )
+    if order not in ("start", "best"):
+        raise ValueError(f"order must be 'start' or 'best', got {order!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     if grid is None:
         grid = candidate_starts(first, last, tz, step_minutes)
+    if not_before is not None:
+        grid = grid[bisect_left(grid, _ceil_seconds(not_before)) :]
     if not grid:
         return []
     duration = duration_minutes * 60
+    before = buffer_before_minutes * 60
+    # The meeting and what must be free after it: the buffered slot ends at t + reach.
+    reach = duration + buffer_after_minutes * 60
     grid_first, grid_last = grid[0], grid[-1]
 
-    # Participant i is free for [t, t + duration) iff t lies in [start, end - duration] for one
-    # of its merged intervals. Merged intervals are separated by a gap, so these start ranges
-    # are too: each participant's boundaries strictly alternate on/off and never coincide, and a
-    # boundary is a bare toggle. Packing (position, participant) into one int keeps the sort on
-    # plain ints; position <= t iff code < (t + 1) * count.
+    if order == "best":
+        return _ranked(free, grid, duration, before, reach, required, limit)
+
+    # Participant i is free for [t, t + duration) iff t lies in [start + before, end - reach]
+    # for one of its merged intervals. Merged intervals are separated by a gap, so these start
+    # ranges are too: each participant's boundaries strictly alternate on/off and never
+    # coincide, and a boundary is a bare toggle. Packing (position, participant) into one int
+    # keeps the sort on plain ints; position <= t iff code < (t + 1) * count.
     toggles: list[int] = []
     for participant, windows in enumerate(free):
         for start, end in merge_intervals(windows):
-            last_start = end - duration
-            if last_start < start or last_start < grid_first or start > grid_last:
+            first_start = start + before
+            last_start = end - reach
+            if last_start < first_start or last_start < grid_first or first_start > grid_last:
                 continue
-            toggles.append(start * count + participant)
+            toggles.append(first_start * count + participant)
             toggles.append((last_start + 1) * count + participant)
     toggles.sort()
 
@@ -194,10 +242,11 @@ def find_slots(
     everyone = range(count)
     position = 0
     total = len(toggles)
+    wanted = len(grid) if limit is None else limit
     slots: list[SlotMatch] = []
     for t in grid:
-        limit = (t + 1) * count
-        while position < total and toggles[position] < limit:
+        bound = (t + 1) * count
+        while position < total and toggles[position] < bound:
             participant = toggles[position] % count
             if active[participant]:
                 active[participant] = False
@@ -212,7 +261,131 @@ def find_slots(
                 members = tuple(compress(everyone, active))
                 members_stale = False
             slots.append(SlotMatch(t, t + duration, members))
+            if len(slots) == wanted:
+                break
     return slots
+
+
+def _ranked(
+    free: Sequence[Sequence[Interval]],
+    grid: Sequence[int],
+    duration: int,
+    before: int,
+    reach: int,
+    required: int,
+    limit: int | None,
+) -> list[SlotMatch]:
+    """``find_slots`` with ``order="best"``: the same sweep, which also sums stranded time.
+
+    A merged window W gives its participant the range ``[lo, hi]`` of starts it is free for,
+    ``lo = W.start + before`` and ``hi = W.end - reach``; a start t leaves the gaps ``t - lo``
+    and ``hi - t`` in W, each stranded while it is below ``duration``. Summed over the ranges
+    holding t that is ``slope * t + offset``, both piecewise constant:
+    - a short range (``hi - lo < duration``) strands both gaps at every t, ``hi - lo`` in all,
+      a constant added when the range opens and taken away when it closes;
+    - a long range adds ``t - lo`` from lo until ``lo + duration`` and ``hi - t`` from
+      ``hi - duration + 1`` until it closes (both are 0 at their edge, so edges need no care).
+    The openings and closings are the sweep's own toggles; the two inner changes of long
+    ranges are two more sorted lists of positions whose values follow from the position
+    itself, so their order among the other events at the same t does not matter. Nothing
+    scans participants or windows per candidate.
+    """
+    count = len(free)
+    grid_first, grid_last = grid[0], grid[-1]
+    # Positions are kept relative to the first candidate: small ints sort fastest.
+    toggles: list[int] = []
+    # Per participant, in order: (slope change, offset change on opening, on closing).
+    changes: list[list[tuple[int, int, int]]] = [[] for _ in range(count)]
+    gap_ends: list[int] = []
+    gap_starts: list[int] = []
+    for participant, windows in enumerate(free):
+        own = changes[participant]
+        for start, end in merge_intervals(windows):
+            lo = start + before - grid_first
+            hi = end - reach - grid_first
+            if hi < lo or hi < 0 or lo > grid_last - grid_first:
+                continue
+            toggles.append(lo * count + participant)
+            toggles.append((hi + 1) * count + participant)
+            if hi - lo < duration:
+                own.append((0, hi - lo, lo - hi))
+            else:
+                own.append((1, -lo, -hi))
+                gap_ends.append(lo + duration)
+                gap_starts.append(hi - duration + 1)
+    toggles.sort()
+    gap_ends.sort()
+    gap_starts.sort()
+
+    slope = offset = 0
+    active = [False] * count
+    following = [0] * count
+    closing = [0] * count
+    active_count = 0
+    members: tuple[int, ...] = ()
+    members_stale = True
+    everyone = range(count)
+    position = ends_position = starts_position = 0
+    total, ends_total, starts_total = len(toggles), len(gap_ends), len(gap_starts)
+    starts: list[int] = []
+    who: list[tuple[int, ...]] = []
+    stranded: list[int] = []
+    ranks: list[int] = []
+    # Stranded seconds stay below 2 * duration per participant; the rank packs (fewer free
+    # participants, more stranded minutes) into one int, so a stable sort on it keeps start order.
+    per_missing = 2 * count * (duration // 60) + 1
+    for t in grid:
+        at = t - grid_first
+        bound = (at + 1) * count
+        while position < total and toggles[position] < bound:
+            participant = toggles[position] % count
+            if active[participant]:
+                active[participant] = False
+                active_count -= 1
+                slope += changes[participant][following[participant] - 1][0]
+                offset += closing[participant]
+            else:
+                active[participant] = True
+                active_count += 1
+                index = following[participant]
+                following[participant] = index + 1
+                change, opening, closing[participant] = changes[participant][index]
+                slope += change
+                offset += opening
+            position += 1
+            members_stale = True
+        # A long range's first gap stops being stranded (it was t - lo, lo = end - duration) ...
+        while ends_position < ends_total and gap_ends[ends_position] <= at:
+            slope -= 1
+            offset += gap_ends[ends_position] - duration
+            ends_position += 1
+        # ... and its second starts to be (hi - t, hi = start + duration - 1).
+        while starts_position < starts_total and gap_starts[starts_position] <= at:
+            slope -= 1
+            offset += gap_starts[starts_position] + duration - 1
+            starts_position += 1
+        if active_count >= required:
+            if members_stale:
+                members = tuple(compress(everyone, active))
+                members_stale = False
+            # Rounded up: a stranded second counts as a minute.
+            minutes = -(-(slope * at + offset) // 60)
+            starts.append(t)
+            who.append(members)
+            stranded.append(minutes)
+            ranks.append((count - active_count) * per_missing + minutes)
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    if limit is not None:
+        order = order[:limit]
+    return [SlotMatch(starts[i], starts[i] + duration, who[i], stranded[i]) for i in order]
+
+
+def _ceil_seconds(moment: datetime) -> int:
+    """The first whole POSIX second at or after an aware instant."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"not_before must be an aware date-time, got {moment!r}")
+    since = moment - _EPOCH
+    return since.days * _SECONDS_PER_DAY + since.seconds + (1 if since.microseconds else 0)
 
 
 def format_instant(ts: int, tz: ZoneInfo) -> str:
