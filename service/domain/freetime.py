@@ -184,8 +184,8 @@ def find_slots(
     ``limit`` keeps the first ``limit`` slots of the ordered list.
 
     Costs O(S log S) in the number of windows S plus the grid and the output. ``order="best"``
-    keeps to the same sweep (two more sorted lists, at most one position per merged window in
-    each) and adds one sort of the matches by rank.
+    adds two sorted lists of positions per merged window's start range, walked beside the
+    matches (see ``_stranded``), and one sort of the matches by rank.
 
     ``grid``, when given, must be ``candidate_starts(first, last, tz, step_minutes)``: a caller
     answering the same ranges again can build it once.
@@ -214,27 +214,68 @@ def find_slots(
     before = buffer_before_minutes * 60
     # The meeting and what must be free after it: the buffered slot ends at t + reach.
     reach = duration + buffer_after_minutes * 60
-    grid_first, grid_last = grid[0], grid[-1]
+    best = order == "best"
+    grid_first = grid[0]
+    last_start = grid[-1] - grid_first
 
-    if order == "best":
-        return _ranked(free, grid, duration, before, reach, required, limit)
-
-    # Participant i is free for [t, t + duration) iff t lies in [start + before, end - reach]
-    # for one of its merged intervals. Merged intervals are separated by a gap, so these start
-    # ranges are too: each participant's boundaries strictly alternate on/off and never
-    # coincide, and a boundary is a bare toggle. Packing (position, participant) into one int
-    # keeps the sort on plain ints; position <= t iff code < (t + 1) * count.
+    # Participant i is free for [t, t + duration) iff t lies in [lo, hi] = [start + before,
+    # end - reach] for one of its merged intervals. Merged intervals are separated by a gap, so
+    # these start ranges are too: each participant's boundaries strictly alternate on/off and
+    # never coincide, and a boundary is a bare toggle. Packing (position, participant) into one
+    # int keeps the sort on plain ints, and positions relative to the first candidate keep the
+    # ints small, which sort fastest; position <= t - first iff code < (t - first + 1) * count.
     toggles: list[int] = []
+    # For order=best (see _stranded): lo and hi of long ranges, (position, length) of short ones.
+    lows: list[int] = []
+    highs: list[int] = []
+    short_opens: list[int] = []
+    short_closes: list[int] = []
     for participant, windows in enumerate(free):
         for start, end in merge_intervals(windows):
-            first_start = start + before
-            last_start = end - reach
-            if last_start < first_start or last_start < grid_first or first_start > grid_last:
+            lo = start + before - grid_first
+            hi = end - reach - grid_first
+            if hi < lo or hi < 0 or lo > last_start:
                 continue
-            toggles.append(first_start * count + participant)
-            toggles.append((last_start + 1) * count + participant)
+            toggles.append(lo * count + participant)
+            toggles.append((hi + 1) * count + participant)
+            if best:
+                length = hi - lo
+                if length < duration:
+                    short_opens.append(lo * duration + length)
+                    short_closes.append((hi + 1) * duration + length)
+                else:
+                    lows.append(lo)
+                    highs.append(hi)
     toggles.sort()
 
+    # order="start" can stop at the limit; "best" has to see every match before it ranks.
+    wanted = limit if limit is not None and not best else len(grid)
+    starts, members = _sweep(toggles, count, grid, required, wanted)
+    if not best:
+        return [SlotMatch(t, t + duration, who) for t, who in zip(starts, members, strict=True)]
+
+    for positions in (lows, highs, short_opens, short_closes):
+        positions.sort()
+    stranded = _stranded(starts, grid_first, duration, lows, highs, short_opens, short_closes)
+    # Fewer participants missing, then fewer stranded minutes: one int (stranded seconds stay
+    # below 2 * duration per participant); a stable sort on it keeps start order for ties.
+    per_missing = 2 * count * (duration // 60) + 1
+    ranked = sorted(
+        zip(starts, members, stranded, strict=True),
+        key=lambda slot: (count - len(slot[1])) * per_missing + slot[2],
+    )
+    if limit is not None:
+        del ranked[limit:]
+    return [SlotMatch(t, t + duration, who, minutes) for t, who, minutes in ranked]
+
+
+def _sweep(
+    toggles: Sequence[int], count: int, grid: Sequence[int], required: int, wanted: int
+) -> tuple[list[int], list[tuple[int, ...]]]:
+    """Walk the grid beside the sorted toggles: the first ``wanted`` starts at which at least
+    ``required`` participants are free, and who they are (neighbouring starts with the same
+    participants share one tuple)."""
+    grid_first = grid[0]
     active = [False] * count
     active_count = 0
     members: tuple[int, ...] = ()
@@ -242,142 +283,90 @@ def find_slots(
     everyone = range(count)
     position = 0
     total = len(toggles)
-    wanted = len(grid) if limit is None else limit
-    slots: list[SlotMatch] = []
-    for t in grid:
-        bound = (t + 1) * count
-        while position < total and toggles[position] < bound:
-            participant = toggles[position] % count
-            if active[participant]:
-                active[participant] = False
-                active_count -= 1
-            else:
-                active[participant] = True
-                active_count += 1
-            position += 1
-            members_stale = True
-        if active_count >= required:
-            if members_stale:
-                members = tuple(compress(everyone, active))
-                members_stale = False
-            slots.append(SlotMatch(t, t + duration, members))
-            if len(slots) == wanted:
-                break
-    return slots
-
-
-def _ranked(
-    free: Sequence[Sequence[Interval]],
-    grid: Sequence[int],
-    duration: int,
-    before: int,
-    reach: int,
-    required: int,
-    limit: int | None,
-) -> list[SlotMatch]:
-    """``find_slots`` with ``order="best"``: the same sweep, which also sums stranded time.
-
-    A merged window W gives its participant the range ``[lo, hi]`` of starts it is free for,
-    ``lo = W.start + before`` and ``hi = W.end - reach``; a start t leaves the gaps ``t - lo``
-    and ``hi - t`` in W, each stranded while it is below ``duration``. Summed over the ranges
-    holding t that is ``slope * t + offset``, both piecewise constant:
-    - a short range (``hi - lo < duration``) strands both gaps at every t, ``hi - lo`` in all,
-      a constant added when the range opens and taken away when it closes;
-    - a long range adds ``t - lo`` from lo until ``lo + duration`` and ``hi - t`` from
-      ``hi - duration + 1`` until it closes (both are 0 at their edge, so edges need no care).
-    The openings and closings are the sweep's own toggles; the two inner changes of long
-    ranges are two more sorted lists of positions whose values follow from the position
-    itself, so their order among the other events at the same t does not matter. Nothing
-    scans participants or windows per candidate.
-    """
-    count = len(free)
-    grid_first, grid_last = grid[0], grid[-1]
-    # Positions are kept relative to the first candidate: small ints sort fastest.
-    toggles: list[int] = []
-    # Per participant, in order: (slope change, offset change on opening, on closing).
-    changes: list[list[tuple[int, int, int]]] = [[] for _ in range(count)]
-    gap_ends: list[int] = []
-    gap_starts: list[int] = []
-    for participant, windows in enumerate(free):
-        own = changes[participant]
-        for start, end in merge_intervals(windows):
-            lo = start + before - grid_first
-            hi = end - reach - grid_first
-            if hi < lo or hi < 0 or lo > grid_last - grid_first:
-                continue
-            toggles.append(lo * count + participant)
-            toggles.append((hi + 1) * count + participant)
-            if hi - lo < duration:
-                own.append((0, hi - lo, lo - hi))
-            else:
-                own.append((1, -lo, -hi))
-                gap_ends.append(lo + duration)
-                gap_starts.append(hi - duration + 1)
-    toggles.sort()
-    gap_ends.sort()
-    gap_starts.sort()
-
-    slope = offset = 0
-    active = [False] * count
-    following = [0] * count
-    closing = [0] * count
-    active_count = 0
-    members: tuple[int, ...] = ()
-    members_stale = True
-    everyone = range(count)
-    position = ends_position = starts_position = 0
-    total, ends_total, starts_total = len(toggles), len(gap_ends), len(gap_starts)
     starts: list[int] = []
     who: list[tuple[int, ...]] = []
-    stranded: list[int] = []
-    ranks: list[int] = []
-    # Stranded seconds stay below 2 * duration per participant; the rank packs (fewer free
-    # participants, more stranded minutes) into one int, so a stable sort on it keeps start order.
-    per_missing = 2 * count * (duration // 60) + 1
     for t in grid:
-        at = t - grid_first
-        bound = (at + 1) * count
+        bound = (t - grid_first + 1) * count
         while position < total and toggles[position] < bound:
             participant = toggles[position] % count
             if active[participant]:
                 active[participant] = False
                 active_count -= 1
-                slope += changes[participant][following[participant] - 1][0]
-                offset += closing[participant]
             else:
                 active[participant] = True
                 active_count += 1
-                index = following[participant]
-                following[participant] = index + 1
-                change, opening, closing[participant] = changes[participant][index]
-                slope += change
-                offset += opening
             position += 1
             members_stale = True
-        # A long range's first gap stops being stranded (it was t - lo, lo = end - duration) ...
-        while ends_position < ends_total and gap_ends[ends_position] <= at:
-            slope -= 1
-            offset += gap_ends[ends_position] - duration
-            ends_position += 1
-        # ... and its second starts to be (hi - t, hi = start + duration - 1).
-        while starts_position < starts_total and gap_starts[starts_position] <= at:
-            slope -= 1
-            offset += gap_starts[starts_position] + duration - 1
-            starts_position += 1
         if active_count >= required:
             if members_stale:
                 members = tuple(compress(everyone, active))
                 members_stale = False
-            # Rounded up: a stranded second counts as a minute.
-            minutes = -(-(slope * at + offset) // 60)
             starts.append(t)
             who.append(members)
-            stranded.append(minutes)
-            ranks.append((count - active_count) * per_missing + minutes)
-    order = sorted(range(len(ranks)), key=ranks.__getitem__)
-    if limit is not None:
-        order = order[:limit]
-    return [SlotMatch(starts[i], starts[i] + duration, who[i], stranded[i]) for i in order]
+            if len(starts) == wanted:
+                break
+    return starts, who
+
+
+def _stranded(
+    starts: Sequence[int],
+    origin: int,
+    duration: int,
+    lows: Sequence[int],
+    highs: Sequence[int],
+    short_opens: Sequence[int],
+    short_closes: Sequence[int],
+) -> list[int]:
+    """Stranded minutes of each start (ascending), from the sweep's ranges (relative to
+    ``origin``), with nothing scanned per start, participant or window.
+
+    A merged window W gives its participant the range ``[lo, hi]`` of starts it is free for
+    (``lo = W.start + before``, ``hi = W.end - reach``); a start t in it leaves the gaps
+    ``t - lo`` and ``hi - t``, each stranded while it is below ``duration``. Summed over the
+    ranges holding t that is ``slope * t + offset``, both piecewise constant:
+    - a short range (``hi - lo < duration``) strands both gaps at every t: ``hi - lo`` in all,
+      added at lo and taken away after hi (sorted as ``position * duration + length``);
+    - a long range adds ``t - lo`` from lo until ``lo + duration`` and ``hi - t`` from
+      ``hi - duration + 1`` until after hi (each is 0 at its edge). These four changes happen
+      where lo or hi says, so the sorted lows and highs, each walked by two pointers, give
+      them all in order.
+    The changes add up in any order, so each pointer catches up only when a start needs it.
+    """
+    slope = offset = 0
+    opened = first_done = second_begun = closed = 0
+    short_opened = short_closed = 0
+    longs, shorts = len(lows), len(short_opens)
+    minutes: list[int] = []
+    for t in starts:
+        at = t - origin
+        while opened < longs and lows[opened] <= at:
+            slope += 1
+            offset -= lows[opened]
+            opened += 1
+        done = at - duration
+        while first_done < longs and lows[first_done] <= done:
+            slope -= 1
+            offset += lows[first_done]
+            first_done += 1
+        begun = at + duration - 1
+        while second_begun < longs and highs[second_begun] <= begun:
+            slope -= 1
+            offset += highs[second_begun]
+            second_begun += 1
+        while closed < longs and highs[closed] < at:
+            slope += 1
+            offset -= highs[closed]
+            closed += 1
+        bound = (at + 1) * duration
+        while short_opened < shorts and short_opens[short_opened] < bound:
+            offset += short_opens[short_opened] % duration
+            short_opened += 1
+        while short_closed < shorts and short_closes[short_closed] < bound:
+            offset -= short_closes[short_closed] % duration
+            short_closed += 1
+        # Rounded up: a stranded second counts as a minute.
+        minutes.append(-(-(slope * at + offset) // 60))
+    return minutes
 
 
 def _ceil_seconds(moment: datetime) -> int:

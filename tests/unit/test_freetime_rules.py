@@ -476,6 +476,13 @@ def test_a_gap_of_exactly_the_meeting_is_not_stranded() -> None:
     # 30:01 (61 rounded up), 10:00 strands one second, counted as a minute.
     longer = [[(at(day, "09:00"), at(day, "11:00:01"))]]
     assert slots(longer, day) == [("09:00", 0), ("10:00", 1), ("09:30", 61)]
+    # One starting a second late: 10:00 leaves 59:59 before it, a second short of a meeting,
+    # so stranded (60 rounded up); 09:30 leaves 29:59 (30 rounded up).
+    later = [[(at(day, "09:00:01"), at(day, "12:00"))]]
+    assert slots(later, day) == [("11:00", 0), ("09:30", 30), ("10:30", 30), ("10:00", 60)]
+    # Short of two meetings, every start strands both gaps: 59:59 in all, 60 rounded up.
+    short = [[(at(day, "09:00:01"), at(day, "11:00"))]]
+    assert slots(short, day) == [("09:30", 60), ("10:00", 60)]
 
 
 def test_fractional_gaps_add_up_before_rounding_up() -> None:
