@@ -6,6 +6,7 @@ two requests can interleave inside an operation: each one is atomic without a lo
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -22,14 +23,33 @@ from .wire import JSON, NotFound
 
 @attrs.frozen
 class EventQuery:
-    """Filters of `GET /v2/events`; empty sets mean no filter."""
+    """Filters of `GET /v2/events`; empty sets mean no filter.
+
+    Vyte documents `creator_emails` as ignored when `creator_users` is given; invitees may
+    be named by user id and by email in one query, and an event with any of them matches.
+    """
 
     limit: int = 100
-    text: str | None = None
+    title: re.Pattern[str] | None = None
     confirmed_only: bool = False
     upcoming_only: bool = False
     creator_users: frozenset[str] = frozenset()
+    creator_emails: frozenset[str] = frozenset()
+    invitee_users: frozenset[str] = frozenset()
     invitee_emails: frozenset[str] = frozenset()
+
+    def matches_people(self, event: Event) -> bool:
+        if self.creator_users:
+            if event.creator.id not in self.creator_users:
+                return False
+        elif self.creator_emails and self.creator_emails.isdisjoint(event.creator.emails):
+            return False
+        if self.invitee_users or self.invitee_emails:
+            return any(
+                i.user in self.invitee_users or i.email in self.invitee_emails
+                for i in event.invitees
+            )
+        return True
 
 
 class SandboxState:
@@ -89,7 +109,7 @@ class SandboxState:
         found: list[Event] = []
         # Insertion order is creation order, even for events created in the same millisecond.
         for event in reversed(self.events.values()):
-            if query.text is not None and query.text.lower() not in event.title.lower():
+            if query.title is not None and query.title.search(event.title) is None:
                 continue
             if query.confirmed_only and (not event.confirmed or event.cancelled):
                 continue
@@ -97,11 +117,7 @@ class SandboxState:
                 event.cancelled or all(d.end <= at.astimezone(UTC) for d in event.dates)
             ):
                 continue
-            if query.creator_users and event.creator.id not in query.creator_users:
-                continue
-            if query.invitee_emails and not any(
-                i.email in query.invitee_emails for i in event.invitees
-            ):
+            if not query.matches_people(event):
                 continue
             found.append(event)
             if len(found) >= query.limit:

@@ -177,12 +177,28 @@ def _event_query(request: web.Request) -> EventQuery:
         raise BadRequest("filter must be confirmed or upcoming")
     return EventQuery(
         limit=int(limit),
-        text=params.get("q") or None,
+        title=_title_pattern(params.get("q")),
         confirmed_only=filter_ == "confirmed",
         upcoming_only=filter_ == "upcoming",
         creator_users=frozenset(_csv(params.get("creator_users"))),
+        creator_emails=frozenset(e.lower() for e in _csv(params.get("creator_emails"))),
+        invitee_users=frozenset(_csv(params.get("invitee_users"))),
         invitee_emails=frozenset(e.lower() for e in _csv(params.get("invitee_emails"))),
     )
+
+
+def _title_pattern(raw: str | None) -> re.Pattern[str] | None:
+    """`q` is "a regex" on the title (Vyte's words), searched anywhere in it.
+
+    Vyte does not say whether case matters; matching case-insensitively, as a search box
+    would, answers a superset, so a client must compare titles itself either way.
+    """
+    if not raw:
+        return None
+    try:
+        return re.compile(raw, re.IGNORECASE)
+    except re.error as err:
+        raise BadRequest(f"q is not a valid regular expression: {err}") from err
 
 
 def _csv(raw: str | None) -> list[str]:

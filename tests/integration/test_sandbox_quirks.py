@@ -1,0 +1,134 @@
+"""The sandbox follows Vyte's documented quirks (vyte-api.md, "Details that matter for fidelity").
+
+Each test pins one documented behaviour that a gateway built from the docs must cope with, so
+the gateway's own tests against the sandbox meet Vyte as it is described, not a friendlier one.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service.sandbox import SANDBOX_API_KEY, create_sandbox_app
+
+JOHN = "5f3feb7821046c3bb9327e6a"
+JANE = "5f3feb7821046c3bb9327e6b"
+VYTE = {"Authorization": SANDBOX_API_KEY}
+
+Client = TestClient[web.Request, web.Application]
+
+TRICKY_TITLES = [
+    "Call (sales) [Q3] + review?",
+    "a(b",
+    r"50% off *today* | $5 ^_^ \o/ {2,}",
+]
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient) -> Client:
+    return await aiohttp_client(create_sandbox_app())
+
+
+def day(offset: int) -> date:
+    return datetime.now(UTC).date() + timedelta(days=offset)
+
+
+def slot(offset: int, hour: int, minutes: int = 60) -> dict[str, Any]:
+    start = datetime.combine(day(offset), datetime.min.time(), UTC) + timedelta(hours=hour)
+    return {
+        "all_day": False,
+        "date": start.isoformat(),
+        "end_date": (start + timedelta(minutes=minutes)).isoformat(),
+    }
+
+
+def event_body(title: str = "Quirk check", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": title,
+        "created_by": {"user": JOHN},
+        "dates": [slot(10, 9)],
+        "invitees": [{"email": "guest@example.com"}],
+        "places": [{"name": "Office"}],
+        "vyteme": True,
+    }
+    body.update(overrides)
+    return body
+
+
+async def create(client: Client, title: str = "Quirk check", **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/v2/events", json=event_body(title, **overrides), headers=VYTE)
+    assert response.status == 201, await response.text()
+    created: dict[str, Any] = await response.json()
+    return created
+
+
+async def search(client: Client, **params: str) -> list[str]:
+    response = await client.get("/v2/events", params=params, headers=VYTE)
+    assert response.status == 200, await response.text()
+    return [e["_id"] for e in await response.json()]
+
+
+# 1. `q` is a regular expression on the title; people narrow the search.
+
+
+@pytest.mark.parametrize("title", TRICKY_TITLES)
+async def test_q_is_a_regex_so_only_an_escaped_title_finds_itself(
+    client: Client, title: str
+) -> None:
+    event = await create(client, title)
+    await create(client, "Something else entirely")
+    assert await search(client, q=re.escape(title)) == [event["_id"]]
+    # Sent raw, the title is a pattern that does not match itself (or is no pattern at all).
+    raw = await client.get("/v2/events", params={"q": title}, headers=VYTE)
+    assert raw.status == 400 or event["_id"] not in [e["_id"] for e in await raw.json()]
+
+
+async def test_q_searches_anywhere_in_the_title_with_regex_syntax(client: Client) -> None:
+    weekly = await create(client, "Alpha weekly review")
+    beta = await create(client, "Beta alpha review")
+    await create(client, "Gamma")
+    assert await search(client, q="^alpha.*review$") == [weekly["_id"]]
+    assert await search(client, q="review") == [beta["_id"], weekly["_id"]]
+    assert await search(client, q="(weekly|beta) ") == [beta["_id"], weekly["_id"]]
+    assert await search(client, q="^Beta alpha review$") == [beta["_id"]]
+
+
+@pytest.mark.parametrize("pattern", ["a(b", "[Q3", "*", "x{2,1}", "(?P<"])
+async def test_an_invalid_pattern_is_400(client: Client, pattern: str) -> None:
+    await create(client, pattern)
+    response = await client.get("/v2/events", params={"q": pattern}, headers=VYTE)
+    assert response.status == 400
+    assert "q" in (await response.json())["message"]
+
+
+async def test_people_and_limit_narrow_the_search(client: Client) -> None:
+    by_john = await create(client, "Same title", invitees=[{"email": "jane@example.com"}])
+    by_jane = await create(
+        client, "Same title", created_by={"user": JANE}, invitees=[{"email": "x@example.org"}]
+    )
+    newest = await create(client, "Same title")
+    q = {"q": "^Same title$"}
+    assert await search(client, **q) == [newest["_id"], by_jane["_id"], by_john["_id"]]
+    assert await search(client, **q, limit="2") == [newest["_id"], by_jane["_id"]]
+    assert await search(client, **q, creator_users=JANE) == [by_jane["_id"]]
+    assert await search(client, **q, creator_emails="JANE@example.com") == [by_jane["_id"]]
+    # Vyte ignores creator_emails when creator_users is given.
+    assert await search(client, **q, creator_users=JOHN, creator_emails="jane@example.com") == [
+        newest["_id"],
+        by_john["_id"],
+    ]
+    assert await search(client, **q, invitee_emails="X@example.org") == [by_jane["_id"]]
+    # A creator is an invitee of their own event (`su: true`), as Vyte lists them.
+    assert await search(client, **q, invitee_users=JANE) == [by_jane["_id"], by_john["_id"]]
+    assert await search(client, **q, invitee_emails="guest@example.com") == [newest["_id"]]
+    both = {"invitee_users": JANE, "invitee_emails": "guest@example.com"}
+    assert len(await search(client, **q, **both)) == 3
+    assert await search(client, **q, creator_users=JOHN, invitee_emails="x@example.org") == []
+    bad = await client.get("/v2/events", params={**q, "limit": "-1"}, headers=VYTE)
+    assert bad.status == 400
