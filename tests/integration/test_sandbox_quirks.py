@@ -10,12 +10,14 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.sandbox import SANDBOX_API_KEY, create_sandbox_app
+from tests.conftest import AUTH
 
 JOHN = "5f3feb7821046c3bb9327e6a"
 JANE = "5f3feb7821046c3bb9327e6b"
@@ -132,3 +134,42 @@ async def test_people_and_limit_narrow_the_search(client: Client) -> None:
     assert await search(client, **q, creator_users=JOHN, invitee_emails="x@example.org") == []
     bad = await client.get("/v2/events", params={**q, "limit": "-1"}, headers=VYTE)
     assert bad.status == 400
+
+
+async def stored_then_failed(admin: aiohttp.ClientSession) -> None:
+    """The next event create is stored by Vyte, which then answers 503."""
+    async with admin.post(
+        "_sandbox/faults",
+        json={"status": 503, "apply": True, "count": 1, "path": "/v2/events", "method": "POST"},
+    ) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("title", TRICKY_TITLES)
+async def test_a_lost_create_with_a_tricky_title_is_found_by_a_keyed_retry(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession, title: str
+) -> None:
+    start = datetime.combine(day(12), datetime.min.time(), UTC) + timedelta(hours=8)
+    # Made inside Vyte at the same time: a title that differs only in case.
+    async with sandbox_admin.post(
+        "v2/events", json=event_body(title.upper(), dates=[slot(12, 8)]), headers=VYTE
+    ) as response:
+        assert response.status == 201
+    await stored_then_failed(sandbox_admin)
+    body = {
+        "organizer": JOHN,
+        "title": title,
+        "start": start.isoformat(),
+        "duration": 60,
+        "timezone": "Europe/Paris",
+        "invitees": [{"email": "guest@example.com"}],
+        "check_availability": False,
+    }
+    headers = {**AUTH, "Idempotency-Key": f"tricky-{title}"}
+    first = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert first.status in (502, 503)
+    second = await gateway.post("/v1/bookings", json=body, headers=headers)
+    assert second.status == 201, await second.text()
+    async with sandbox_admin.get("_sandbox/events") as response:
+        titled = [e for e in await response.json() if e["title"] == title]
+    assert [e["_id"] for e in titled] == [(await second.json())["id"]]
