@@ -10,12 +10,19 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
     DELETE /_sandbox/faults           clear it
     GET    /_sandbox/stats            {"requests": {"GET /v2/slots": n, ...}}
     DELETE /_sandbox/stats            zero the counts
-    POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts
+    POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts,
+                                      and the configured settings
+    GET    /_sandbox/settings         the switches below, as they are now
+    PATCH  /_sandbox/settings         {hook_list_shape: "array"|"object"}; until the next reset
     GET    /_sandbox/users            the seeded users, working hours and busy blocks
     GET    /_sandbox/events           every event, cancelled ones included
     POST   /_sandbox/events/{id}/confirm|cancel   the invitee acts inside Vyte (hooks fire)
     GET    /_sandbox/deliveries       hook deliveries made so far and how many are under way
     POST   /_sandbox/deliveries/drain the same, once every delivery under way has finished
+
+Where Vyte documents a behaviour two ways, a switch (SandboxConfig field, then
+`/_sandbox/settings`) picks one: `hook_list_shape` is how `GET /v2/hooks` answers, a bare
+array (the guide, default) or `{"hooks": [...]}` (the reference).
 
 Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
 wall-clock time in the person's own zone; slots ignore the past (2020 dates work).

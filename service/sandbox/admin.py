@@ -50,6 +50,19 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.get("/_sandbox/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].switches.to_json())
+
+
+@routes.patch("/_sandbox/settings")
+async def change_settings(request: web.Request) -> web.Response:
+    """Switch a documented-two-ways behaviour for this sandbox until the next reset."""
+    switches = request.app[STATE].switches
+    switches.update(await views.json_body(request))
+    return web.json_response(switches.to_json())
+
+
 @routes.get("/_sandbox/users")
 async def users(request: web.Request) -> web.Response:
     return web.json_response([user.to_json() for user in request.app[STATE].seed.users])

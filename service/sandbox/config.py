@@ -12,6 +12,9 @@ SANDBOX_API_KEY = "sandbox0123456789abcdefghijklmnopqrstuvwxyzsandbox"
 
 DEFAULT_SEED_PATH = Path(__file__).with_name("seed.json")
 
+# `GET /v2/hooks`: the webhook guide shows a bare array, the reference `{"hooks": [...]}`.
+HOOK_LIST_SHAPES = ("array", "object")
+
 
 def _check_fraction(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
@@ -21,6 +24,11 @@ def _check_fraction(_instance: object, attribute: attrs.Attribute[float], value:
 def _check_positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _check_hook_list_shape(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in HOOK_LIST_SHAPES:
+        raise ValueError(f"{attribute.name} must be one of {HOOK_LIST_SHAPES}, got {value!r}")
 
 
 def _check_non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -46,6 +54,9 @@ class SandboxConfig:
     # Vyte's prose says a hook body is a one-element array while its example shows a bare
     # object; this switch lets a test check that a receiver copes with the array form.
     hook_batch: bool = False
+    # Both shapes are documented; the array is the default as the guide's walk-through
+    # (the way most clients are written) shows it.
+    hook_list_shape: str = attrs.field(default="array", validator=_check_hook_list_shape)
 
     @property
     def resolved_seed_path(self) -> Path:

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 import attrs
 
+from .config import SandboxConfig
 from .events import Event, new_event
 from .faults import FaultBook
 from .hooks import Hook, hook_fields, new_hook
 from .seed import Seed, User
 from .slots import Interval, common_free_time, free_time
+from .switches import Switches
 from .wire import JSON, NotFound
 
 
@@ -53,8 +55,10 @@ class EventQuery:
 
 
 class SandboxState:
-    def __init__(self, seed: Seed) -> None:
+    def __init__(self, seed: Seed, config: SandboxConfig) -> None:
         self.seed = seed
+        self.config = config
+        self.switches = Switches.from_config(config)
         self.events: dict[str, Event] = {}
         self.hooks: dict[str, Hook] = {}
         self.requests: Counter[str] = Counter()
@@ -65,7 +69,8 @@ class SandboxState:
         return self.seed.organization.id
 
     def reset(self) -> None:
-        """Back to the seed: no events, hooks, faults or counts."""
+        """Back to the seed: no events, hooks, faults or counts; the configured settings."""
+        self.switches = Switches.from_config(self.config)
         self.events.clear()
         self.hooks.clear()
         self.requests.clear()
@@ -150,6 +155,10 @@ class SandboxState:
     def remove_hook(self, hook_id: str) -> None:
         self.hook(hook_id)
         del self.hooks[hook_id]
+
+    def hooks_json(self) -> object:
+        listed = [hook.to_json() for hook in self.hooks.values()]
+        return {"hooks": listed} if self.switches.hook_list_shape == "object" else listed
 
     def hooks_for(self, action: str) -> list[Hook]:
         return [hook for hook in self.hooks.values() if hook.action == action]

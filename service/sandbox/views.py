@@ -93,7 +93,7 @@ async def create_hook(request: web.Request) -> web.Response:
 
 @routes.get("/v2/hooks")
 async def list_hooks(request: web.Request) -> web.Response:
-    return web.json_response([hook.to_json() for hook in request.app[STATE].hooks.values()])
+    return web.json_response(request.app[STATE].hooks_json())
 
 
 @routes.get("/v2/hooks/{id}")

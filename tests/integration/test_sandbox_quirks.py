@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from service.sandbox import SANDBOX_API_KEY, create_sandbox_app
+from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
 from tests.conftest import AUTH
 
 JOHN = "5f3feb7821046c3bb9327e6a"
@@ -173,3 +173,67 @@ async def test_a_lost_create_with_a_tricky_title_is_found_by_a_keyed_retry(
     async with sandbox_admin.get("_sandbox/events") as response:
         titled = [e for e in await response.json() if e["title"] == title]
     assert [e["_id"] for e in titled] == [(await second.json())["id"]]
+
+
+# 2. `GET /v2/hooks`: a bare array (guide) or `{"hooks": [...]}` (reference).
+
+
+async def add_hook(client: Client, action: str, target_url: str, status: int = 201) -> Any:
+    body = {"action": action, "target_url": target_url}
+    response = await client.post("/v2/hooks", json=body, headers=VYTE)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def listed_hooks(client: Client) -> Any:
+    response = await client.get("/v2/hooks", headers=VYTE)
+    assert response.status == 200
+    return await response.json()
+
+
+async def settings(client: Client, status: int = 200, **changes: Any) -> Any:
+    response = await client.patch("/_sandbox/settings", json=changes)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def test_the_hook_list_is_a_bare_array_by_default(client: Client) -> None:
+    hook = await add_hook(client, "event.created", "https://crm.example.com/hooks")
+    assert await listed_hooks(client) == [hook]
+    current = await (await client.get("/_sandbox/settings")).json()
+    assert current["hook_list_shape"] == "array"
+
+
+async def test_the_hook_list_shape_is_switched_at_run_time_until_reset(client: Client) -> None:
+    hook = await add_hook(client, "event.created", "https://crm.example.com/hooks")
+    assert (await settings(client, hook_list_shape="object"))["hook_list_shape"] == "object"
+    assert await listed_hooks(client) == {"hooks": [hook]}
+    await settings(client, hook_list_shape="array")
+    assert await listed_hooks(client) == [hook]
+    await settings(client, hook_list_shape="object")
+    assert (await client.post("/_sandbox/reset")).status == 204
+    assert await listed_hooks(client) == []
+
+
+async def test_the_hook_list_shape_from_the_config(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_sandbox_app(SandboxConfig(hook_list_shape="object")))
+    assert await listed_hooks(client) == {"hooks": []}
+    hook = await add_hook(client, "event.cancelled", "https://crm.example.com/hooks")
+    assert await listed_hooks(client) == {"hooks": [hook]}
+    await client.post("/_sandbox/reset")
+    assert await listed_hooks(client) == {"hooks": []}
+
+
+@pytest.mark.parametrize(
+    "body", [{"hook_list_shape": "list"}, {"hook_list_shape": None}, {"colour": "red"}, []]
+)
+async def test_bad_settings_are_400_and_change_nothing(client: Client, body: object) -> None:
+    before = await (await client.get("/_sandbox/settings")).json()
+    response = await client.patch("/_sandbox/settings", json=body)
+    assert response.status == 400
+    assert await (await client.get("/_sandbox/settings")).json() == before
+
+
+def test_an_unknown_hook_list_shape_is_refused_in_the_config() -> None:
+    with pytest.raises(ValueError, match="hook_list_shape"):
+        SandboxConfig(hook_list_shape="list")
