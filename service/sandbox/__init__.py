@@ -22,7 +22,9 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
 
 Where Vyte documents a behaviour two ways, a switch (SandboxConfig field, then
 `/_sandbox/settings`) picks one: `hook_list_shape` is how `GET /v2/hooks` answers, a bare
-array (the guide, default) or `{"hooks": [...]}` (the reference).
+array (the guide, default) or `{"hooks": [...]}` (the reference). Hook target URLs must be
+https, as Vyte's reference says, unless `allow_http_hooks` is set (config only: `serve
+--sandbox` sets it for its own loopback gateway).
 
 Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
 wall-clock time in the person's own zone; slots ignore the past (2020 dates work).

@@ -57,6 +57,9 @@ class SandboxConfig:
     # Both shapes are documented; the array is the default as the guide's walk-through
     # (the way most clients are written) shows it.
     hook_list_shape: str = attrs.field(default="array", validator=_check_hook_list_shape)
+    # Vyte wants https hook targets; a gateway on loopback (`serve --sandbox`, tests) can
+    # only offer plain http, so this lets such targets in.
+    allow_http_hooks: bool = False
 
     @property
     def resolved_seed_path(self) -> Path:

@@ -135,7 +135,7 @@ class SandboxState:
     # Hooks
 
     def add_hook(self, body: object, at: datetime) -> Hook:
-        hook = new_hook(body, self.organization_id, at)
+        hook = new_hook(body, self.organization_id, at, allow_http=self.config.allow_http_hooks)
         self.hooks[hook.id] = hook
         return hook
 
@@ -147,7 +147,7 @@ class SandboxState:
 
     def update_hook(self, hook_id: str, body: object, at: datetime) -> Hook:
         hook = self.hook(hook_id)
-        hook.action, hook.target_url = hook_fields(body)
+        hook.action, hook.target_url = hook_fields(body, allow_http=self.config.allow_http_hooks)
         hook.updated_at = at
         hook.version += 1
         return hook

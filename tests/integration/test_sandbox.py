@@ -32,7 +32,8 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_sandbox_app())
+    # The receivers below are plain-http loopback servers.
+    return await aiohttp_client(create_sandbox_app(SandboxConfig(allow_http_hooks=True)))
 
 
 @attrs.define
@@ -674,7 +675,9 @@ async def test_failed_deliveries_are_recorded_and_ignored(
 
 
 async def test_hook_bodies_as_a_list(aiohttp_client: AiohttpClient, receiver: Receiver) -> None:
-    client = await aiohttp_client(create_sandbox_app(SandboxConfig(hook_batch=True)))
+    client = await aiohttp_client(
+        create_sandbox_app(SandboxConfig(hook_batch=True, allow_http_hooks=True))
+    )
     await register_hooks(client, receiver.url, "event.created")
     event = await post_json(client, "/v2/events", booking(), status=201)
     assert await receiver.next() == [

@@ -237,3 +237,27 @@ async def test_bad_settings_are_400_and_change_nothing(client: Client, body: obj
 def test_an_unknown_hook_list_shape_is_refused_in_the_config() -> None:
     with pytest.raises(ValueError, match="hook_list_shape"):
         SandboxConfig(hook_list_shape="list")
+
+
+# 3. A hook's target_url "must be a https url" (unless the sandbox is told otherwise).
+
+
+async def test_hook_targets_must_be_https(client: Client) -> None:
+    for url in ("http://crm.example.com/hooks", "http://127.0.0.1:8080/v1/vyte/webhooks/t"):
+        refused = await add_hook(client, "event.created", url, status=400)
+        assert "target_url" in refused["message"] and "https" in refused["message"]
+    hook = await add_hook(client, "event.created", "https://crm.example.com/hooks")
+    moved = await client.put(
+        f"/v2/hooks/{hook['_id']}",
+        json={"action": "event.created", "target_url": "http://crm.example.com/hooks"},
+        headers=VYTE,
+    )
+    assert moved.status == 400
+    assert await listed_hooks(client) == [hook]
+
+
+async def test_plain_http_targets_when_allowed(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_sandbox_app(SandboxConfig(allow_http_hooks=True)))
+    hook = await add_hook(client, "event.created", "http://127.0.0.1:8080/hooks")
+    assert hook["target_url"] == "http://127.0.0.1:8080/hooks"
+    await add_hook(client, "event.created", "ftp://127.0.0.1/hooks", status=400)
