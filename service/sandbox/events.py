@@ -189,29 +189,35 @@ class Event:
         return True
 
     def update(self, body: JSON, at: datetime) -> bool:
-        """Applies a PUT body (`title`, `dates`, `places`); returns whether anything changed."""
+        """Applies a PUT body (`title`, `dates`, `places`); returns whether anything changed.
+
+        The whole body is checked before anything is applied. A confirmed event stays
+        confirmed: Vyte reconfirms it on its (new) date and place.
+        """
         if self.cancelled:
             raise BadRequest("event is cancelled")
         zone = ZoneInfo(self.timezone)
-        changed = False
-        if "title" in body:
-            self.title = _title(body.get("title"))
-            changed = True
-        if "dates" in body:
-            self.dates = _dates(body.get("dates"), zone, at)
+        title = _title(body.get("title")) if "title" in body else None
+        dates = _dates(body.get("dates"), zone, at) if "dates" in body else None
+        places = _places(body.get("places"), at) if "places" in body else None
+        if title is None and dates is None and places is None:
+            return False
+        if title is not None:
+            self.title = title
+        if dates is not None:
+            self.dates = dates
             if self.confirmed:
                 self.confirmed_date_id = self.dates[0].id if self.dates else None
                 for index, event_date in enumerate(self.dates):
                     event_date.confirmed = index == 0
-            changed = True
-        if "places" in body:
-            self.places = _places(body.get("places"), at)
+        if places is not None:
+            self.places = places
             if self.confirmed:
                 self.confirmed_place_id = self.places[0].id if self.places else None
-            changed = True
-        if changed:
-            self.touch(at)
-        return changed
+        if self.confirmed:
+            self.confirmed_at = at
+        self.touch(at)
+        return True
 
     def to_json(self, organization_id: str) -> JSON:
         confirmed: JSON = {

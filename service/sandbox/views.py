@@ -67,7 +67,9 @@ async def update_event(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    if event.update(body, now()):
+    # Vyte fires event.updated only "when an event that was already confirmed has been
+    # edited and reconfirmed": edits to a requested event are announced to nobody.
+    if event.update(body, now()) and event.confirmed:
         announce(request.app, event, "event.updated")
     return web.json_response(state.event_json(event))
 

@@ -261,3 +261,65 @@ async def test_plain_http_targets_when_allowed(aiohttp_client: AiohttpClient) ->
     hook = await add_hook(client, "event.created", "http://127.0.0.1:8080/hooks")
     assert hook["target_url"] == "http://127.0.0.1:8080/hooks"
     await add_hook(client, "event.created", "ftp://127.0.0.1/hooks", status=400)
+
+
+# 4. event.updated only when a confirmed event is edited (and so reconfirmed).
+
+
+async def hook_everything(client: Client, port: int) -> None:
+    """Hooks on every event action to a closed loopback port: each delivery is recorded."""
+    for action in ("event.created", "event.confirmed", "event.updated", "event.cancelled"):
+        await add_hook(client, action, f"https://127.0.0.1:{port}/hooks")
+
+
+async def fired(client: Client) -> list[str]:
+    """The action of every hook delivery so far, sorted (deliveries run concurrently)."""
+    drained = await (await client.post("/_sandbox/deliveries/drain")).json()
+    return sorted(d["action"] for d in drained["deliveries"])
+
+
+async def put(client: Client, event_id: str, body: object, status: int = 200) -> Any:
+    response = await client.put(f"/v2/events/{event_id}", json=body, headers=VYTE)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def test_edits_to_a_requested_event_fire_no_hook(
+    client: Client, unused_tcp_port: int
+) -> None:
+    await hook_everything(client, unused_tcp_port)
+    event = await create(client)
+    assert await fired(client) == ["event.created"]
+    moved = await put(client, event["_id"], {"dates": [slot(11, 14)], "title": "Moved"})
+    assert moved["title"] == "Moved" and moved["__v"] == event["__v"] + 1
+    assert moved["dates"][0]["date"] == slot(11, 14)["date"].replace("+00:00", ".000Z")
+    assert moved["confirmed"]["flag"] is False
+    assert await fired(client) == ["event.created"]
+
+
+async def test_edits_to_a_confirmed_event_fire_event_updated(
+    client: Client, unused_tcp_port: int
+) -> None:
+    await hook_everything(client, unused_tcp_port)
+    event = await create(client)
+    response = await client.post(f"/v2/events/{event['_id']}/confirm", headers=VYTE)
+    confirmed = await response.json()
+    assert await fired(client) == ["event.confirmed", "event.created"]
+    moved = await put(client, event["_id"], {"dates": [slot(11, 14)]})
+    assert moved["confirmed"]["flag"] is True
+    assert moved["confirmed"]["date_id"] == moved["dates"][0]["_id"]
+    assert moved["confirmed"]["updated_at"] >= confirmed["confirmed"]["updated_at"]
+    assert await fired(client) == ["event.confirmed", "event.created", "event.updated"]
+    # A title alone is an edit too (Vyte gives "no guarantee" that the date changed).
+    renamed = await put(client, event["_id"], {"title": "Renamed"})
+    assert (await fired(client)).count("event.updated") == 2
+    # Nothing to change: no edit, no hook.
+    assert (await put(client, event["_id"], {}))["__v"] == renamed["__v"]
+    assert (await fired(client)).count("event.updated") == 2
+
+
+async def test_a_bad_edit_changes_nothing(client: Client) -> None:
+    event = await create(client)
+    await put(client, event["_id"], {"title": "New", "dates": [{"date": "soon"}]}, status=400)
+    response = await client.get(f"/v2/events/{event['_id']}", headers=VYTE)
+    assert await response.json() == event
