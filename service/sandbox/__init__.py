@@ -26,6 +26,11 @@ array (the guide, default) or `{"hooks": [...]}` (the reference). Hook target UR
 https, as Vyte's reference says, unless `allow_http_hooks` is set (config only: `serve
 --sandbox` sets it for its own loopback gateway).
 
+Other documented behaviours, always on: `GET /v2/events?q=` is a regular expression on the
+title (case-insensitive; an invalid one is 400); `event.updated` fires only when a confirmed
+event is edited; a confirm without `d` picks the closest date and names it in
+`confirmed.date_id`, leaving every `dates[].confirmed` false as Vyte's samples do.
+
 Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
 wall-clock time in the person's own zone; slots ignore the past (2020 dates work).
 

@@ -323,3 +323,85 @@ async def test_a_bad_edit_changes_nothing(client: Client) -> None:
     await put(client, event["_id"], {"title": "New", "dates": [{"date": "soon"}]}, status=400)
     response = await client.get(f"/v2/events/{event['_id']}", headers=VYTE)
     assert await response.json() == event
+
+
+# 5. Several dates: confirm picks one and names it in `confirmed.date_id`.
+
+
+async def confirm(client: Client, event_id: str, **choice: str) -> Any:
+    response = await client.post(f"/v2/events/{event_id}/confirm", params=choice, headers=VYTE)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def date_id_at(event: dict[str, Any], date: dict[str, Any]) -> str:
+    (found,) = (d["_id"] for d in event["dates"] if d["date"] == vyte_form(date["date"]))
+    return str(found)
+
+
+def vyte_form(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def john_free_at(client: Client, date: dict[str, Any]) -> bool:
+    start = datetime.fromisoformat(date["date"])
+    params = {
+        "duration": "60",
+        "users": JOHN,
+        "from": start.date().isoformat(),
+        "to": start.date().isoformat(),
+        "timezone": "UTC",
+    }
+    response = await client.get("/v2/slots", params=params, headers=VYTE)
+    body = await response.json()
+    wanted = start.isoformat(timespec="seconds")
+    return wanted in [s["start"]["dateTime"] for s in body["slots"]]
+
+
+async def test_confirm_without_d_picks_the_closest_date(client: Client) -> None:
+    later, soonest, middle = slot(12, 3), slot(5, 3), slot(8, 3)
+    event = await create(client, dates=[later, soonest, middle])
+    # Until it is confirmed, the event holds every date it proposes.
+    assert not any([await john_free_at(client, d) for d in (later, soonest, middle)])
+    confirmed = await confirm(client, event["_id"])
+    assert confirmed["confirmed"]["flag"] is True
+    assert confirmed["confirmed"]["date_id"] == date_id_at(event, soonest)
+    assert [d["confirmed"] for d in confirmed["dates"]] == [False, False, False]
+    # Only the chosen date takes up John's time now.
+    assert [await john_free_at(client, d) for d in (later, soonest, middle)] == [
+        True,
+        False,
+        True,
+    ]
+
+
+async def test_confirm_with_d_takes_that_date(client: Client) -> None:
+    first, second = slot(5, 3), slot(8, 3)
+    event = await create(client, dates=[first, second])
+    confirmed = await confirm(client, event["_id"], d=date_id_at(event, second))
+    assert confirmed["confirmed"]["date_id"] == date_id_at(event, second)
+    assert [d["confirmed"] for d in confirmed["dates"]] == [False, False]
+    assert await john_free_at(client, first) and not await john_free_at(client, second)
+
+
+async def test_a_date_already_over_is_not_the_closest(client: Client) -> None:
+    past, future = slot(-1, 3), slot(20, 3)
+    event = await create(client, dates=[past, future])
+    assert (await confirm(client, event["_id"]))["confirmed"]["date_id"] == date_id_at(
+        event, future
+    )
+    older, newer = slot(-3, 3), slot(-2, 3)
+    over = await create(client, dates=[newer, older])
+    assert (await confirm(client, over["_id"]))["confirmed"]["date_id"] == date_id_at(over, newer)
+
+
+async def test_created_confirmed_and_reconfirmed_edits_name_the_closest_date(
+    client: Client,
+) -> None:
+    later, soonest = slot(9, 3), slot(6, 3)
+    event = await create(client, dates=[later, soonest], confirmed={"flag": True})
+    assert event["confirmed"]["date_id"] == date_id_at(event, soonest)
+    moved_later, moved_soonest = slot(15, 3), slot(14, 3)
+    moved = await put(client, event["_id"], {"dates": [moved_later, moved_soonest]})
+    assert moved["confirmed"]["date_id"] == date_id_at(moved, moved_soonest)
+    assert [d["confirmed"] for d in moved["dates"]] == [False, False]
