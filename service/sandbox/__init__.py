@@ -14,7 +14,9 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
                                       and the configured settings
     GET    /_sandbox/settings         the switches below, as they are now
     PATCH  /_sandbox/settings         {hook_list_shape: "array"|"object"}; until the next reset
-    GET    /_sandbox/users            the seeded users, working hours and busy blocks
+    GET    /_sandbox/users            the seeded users, working hours, busy blocks and
+                                      whether their booking page has auto_confirm
+    PATCH  /_sandbox/users/{id}       {auto_confirm: bool}; until the next reset
     GET    /_sandbox/events           every event, cancelled ones included
     POST   /_sandbox/events/{id}/confirm|cancel   the invitee acts inside Vyte (hooks fire)
     GET    /_sandbox/deliveries       hook deliveries made so far and how many are under way
@@ -25,6 +27,9 @@ Where Vyte documents a behaviour two ways, a switch (SandboxConfig field, then
 array (the guide, default) or `{"hooks": [...]}` (the reference). Hook target URLs must be
 https, as Vyte's reference says, unless `allow_http_hooks` is set (config only: `serve
 --sandbox` sets it for its own loopback gateway).
+`auto_confirm_users` (config, then `/_sandbox/users/{id}`) names users whose booking page
+has Vyte's `auto_confirm`: their `vyteme` events come back from the create confirmed, and
+fire `event.created` and `event.confirmed`.
 
 Other documented behaviours, always on: `GET /v2/events?q=` is a regular expression on the
 title (case-insensitive; an invalid one is 400); `event.updated` fires only when a confirmed

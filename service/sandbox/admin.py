@@ -65,7 +65,16 @@ async def change_settings(request: web.Request) -> web.Response:
 
 @routes.get("/_sandbox/users")
 async def users(request: web.Request) -> web.Response:
-    return web.json_response([user.to_json() for user in request.app[STATE].seed.users])
+    state = request.app[STATE]
+    return web.json_response([state.user_json(user) for user in state.seed.users])
+
+
+@routes.patch("/_sandbox/users/{id}")
+async def change_user(request: web.Request) -> web.Response:
+    """`{"auto_confirm": bool}`: the user's booking page setting, until the next reset."""
+    state = request.app[STATE]
+    user = state.set_auto_confirm(request.match_info["id"], await views.json_body(request))
+    return web.json_response(state.user_json(user))
 
 
 @routes.get("/_sandbox/events")

@@ -60,6 +60,9 @@ class SandboxConfig:
     # Vyte wants https hook targets; a gateway on loopback (`serve --sandbox`, tests) can
     # only offer plain http, so this lets such targets in.
     allow_http_hooks: bool = False
+    # Ids of users whose booking page has `auto_confirm` on: their `vyteme` events come back
+    # from the create already confirmed. `/_sandbox/users/{id}` changes it at run time.
+    auto_confirm_users: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
 
     @property
     def resolved_seed_path(self) -> Path:

@@ -20,7 +20,7 @@ from .hooks import Hook, hook_fields, new_hook
 from .seed import Seed, User
 from .slots import Interval, common_free_time, free_time
 from .switches import Switches
-from .wire import JSON, NotFound
+from .wire import JSON, BadRequest, NotFound
 
 
 @attrs.frozen
@@ -56,6 +56,9 @@ class EventQuery:
 
 class SandboxState:
     def __init__(self, seed: Seed, config: SandboxConfig) -> None:
+        unknown = sorted(config.auto_confirm_users - set(seed.users_by_id))
+        if unknown:
+            raise ValueError(f"auto_confirm_users: no seeded users {unknown}")
         self.seed = seed
         self.config = config
         self.switches = Switches.from_config(config)
@@ -96,10 +99,30 @@ class SandboxState:
             for interval in event.busy()
         ]
 
+    def user_json(self, user: User) -> JSON:
+        return {**user.to_json(), "auto_confirm": user.id in self.switches.auto_confirm}
+
+    def set_auto_confirm(self, user_id: str, body: object) -> User:
+        user = self.seed.users_by_id.get(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        if not isinstance(body, dict) or not isinstance(body.get("auto_confirm"), bool):
+            raise BadRequest('body must be {"auto_confirm": true|false}')
+        if body["auto_confirm"]:
+            self.switches.auto_confirm.add(user.id)
+        else:
+            self.switches.auto_confirm.discard(user.id)
+        return user
+
     # Events
 
     def create_event(self, body: object, at: datetime) -> Event:
         event = new_event(body, self.seed, at)
+        # A booking made on a page with `auto_confirm` comes back already confirmed.
+        if event.vyteme and not event.confirmed and event.creator.id in self.switches.auto_confirm:
+            event.mark_confirmed(
+                event.closest_date_id(at), event.places[0].id if event.places else None, at
+            )
         self.events[event.id] = event
         return event
 

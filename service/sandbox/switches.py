@@ -15,10 +15,14 @@ class Switches:
     """The live settings; `/_sandbox/reset` goes back to the config's."""
 
     hook_list_shape: str
+    auto_confirm: set[str]
+    """Users whose booking page confirms what is booked on it (set per user)."""
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> Switches:
-        return cls(hook_list_shape=config.hook_list_shape)
+        return cls(
+            hook_list_shape=config.hook_list_shape, auto_confirm=set(config.auto_confirm_users)
+        )
 
     def to_json(self) -> JSON:
         return {"hook_list_shape": self.hook_list_shape}

@@ -11,12 +11,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
+from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app, start_sandbox
 from tests.conftest import AUTH
 
 JOHN = "5f3feb7821046c3bb9327e6a"
@@ -405,3 +406,94 @@ async def test_created_confirmed_and_reconfirmed_edits_name_the_closest_date(
     moved = await put(client, event["_id"], {"dates": [moved_later, moved_soonest]})
     assert moved["confirmed"]["date_id"] == date_id_at(moved, moved_soonest)
     assert [d["confirmed"] for d in moved["dates"]] == [False, False]
+
+
+# 6. A booking page with `auto_confirm`: its events come back from the create confirmed.
+
+
+@attrs.define
+class Receiver:
+    """A plain-http hook target that keeps every body it is sent."""
+
+    url: str
+    bodies: list[Any] = attrs.field(factory=list)
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
+    app = web.Application()
+    state = Receiver("")
+
+    async def handle(request: web.Request) -> web.Response:
+        state.bodies.append(await request.json())
+        return web.Response(status=204)
+
+    app.router.add_post("/hooks", handle)
+    server = await aiohttp_server(app)
+    state.url = str(server.make_url("/hooks"))
+    return state
+
+
+@pytest.fixture
+async def loopback_client(aiohttp_client: AiohttpClient) -> Client:
+    """A sandbox whose hooks may go to plain-http loopback receivers."""
+    return await aiohttp_client(create_sandbox_app(SandboxConfig(allow_http_hooks=True)))
+
+
+async def set_auto_confirm(client: Client, user: str, value: object, status: int = 200) -> Any:
+    response = await client.patch(f"/_sandbox/users/{user}", json={"auto_confirm": value})
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def test_a_booking_on_an_auto_confirm_page_comes_back_confirmed(
+    loopback_client: Client, receiver: Receiver
+) -> None:
+    client = loopback_client
+    for action in ("event.created", "event.confirmed"):
+        await add_hook(client, action, receiver.url)
+    assert (await create(client))["confirmed"]["flag"] is False
+    await client.post("/_sandbox/deliveries/drain")
+    receiver.bodies.clear()
+
+    assert (await set_auto_confirm(client, JOHN, True))["auto_confirm"] is True
+    later, soonest = slot(9, 3), slot(6, 3)
+    event = await create(client, dates=[later, soonest])
+    assert event["confirmed"]["flag"] is True
+    assert event["confirmed"]["date_id"] == date_id_at(event, soonest)
+    assert event["confirmed"]["updated_at"] == event["createdAt"]
+    await client.post("/_sandbox/deliveries/drain")
+    # As for any event created confirmed: both actions, each with the confirmed event.
+    assert sorted(b["action"] for b in receiver.bodies) == ["event.confirmed", "event.created"]
+    assert all(b["resource"] == event for b in receiver.bodies)
+    # A second confirm has nothing to do.
+    assert await confirm(client, event["_id"]) == event
+
+    # Only the page owner's booking-page (vyteme) events; others stay requested.
+    assert (await create(client, vyteme=False))["confirmed"]["flag"] is False
+    assert (await create(client, created_by={"user": JANE}))["confirmed"]["flag"] is False
+    await set_auto_confirm(client, JOHN, False)
+    assert (await create(client))["confirmed"]["flag"] is False
+
+
+async def test_auto_confirm_from_the_config_until_reset(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_sandbox_app(SandboxConfig(auto_confirm_users={JANE})))
+    users = await (await client.get("/_sandbox/users")).json()
+    assert [u["_id"] for u in users if u["auto_confirm"]] == [JANE]
+    assert (await create(client, created_by={"user": JANE}))["confirmed"]["flag"] is True
+    await set_auto_confirm(client, JANE, False)
+    assert (await create(client, created_by={"user": JANE}))["confirmed"]["flag"] is False
+    await client.post("/_sandbox/reset")
+    assert (await create(client, created_by={"user": JANE}))["confirmed"]["flag"] is True
+
+
+async def test_bad_auto_confirm_changes_are_refused(client: Client) -> None:
+    await set_auto_confirm(client, "0" * 24, True, status=404)
+    await set_auto_confirm(client, JOHN, "yes", status=400)
+    users = await (await client.get("/_sandbox/users")).json()
+    assert not any(u["auto_confirm"] for u in users)
+
+
+async def test_auto_confirm_for_an_unknown_user_stops_the_start() -> None:
+    with pytest.raises(ValueError, match="auto_confirm_users"):
+        await start_sandbox(SandboxConfig(auto_confirm_users={"0" * 24}))
