@@ -13,7 +13,8 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
     POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts,
                                       and the configured settings
     GET    /_sandbox/settings         the switches below, as they are now
-    PATCH  /_sandbox/settings         {hook_list_shape: "array"|"object"}; until the next reset
+    PATCH  /_sandbox/settings         {hook_list_shape: "array"|"object", hook_batch: bool};
+                                      until the next reset
     GET    /_sandbox/users            the seeded users, working hours, busy blocks and
                                       whether their booking page has auto_confirm
     PATCH  /_sandbox/users/{id}       {auto_confirm: bool}; until the next reset
@@ -24,7 +25,9 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
 
 Where Vyte documents a behaviour two ways, a switch (SandboxConfig field, then
 `/_sandbox/settings`) picks one: `hook_list_shape` is how `GET /v2/hooks` answers, a bare
-array (the guide, default) or `{"hooks": [...]}` (the reference). Hook target URLs must be
+array (the guide, default) or `{"hooks": [...]}` (the reference); `hook_batch` sends each
+hook body as a one-element array (the reference's prose) instead of the bare object of its
+example (default). Hook target URLs must be
 https, as Vyte's reference says, unless `allow_http_hooks` is set (config only: `serve
 --sandbox` sets it for its own loopback gateway).
 `auto_confirm_users` (config, then `/_sandbox/users/{id}`) names users whose booking page

@@ -76,7 +76,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     seed = await asyncio.to_thread(load_seed, config.resolved_seed_path)
     app[STATE] = SandboxState(seed, config)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.hook_timeout))
-    app[HOOKS] = HookDispatcher(session, batch=config.hook_batch)
+    app[HOOKS] = HookDispatcher(session)
     try:
         yield
     finally:

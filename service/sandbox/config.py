@@ -52,7 +52,7 @@ class SandboxConfig:
     error_rate: float = attrs.field(default=0.0, validator=_check_fraction)
     hook_timeout: float = attrs.field(default=5.0, validator=_check_positive)
     # Vyte's prose says a hook body is a one-element array while its example shows a bare
-    # object; this switch lets a test check that a receiver copes with the array form.
+    # object (the default); `/_sandbox/settings` switches it at run time too.
     hook_batch: bool = False
     # Both shapes are documented; the array is the default as the guide's walk-through
     # (the way most clients are written) shows it.

@@ -99,9 +99,8 @@ class Delivery:
 class HookDispatcher:
     """Posts hook bodies in tasks of their own, so a slow receiver never delays an answer."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, batch: bool) -> None:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._batch = batch
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: deque[Delivery] = deque(maxlen=_KEPT_DELIVERIES)
 
@@ -109,13 +108,16 @@ class HookDispatcher:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def fire(self, hooks: list[Hook], action: str, organization: str, resource: JSON) -> None:
+    def fire(
+        self, hooks: list[Hook], action: str, organization: str, resource: JSON, *, batch: bool
+    ) -> None:
+        """Deliver to each hook; `batch` sends the one-element array Vyte's prose describes."""
         body: dict[str, Any] = {
             "action": action,
             "organization": organization,
             "resource": resource,
         }
-        payload: object = [body] if self._batch else body
+        payload: object = [body] if batch else body
         for hook in hooks:
             task = asyncio.create_task(self._deliver(hook, action, payload, resource["_id"]))
             self._tasks.add(task)

@@ -15,17 +15,20 @@ class Switches:
     """The live settings; `/_sandbox/reset` goes back to the config's."""
 
     hook_list_shape: str
+    hook_batch: bool
     auto_confirm: set[str]
     """Users whose booking page confirms what is booked on it (set per user)."""
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> Switches:
         return cls(
-            hook_list_shape=config.hook_list_shape, auto_confirm=set(config.auto_confirm_users)
+            hook_list_shape=config.hook_list_shape,
+            hook_batch=config.hook_batch,
+            auto_confirm=set(config.auto_confirm_users),
         )
 
     def to_json(self) -> JSON:
-        return {"hook_list_shape": self.hook_list_shape}
+        return {"hook_list_shape": self.hook_list_shape, "hook_batch": self.hook_batch}
 
     def update(self, body: object) -> None:
         """Apply a partial settings body; nothing changes unless all of it is valid."""
@@ -40,5 +43,9 @@ class Switches:
             if shape not in HOOK_LIST_SHAPES:
                 raise BadRequest(f"hook_list_shape must be one of {list(HOOK_LIST_SHAPES)}")
             changes["hook_list_shape"] = shape
+        if "hook_batch" in body:
+            if not isinstance(body["hook_batch"], bool):
+                raise BadRequest("hook_batch must be a boolean")
+            changes["hook_batch"] = body["hook_batch"]
         for name, value in changes.items():
             setattr(self, name, value)

@@ -140,7 +140,13 @@ def announce(app: web.Application, event: Event, *actions: str) -> None:
     state = app[STATE]
     resource = state.event_json(event)
     for action in actions:
-        app[HOOKS].fire(state.hooks_for(action), action, state.organization_id, resource)
+        app[HOOKS].fire(
+            state.hooks_for(action),
+            action,
+            state.organization_id,
+            resource,
+            batch=state.switches.hook_batch,
+        )
 
 
 async def json_body(request: web.Request) -> object:

@@ -226,7 +226,15 @@ async def test_the_hook_list_shape_from_the_config(aiohttp_client: AiohttpClient
 
 
 @pytest.mark.parametrize(
-    "body", [{"hook_list_shape": "list"}, {"hook_list_shape": None}, {"colour": "red"}, []]
+    "body",
+    [
+        {"hook_list_shape": "list"},
+        {"hook_list_shape": None},
+        {"colour": "red"},
+        [],
+        {"hook_batch": True, "hook_list_shape": "list"},
+        {"hook_list_shape": "object", "hook_batch": 1},
+    ],
 )
 async def test_bad_settings_are_400_and_change_nothing(client: Client, body: object) -> None:
     before = await (await client.get("/_sandbox/settings")).json()
@@ -497,3 +505,39 @@ async def test_bad_auto_confirm_changes_are_refused(client: Client) -> None:
 async def test_auto_confirm_for_an_unknown_user_stops_the_start() -> None:
     with pytest.raises(ValueError, match="auto_confirm_users"):
         await start_sandbox(SandboxConfig(auto_confirm_users={"0" * 24}))
+
+
+# 7. Hook bodies: the example's single object, or the prose's array of one.
+
+
+async def test_hook_bodies_switch_between_an_object_and_an_array_of_one(
+    loopback_client: Client, receiver: Receiver
+) -> None:
+    client = loopback_client
+    await add_hook(client, "event.created", receiver.url)
+    first = await create(client)
+    assert (await settings(client, hook_batch=True))["hook_batch"] is True
+    second = await create(client)
+    await client.post("/_sandbox/deliveries/drain")
+    assert (await client.post("/_sandbox/reset")).status == 204
+    assert (await (await client.get("/_sandbox/settings")).json())["hook_batch"] is False
+    organization = "5f3feb7821046c3bb9327e00"
+    assert sorted(receiver.bodies, key=lambda b: isinstance(b, list)) == [
+        {"action": "event.created", "organization": organization, "resource": first},
+        [{"action": "event.created", "organization": organization, "resource": second}],
+    ]
+
+
+async def test_hook_batch_from_the_config_is_switched_off_at_run_time(
+    aiohttp_client: AiohttpClient, receiver: Receiver
+) -> None:
+    config = SandboxConfig(hook_batch=True, allow_http_hooks=True)
+    client = await aiohttp_client(create_sandbox_app(config))
+    await add_hook(client, "event.created", receiver.url)
+    await create(client)
+    await client.post("/_sandbox/deliveries/drain")
+    await settings(client, hook_batch=False)
+    await create(client)
+    await client.post("/_sandbox/deliveries/drain")
+    assert [type(b) for b in receiver.bodies] == [list, dict]
+    await settings(client, status=400, hook_batch="yes")
