@@ -1,4 +1,4 @@
-"""Behaviours Vyte documents two ways, switchable by SandboxConfig and `/_sandbox/settings`."""
+"""Run-time switches: what Vyte documents two ways, and users' booking-page auto_confirm."""
 
 from __future__ import annotations
 
