@@ -21,22 +21,22 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def day(n: int) -> date:
+def in_days(n: int) -> date:
     """Today's UTC date plus `n` days."""
     return today() + timedelta(days=n)
 
 
 def next_weekday(weekday: int, from_day: int = SAFE) -> date:
-    """The first `weekday` (0 is Monday) on or after `day(from_day)`."""
-    first = day(from_day)
+    """The first `weekday` (0 is Monday) on or after `in_days(from_day)`."""
+    first = in_days(from_day)
     return first + timedelta(days=(weekday - first.weekday()) % 7)
 
 
 def next_transition(zone: str, *, forward: bool, from_day: int = SAFE) -> date:
-    """The next local day, on or after `day(from_day)`, on which `zone` moves its clocks
+    """The next local day, on or after `in_days(from_day)`, on which `zone` moves its clocks
     forward (a short day) or back (a long day)."""
     tz = ZoneInfo(zone)
-    current = day(from_day)
+    current = in_days(from_day)
     for _ in range(3 * 366):
         before = datetime.combine(current, time(), tz).utcoffset()
         after = datetime.combine(current + timedelta(days=1), time(), tz).utcoffset()
@@ -66,3 +66,15 @@ def naive(instant: datetime, zone: str) -> str:
 def zulu(instant: datetime) -> str:
     """UTC with milliseconds and `Z`, as Vyte writes event dates (`2026-12-03T11:00:00.000Z`)."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def seed_thursday() -> date:
+    """The day of the demo seed's Thursday busy blocks (John 12:00-14:00 in Paris, Jane and Priya
+    13:00-14:00 in their zones); John is busy 09:30-10:30 the day after as well."""
+    return next_weekday(THURSDAY)
+
+
+def meeting_day(weeks: int = 0) -> date:
+    """A Wednesday, `weeks` after the next one: no seeded person is busy on it (John's block
+    on a Wednesday is six weeks out) and no zone changes its clocks on a Wednesday."""
+    return next_weekday(WEDNESDAY) + timedelta(weeks=weeks)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.sandbox.seed import SeedError, parse_seed
-from tests.dates import THURSDAY, TUESDAY, at, day, next_transition, next_weekday
+from tests.dates import THURSDAY, TUESDAY, at, in_days, next_transition, next_weekday
 
 
 def seed(zone: str, *busy: dict[str, Any]) -> dict[str, Any]:
@@ -77,14 +77,14 @@ def test_a_relative_block_across_a_clock_change_keeps_its_wall_clock_times() -> 
 
 
 def test_absolute_blocks_still_work_beside_relative_ones() -> None:
-    today = day(0)
-    lunch = (at(day(5), "12:00", "Asia/Tokyo"), at(day(5), "14:00", "Asia/Tokyo"))
+    today = in_days(0)
+    lunch = (at(in_days(5), "12:00", "Asia/Tokyo"), at(in_days(5), "14:00", "Asia/Tokyo"))
     blocks: list[dict[str, Any]] = [
         {"start": lunch[0].isoformat(), "end": lunch[1].isoformat()},
         {"in_days": -1, "start": "08:00", "end": "09:00"},
     ]
     assert busy("Europe/Paris", today, *blocks) == [
-        (at(day(-1), "08:00", "Europe/Paris"), at(day(-1), "09:00", "Europe/Paris")),
+        (at(in_days(-1), "08:00", "Europe/Paris"), at(in_days(-1), "09:00", "Europe/Paris")),
         lunch,
     ]
 
@@ -111,4 +111,4 @@ def test_today_defaults_to_the_utc_date() -> None:
 )
 def test_bad_relative_blocks_name_the_field(block: dict[str, Any], field: str) -> None:
     with pytest.raises(SeedError, match=rf"busy\[0\].*{field}"):
-        parse_seed(seed("UTC", block), day(0))
+        parse_seed(seed("UTC", block), in_days(0))
