@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from .slots import Interval, Period, WeeklyHours, normalize
+from .slots import Interval, Period, WeeklyHours, normalize, wall_clock
 from .wire import JSON, OBJECT_ID, timestamp
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -174,13 +174,7 @@ def _relative_block(
         day += timedelta(days=(WEEKDAYS.index(weekday) - day.weekday()) % 7)
     start = _minutes(body.get("start"), f"{where}.start")
     end = _minutes(body.get("end"), f"{where}.end")
-    return _wall_clock(day, start, zone), _wall_clock(day, end, zone)
-
-
-def _wall_clock(day: date, minutes: int, zone: ZoneInfo) -> datetime:
-    """`minutes` after midnight on `day` in `zone` (24:00 is the next midnight), as UTC."""
-    local = datetime.combine(day, time()) + timedelta(minutes=minutes)
-    return local.replace(tzinfo=zone).astimezone(UTC)
+    return wall_clock(day, start, zone), wall_clock(day, end, zone)
 
 
 def _weekly_hours(raw: object, where: str) -> WeeklyHours:
