@@ -54,7 +54,7 @@ def at(on: date, clock: str, zone: str) -> datetime:
 
 
 def iso(on: date, clock: str, zone: str) -> str:
-    """Like `at`, rendered as the API renders it (`2026-12-03T12:00:00+01:00`)."""
+    """Like `at`, rendered as the API renders it (`YYYY-MM-DDT12:00:00+01:00`)."""
     return at(on, clock, zone).isoformat()
 
 
@@ -64,7 +64,7 @@ def naive(instant: datetime, zone: str) -> str:
 
 
 def zulu(instant: datetime) -> str:
-    """UTC with milliseconds and `Z`, as Vyte writes event dates (`2026-12-03T11:00:00.000Z`)."""
+    """UTC with milliseconds and `Z`, as Vyte writes event dates (`YYYY-MM-DDT11:00:00.000Z`)."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
