@@ -32,6 +32,7 @@ from tests.dates import (
     at,
     in_days,
     iso,
+    meeting_day,
     naive,
     next_transition,
     next_weekday,
@@ -47,8 +48,8 @@ Client = TestClient[web.Request, web.Application]
 
 PARIS = "Europe/Paris"
 NEW_YORK = "America/New_York"
-MEETING_DAY = in_days(9)
-"""The guide's meeting, well ahead of today."""
+MEETING_DAY = meeting_day()
+"""The guide's meeting, on a day nobody seeded is busy."""
 ONE_DAY = {"from": in_days(3).isoformat(), "to": in_days(3).isoformat()}
 
 
