@@ -260,13 +260,14 @@ def find_slots(
     # Fewer participants missing, then fewer stranded minutes: one int (stranded seconds stay
     # below 2 * duration per participant); a stable sort on it keeps start order for ties.
     per_missing = 2 * count * (duration // 60) + 1
-    ranked = sorted(
-        zip(starts, members, stranded, strict=True),
-        key=lambda slot: (count - len(slot[1])) * per_missing + slot[2],
-    )
+    ranks = [
+        (count - len(who)) * per_missing + minutes
+        for who, minutes in zip(members, stranded, strict=True)
+    ]
+    ranked = sorted(range(len(ranks)), key=ranks.__getitem__)
     if limit is not None:
         del ranked[limit:]
-    return [SlotMatch(t, t + duration, who, minutes) for t, who, minutes in ranked]
+    return [SlotMatch(starts[i], starts[i] + duration, members[i], stranded[i]) for i in ranked]
 
 
 def _sweep(
