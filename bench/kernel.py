@@ -231,7 +231,7 @@ def ranking(max_windows: int, repeat: int) -> dict[str, float]:
     print(
         f"Ranking: buffers {RANKED_BUFFERS}/{RANKED_BUFFERS} and order=best against the plain "
         f"kernel, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}; CPU ms, best of "
-        f"{repeat} or more interleaved runs (200k windows' worth); grid built in the call or "
+        f"{repeat} or more interleaved runs (400k windows' worth); grid built in the call or "
         "cached (as the gateway does)"
     )
     print()
@@ -255,8 +255,9 @@ def ranking(max_windows: int, repeat: int) -> dict[str, float]:
                 (m.start, m.participants) for m in plain_slots
             ]
             best_count = len(run_ranked(free, days, required))
-            # Small sizes take a few ms: more runs there cost little and steady the minimum.
-            runs = max(repeat, 200_000 // windows)
+            # Small sizes take a few ms: more runs there cost little and steady the minimum (under a
+            # second in all for a size).
+            runs = max(repeat, 400_000 // windows)
             for grid, label in ((None, "built"), (cached, "cached")):
                 plain, buffered, best = interleaved(
                     runs,
