@@ -255,7 +255,7 @@ def ranking(max_windows: int, repeat: int) -> dict[str, float]:
                 (m.start, m.participants) for m in plain_slots
             ]
             best_count = len(run_ranked(free, days, required))
-            # Small sizes take a few ms: more runs there cost little and steady the minimum (under a
+            # Small sizes take a few ms: more runs there cost little and steady the minimum (about a
             # second in all for a size).
             runs = max(repeat, 400_000 // windows)
             for grid, label in ((None, "built"), (cached, "cached")):
