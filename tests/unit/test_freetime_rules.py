@@ -289,8 +289,8 @@ def fitted_window(draw: st.DrawFn, fitted: Fitted) -> Interval:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    zone, anchor = draw(st.sampled_from(ANCHORS))
+def scenarios(draw: st.DrawFn, anchors: Sequence[tuple[str, date]] = ANCHORS) -> Scenario:
+    zone, anchor = draw(st.sampled_from(anchors))
     tz = ZoneInfo(zone)
     span = draw(st.integers(1, 2))
     first = anchor - timedelta(days=draw(st.integers(0, span - 1)))
@@ -347,6 +347,32 @@ def test_find_slots_rules_match_oracle(scenario: Scenario) -> None:
     else:
         assert [(m.start, m.end, m.participants) for m in got] == [e[:3] for e in expected]
         assert all(m.stranded_minutes is None for m in got)
+
+
+# Before 1972 Monrovia kept -00:44:30, so its candidates fall 30 s off the minute, and on
+# 1972-01-07 it skipped 44 min 30 s: the kernel must not assume whole minutes anywhere.
+# (Historic dates are fine here: the kernel is pure and never compares them with now.)
+OFF_THE_MINUTE: list[tuple[str, date]] = [
+    ("Africa/Monrovia", date(1971, 6, 1)),
+    ("Africa/Monrovia", date(1972, 1, 7)),
+]
+
+
+def test_off_the_minute_days_really_are() -> None:
+    tz = ZoneInfo("Africa/Monrovia")
+    assert all(t % MINUTE == 30 for t in oracle_grid(date(1971, 6, 1), date(1971, 6, 1), tz, 15))
+    assert day_length(date(1972, 1, 7), tz) == DAY - 44 * MINUTE - 30
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(scenarios(OFF_THE_MINUTE))
+def test_find_slots_rules_match_oracle_off_the_minute(scenario: Scenario) -> None:
+    got = scenario.kernel()
+    expected = scenario.oracle()
+    if scenario.order == "best":
+        assert [(m.start, m.end, m.participants, m.stranded_minutes) for m in got] == expected
+    else:
+        assert [(m.start, m.end, m.participants) for m in got] == [e[:3] for e in expected]
 
 
 # --- unit cases ------------------------------------------------------------------------------
