@@ -150,6 +150,9 @@ def oracle_slots(
     order: str,
     limit: int | None,
 ) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """(start, end, participants, stranded minutes) straight from DESIGN §3.1: every candidate,
+    every participant, every minute of the buffered slot; the stranded seconds of a slot's
+    gaps are summed and rounded up, as find_slots documents."""
     grid = oracle_grid(first, last, tz, step)
     if not grid:
         return []
