@@ -60,9 +60,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from service.domain.booking import Booking
+from service.domain.booking import Booking, BookingStatus
 from service.store import codec
 from service.store.base import (
+    BookingPage,
     Delivery,
     DeliveryStatus,
     IdempotencyRecord,
@@ -73,6 +74,8 @@ from service.store.base import (
     StoredResponse,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
+    UnresolvedCreate,
 )
 
 if TYPE_CHECKING:
@@ -131,17 +134,17 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The given field of the organizer's active bookings that overlap [start, finish).
+-- The ids of the organizer's active bookings that overlap [start, finish).
 -- None is longer than `longest`, so only those starting less than that before
 -- `start` can reach into the range: the scan stays proportional to the answer.
-local function overlapping(organizer, start, finish, field)
+local function overlapping(organizer, start, finish)
   local longest = tonumber(redis.call('GET', P .. 'bookings:longest:' .. organizer) or '0')
   local out = {}
   local ids = redis.call('ZRANGEBYSCORE', P .. 'bookings:active:' .. organizer,
                          '(' .. num(start - longest), '(' .. num(finish))
   for _, id in ipairs(ids) do
-    local f = redis.call('HMGET', P .. 'booking:' .. id, 'end', field)
-    if f[1] and tonumber(f[1]) > start then out[#out + 1] = f[2] end
+    local finish_at = redis.call('HGET', P .. 'booking:' .. id, 'end')
+    if finish_at and tonumber(finish_at) > start then out[#out + 1] = id end
   end
   return out
 end
@@ -290,9 +293,10 @@ local function queue(name)
 end
 """
 
-# ARGV: prefix, organizer, start, end, hold id, ttl (ms). 1 held (or renewed), 0 refused.
+# ARGV: prefix, organizer, start, end, hold id, ttl (ms), booking to ignore ('' = none).
+# 1 held (or renewed), 0 refused.
 _ACQUIRE_HOLD: Final = """
-local organizer, start, finish, id, ttl = arg(), arg(), arg(), arg(), arg()
+local organizer, start, finish, id, ttl, ignored = arg(), arg(), arg(), arg(), arg(), arg()
 local start_value, finish_value = tonumber(start), tonumber(finish)
 local now = now_ms()
 local holds = P .. 'holds:' .. organizer
@@ -304,7 +308,9 @@ for _, other in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
     return 0
   end
 end
-if #overlapping(organizer, start_value, finish_value, 'version') > 0 then return 0 end
+for _, other in ipairs(overlapping(organizer, start_value, finish_value)) do
+  if other ~= ignored then return 0 end
+end
 local key = P .. 'hold:' .. id
 release_hold(id)
 redis.call('HSET', key, 'organizer', organizer, 'start', start, 'end', finish)
@@ -350,8 +356,8 @@ _ACTIVE_BOOKINGS: Final = """
 local start, finish = tonumber(arg()), tonumber(arg())
 local out = {}
 for i = argn + 1, #ARGV do
-  for _, record in ipairs(overlapping(ARGV[i], start, finish, 'record')) do
-    out[#out + 1] = record
+  for _, id in ipairs(overlapping(ARGV[i], start, finish)) do
+    out[#out + 1] = redis.call('HGET', P .. 'booking:' .. id, 'record')
   end
 end
 return out
@@ -451,19 +457,32 @@ end
 return {removed, kept, done}
 """
 
-# ARGV: prefix, id, JSON. 1 added, 0 the id is taken.
+# ARGV: prefix, id, JSON, caller, identity, limit ('' = none).
+# {1} added, {0, JSON} the caller's identical one, {2} at the limit, {3} the id is taken.
 _ADD_SUBSCRIPTION: Final = """
-local id, record = arg(), arg()
-if redis.call('HSETNX', P .. 'subscriptions', id, record) == 0 then return 0 end
+local id, record, caller, identity, limit = arg(), arg(), arg(), arg(), arg()
+local mine = P .. 'subscriptions:caller:' .. caller
+for _, other in ipairs(redis.call('ZRANGE', mine, 0, -1)) do
+  if redis.call('HGET', P .. 'subscriptions:identity', other) == identity then
+    return {0, redis.call('HGET', P .. 'subscriptions', other)}
+  end
+end
+if limit ~= '' and redis.call('ZCARD', mine) >= tonumber(limit) then return {2} end
+if redis.call('HSETNX', P .. 'subscriptions', id, record) == 0 then return {3} end
 local seq = num(redis.call('INCR', P .. 'subscriptions:seq'))
+redis.call('HSET', P .. 'subscriptions:identity', id, identity)
 redis.call('ZADD', P .. 'subscriptions:order', seq, id)
-return 1
+redis.call('ZADD', mine, seq, id)
+return {1}
 """
 
-# ARGV: prefix.
+# ARGV: prefix, caller ('' = every caller's).
 _LIST_SUBSCRIPTIONS: Final = """
+local caller = arg()
+local index = P .. 'subscriptions:order'
+if caller ~= '' then index = P .. 'subscriptions:caller:' .. caller end
 local out = {}
-for i, id in ipairs(redis.call('ZRANGE', P .. 'subscriptions:order', 0, -1)) do
+for i, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   out[i] = redis.call('HGET', P .. 'subscriptions', id)
 end
 return out
@@ -472,7 +491,12 @@ return out
 # ARGV: prefix, id.
 _DELETE_SUBSCRIPTION: Final = """
 local id = arg()
+local record = redis.call('HGET', P .. 'subscriptions', id)
+if not record then return 0 end
+local caller = cjson.decode(record)['caller']
+redis.call('ZREM', P .. 'subscriptions:caller:' .. caller, id)
 redis.call('ZREM', P .. 'subscriptions:order', id)
+redis.call('HDEL', P .. 'subscriptions:identity', id)
 return redis.call('HDEL', P .. 'subscriptions', id)
 """
 
@@ -616,6 +640,11 @@ def _operation(f: dict[str, str]) -> Operation:
         updated_at=_from_us(f["updated_at"]),
         request_id=f.get("request_id"),
     )
+
+
+def _subscription_identity(subscription: Subscription) -> str:
+    """What two subscriptions of one caller share when they are the same (`same_as`)."""
+    return json.dumps([subscription.url, sorted(set(subscription.events))], ensure_ascii=False)
 
 
 def _is_transient(err: redis_errors.ResponseError) -> bool:
@@ -767,11 +796,25 @@ class RedisStore:
     # -- no double booking --------------------------------------------------------------
 
     async def acquire_hold(
-        self, organizer: str, start: datetime, end: datetime, hold_id: str, ttl: float
+        self,
+        organizer: str,
+        start: datetime,
+        end: datetime,
+        hold_id: str,
+        ttl: float,
+        *,
+        ignore_booking: str | None = None,
     ) -> bool:
         outcome = await self._run(
             self._acquire_hold,
-            [organizer, str(_to_us(start)), str(_to_us(end)), hold_id, str(_ms(ttl))],
+            [
+                organizer,
+                str(_to_us(start)),
+                str(_to_us(end)),
+                hold_id,
+                str(_ms(ttl)),
+                ignore_booking or "",
+            ],
         )
         return bool(outcome)
 
@@ -865,15 +908,30 @@ class RedisStore:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    async def add_subscription(self, subscription: Subscription) -> None:
-        added = await self._run(
-            self._add_subscription, [subscription.id, codec.dumps(subscription)]
+    async def add_subscription(
+        self, subscription: Subscription, limit: int | None = None
+    ) -> tuple[Subscription, bool]:
+        outcome: list[Any] = await self._run(
+            self._add_subscription,
+            [
+                subscription.id,
+                codec.dumps(subscription),
+                subscription.caller,
+                _subscription_identity(subscription),
+                "" if limit is None else str(limit),
+            ],
         )
-        if not added:
+        if outcome[0] == 0:
+            return codec.loads(outcome[1], Subscription), False
+        if outcome[0] == 2:
+            assert limit is not None
+            raise SubscriptionLimitReached(subscription.caller, limit)
+        if outcome[0] == 3:
             raise ValueError(f"subscription {subscription.id!r} already exists")
+        return subscription, True
 
-    async def list_subscriptions(self) -> list[Subscription]:
-        records: list[str | None] = await self._run(self._list_subscriptions, [])
+    async def list_subscriptions(self, caller: str | None = None) -> list[Subscription]:
+        records: list[str | None] = await self._run(self._list_subscriptions, [caller or ""])
         return [codec.loads(record, Subscription) for record in records if record is not None]
 
     async def delete_subscription(self, subscription_id: str) -> bool:
@@ -916,6 +974,51 @@ class RedisStore:
             await self._run(self._update, ["operations", *args])
             return
         await self._run(self._update_announced, [*args, *_deliveries_args(deliveries)])
+
+    # -- planned (the protocol's new methods; implemented next) -------------------------
+
+    async def list_bookings(
+        self,
+        *,
+        caller: str | None,
+        organizer: str | None = None,
+        statuses: Collection[BookingStatus] | None = None,
+        start_from: datetime | None = None,
+        start_to: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> BookingPage:
+        raise NotImplementedError
+
+    async def add_unresolved(self, record: UnresolvedCreate) -> bool:
+        raise NotImplementedError
+
+    async def get_unresolved(self, record_id: str) -> UnresolvedCreate | None:
+        raise NotImplementedError
+
+    async def claim_unresolved(
+        self, now: datetime, limit: int, owner: str, lease: float
+    ) -> list[UnresolvedCreate]:
+        raise NotImplementedError
+
+    async def update_unresolved(self, record: UnresolvedCreate) -> None:
+        raise NotImplementedError
+
+    async def finish_unresolved(
+        self,
+        record_id: str,
+        *,
+        booking: Booking | None = None,
+        expected_version: int | None = None,
+        deliveries: Sequence[Delivery] = (),
+        response: StoredResponse | None = None,
+    ) -> bool:
+        raise NotImplementedError
+
+    async def claim_resync(
+        self, now: datetime, limit: int, owner: str, interval: float
+    ) -> list[Booking]:
+        raise NotImplementedError
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = str(_to_us(before))

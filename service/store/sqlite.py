@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import aiosqlite
 
-from service.domain.booking import Booking
+from service.domain.booking import Booking, BookingStatus
 from service.store import codec
 from service.store.base import (
+    BookingPage,
     Delivery,
     DeliveryStatus,
     IdempotencyRecord,
@@ -34,6 +35,8 @@ from service.store.base import (
     StoredResponse,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
+    UnresolvedCreate,
 )
 
 if TYPE_CHECKING:
@@ -147,6 +150,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE deliveries ADD COLUMN caller TEXT",
         "CREATE INDEX deliveries_caller ON deliveries (caller, status, seq)",
         "ALTER TABLE operations ADD COLUMN request_id TEXT",
+    ),
+    (
+        # A caller's subscriptions: its listing, the duplicate check and the limit.
+        "CREATE INDEX subscriptions_caller ON subscriptions (caller, seq)",
     ),
 )
 
@@ -447,7 +454,14 @@ class SQLiteStore:
     # -- no double booking --------------------------------------------------------------
 
     async def acquire_hold(
-        self, organizer: str, start: datetime, end: datetime, hold_id: str, ttl: float
+        self,
+        organizer: str,
+        start: datetime,
+        end: datetime,
+        hold_id: str,
+        ttl: float,
+        *,
+        ignore_booking: str | None = None,
     ) -> bool:
         start_us, end_us = _to_us(start), _to_us(end)
         now = _now()
@@ -471,10 +485,10 @@ class SQLiteStore:
                 """
                 SELECT 1 FROM bookings
                 WHERE organizer = ? AND status IN ('requested', 'confirmed')
-                  AND start_us < ? AND end_us > ?
+                  AND start_us < ? AND end_us > ? AND id IS NOT ?
                 LIMIT 1
                 """,
-                (organizer, end_us, start_us),
+                (organizer, end_us, start_us, ignore_booking),
             )
             if booked is not None:
                 return False
@@ -616,8 +630,21 @@ class SQLiteStore:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    async def add_subscription(self, subscription: Subscription) -> None:
+    async def add_subscription(
+        self, subscription: Subscription, limit: int | None = None
+    ) -> tuple[Subscription, bool]:
         async with self._writing() as db:
+            rows = await _all(
+                db,
+                "SELECT * FROM subscriptions WHERE caller = ? ORDER BY seq",
+                (subscription.caller,),
+            )
+            for row in rows:
+                existing = _subscription(row)
+                if existing.same_as(subscription):
+                    return existing, False
+            if limit is not None and len(rows) >= limit:
+                raise SubscriptionLimitReached(subscription.caller, limit)
             await db.execute(
                 "INSERT INTO subscriptions (id, url, events, caller, created_us) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -629,10 +656,16 @@ class SQLiteStore:
                     _to_us(subscription.created_at),
                 ),
             )
+        return subscription, True
 
-    async def list_subscriptions(self) -> list[Subscription]:
+    async def list_subscriptions(self, caller: str | None = None) -> list[Subscription]:
         async with self._reading() as db:
-            rows = await _all(db, "SELECT * FROM subscriptions ORDER BY seq")
+            if caller is None:
+                rows = await _all(db, "SELECT * FROM subscriptions ORDER BY seq")
+            else:
+                rows = await _all(
+                    db, "SELECT * FROM subscriptions WHERE caller = ? ORDER BY seq", (caller,)
+                )
         return [_subscription(row) for row in rows]
 
     async def delete_subscription(self, subscription_id: str) -> bool:
@@ -731,6 +764,51 @@ class SQLiteStore:
                 await db.executemany(
                     _INSERT_DELIVERY, [_delivery_params(delivery) for delivery in deliveries]
                 )
+
+    # -- planned (the protocol's new methods; implemented next) -------------------------
+
+    async def list_bookings(
+        self,
+        *,
+        caller: str | None,
+        organizer: str | None = None,
+        statuses: Collection[BookingStatus] | None = None,
+        start_from: datetime | None = None,
+        start_to: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> BookingPage:
+        raise NotImplementedError
+
+    async def add_unresolved(self, record: UnresolvedCreate) -> bool:
+        raise NotImplementedError
+
+    async def get_unresolved(self, record_id: str) -> UnresolvedCreate | None:
+        raise NotImplementedError
+
+    async def claim_unresolved(
+        self, now: datetime, limit: int, owner: str, lease: float
+    ) -> list[UnresolvedCreate]:
+        raise NotImplementedError
+
+    async def update_unresolved(self, record: UnresolvedCreate) -> None:
+        raise NotImplementedError
+
+    async def finish_unresolved(
+        self,
+        record_id: str,
+        *,
+        booking: Booking | None = None,
+        expected_version: int | None = None,
+        deliveries: Sequence[Delivery] = (),
+        response: StoredResponse | None = None,
+    ) -> bool:
+        raise NotImplementedError
+
+    async def claim_resync(
+        self, now: datetime, limit: int, owner: str, interval: float
+    ) -> list[Booking]:
+        raise NotImplementedError
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = _to_us(before)

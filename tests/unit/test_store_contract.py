@@ -28,6 +28,7 @@ from service.store.base import (
     StoredResponse,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
 )
 from service.store.redis import RedisStore
 from service.store.sqlite import MIGRATIONS, SQLiteStore
@@ -391,6 +392,42 @@ async def test_hold_release(store: Store) -> None:
     assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h2", ttl=60)
 
 
+async def test_a_reschedule_hold_ignores_only_its_own_booking(store: Store) -> None:
+    moving = make_booking("ev1", 0, 60)
+    other = make_booking("ev2", 120, 180)
+    for booking in (moving, other):
+        assert await store.put_booking(booking, expected_version=None)
+    # 10:00-11:00 moves to 10:30-11:30: its own time is free for it, and for it alone.
+    assert not await store.acquire_hold(ORGANIZER, at(30), at(90), "r1", ttl=60)
+    assert await store.acquire_hold(ORGANIZER, at(30), at(90), "r1", ttl=60, ignore_booking="ev1")
+    # Another booking's time is not, nor a hold already taken.
+    assert not await store.acquire_hold(
+        ORGANIZER, at(100), at(130), "r2", ttl=60, ignore_booking="ev1"
+    )
+    assert not await store.acquire_hold(
+        ORGANIZER, at(80), at(100), "r3", ttl=60, ignore_booking="ev1"
+    )
+    assert not await store.acquire_hold(ORGANIZER, at(85), at(95), "c1", ttl=60)
+    # Written with its hold released, the old time is free at once; the new one is taken.
+    moved = moving.changed(T0, start=at(30), end=at(90))
+    assert await store.put_booking(moved, expected_version=1, release_hold="r1")
+    assert await store.acquire_hold(ORGANIZER, at(0), at(30), "c2", ttl=60)
+    assert not await store.acquire_hold(ORGANIZER, at(60), at(90), "c3", ttl=60)
+
+
+async def test_concurrent_reschedules_and_a_create_into_one_slot_one_wins(store: Store) -> None:
+    for i, start in enumerate((0, 120, 240)):
+        assert await store.put_booking(
+            make_booking(f"ev{i}", start, start + 60), expected_version=None
+        )
+    attempts = [
+        store.acquire_hold(ORGANIZER, at(60), at(120), "m0", ttl=60, ignore_booking="ev0"),
+        store.acquire_hold(ORGANIZER, at(61), at(121), "m1", ttl=60, ignore_booking="ev1"),
+        store.acquire_hold(ORGANIZER, at(90), at(100), "create", ttl=60),
+    ]
+    assert (await asyncio.gather(*attempts)).count(True) == 1
+
+
 async def test_concurrent_overlapping_holds_exactly_one_wins(store: Store) -> None:
     results = await asyncio.gather(
         *(store.acquire_hold(ORGANIZER, at(i), at(i + 60), f"h{i}", ttl=60) for i in range(20))
@@ -707,6 +744,90 @@ async def test_subscriptions_add_list_delete(store: Store) -> None:
     assert await store.delete_subscription("s1")
     assert not await store.delete_subscription("s1")
     assert await store.list_subscriptions() == [second]
+
+
+def make_subscription(
+    sub_id: str,
+    *,
+    caller: str = "crm",
+    url: str = URL_A,
+    events: tuple[str, ...] = ("booking.confirmed",),
+) -> Subscription:
+    return Subscription(id=sub_id, url=url, events=events, caller=caller, created_at=T0)
+
+
+async def test_subscriptions_list_per_caller_in_order(store: Store) -> None:
+    mine = [make_subscription("s1"), make_subscription("s3", url=URL_B)]
+    theirs = make_subscription("s2", caller="billing")
+    for sub in (mine[0], theirs, mine[1]):
+        assert await store.add_subscription(sub) == (sub, True)
+    assert await store.list_subscriptions("crm") == mine
+    assert await store.list_subscriptions("billing") == [theirs]
+    assert await store.list_subscriptions("nobody") == []
+    assert await store.list_subscriptions() == [mine[0], theirs, mine[1]]
+    assert await store.delete_subscription("s1")
+    assert await store.list_subscriptions("crm") == [mine[1]]
+
+
+async def test_an_identical_subscription_answers_the_existing_one(store: Store) -> None:
+    first = make_subscription("s1", events=("booking.confirmed", "booking.cancelled"))
+    assert await store.add_subscription(first, limit=5) == (first, True)
+    # Same caller, URL and events (in another order, repeated): the stored one comes back.
+    again = make_subscription(
+        "s2", events=("booking.cancelled", "booking.confirmed", "booking.cancelled")
+    )
+    assert await store.add_subscription(again, limit=5) == (first, False)
+    # Another caller, URL or set of events is a subscription of its own.
+    others = [
+        make_subscription("s3", caller="billing", events=first.events),
+        make_subscription("s4", url=URL_B, events=first.events),
+        make_subscription("s5", events=("booking.confirmed",)),
+    ]
+    for sub in others:
+        assert await store.add_subscription(sub, limit=5) == (sub, True)
+    assert [sub.id for sub in await store.list_subscriptions()] == ["s1", "s3", "s4", "s5"]
+    # Once deleted, the same one can be added again.
+    assert await store.delete_subscription("s1")
+    assert await store.add_subscription(again, limit=5) == (again, True)
+
+
+async def test_subscription_limit_is_per_caller(store: Store) -> None:
+    for i in range(3):
+        await store.add_subscription(make_subscription(f"s{i}", url=f"{URL_A}/{i}"), limit=3)
+    with pytest.raises(SubscriptionLimitReached):
+        await store.add_subscription(make_subscription("s9", url=f"{URL_A}/9"), limit=3)
+    # At the limit an identical one still answers the existing one; others' are not counted.
+    existing = make_subscription("s0", url=f"{URL_A}/0")
+    assert await store.add_subscription(make_subscription("sx", url=f"{URL_A}/0"), limit=3) == (
+        existing,
+        False,
+    )
+    other = make_subscription("b1", caller="billing")
+    assert await store.add_subscription(other, limit=3) == (other, True)
+    # Freeing one makes room again.
+    assert await store.delete_subscription("s1")
+    assert (await store.add_subscription(make_subscription("s9", url=f"{URL_A}/9"), limit=3))[1]
+    assert len(await store.list_subscriptions("crm")) == 3
+
+
+async def test_concurrent_subscription_adds_never_pass_the_limit(store: Store) -> None:
+    adds = [
+        store.add_subscription(make_subscription(f"s{i}", url=f"{URL_A}/{i}"), limit=4)
+        for i in range(12)
+    ]
+    duplicates = [
+        store.add_subscription(make_subscription(f"d{i}", caller="billing"), limit=100)
+        for i in range(6)
+    ]
+    results = await asyncio.gather(*adds, *duplicates, return_exceptions=True)
+    added = [r for r in results[:12] if isinstance(r, tuple)]
+    assert len(added) == 4
+    assert sum(isinstance(r, SubscriptionLimitReached) for r in results[:12]) == 8
+    assert len(await store.list_subscriptions("crm")) == 4
+    # Of the identical ones exactly one was stored; the others answered it.
+    (kept,) = await store.list_subscriptions("billing")
+    assert sorted(r[1] for r in results[12:] if isinstance(r, tuple)) == [False] * 5 + [True]
+    assert all(r[0] == kept for r in results[12:] if isinstance(r, tuple))
 
 
 # -- operations -----------------------------------------------------------------------------
