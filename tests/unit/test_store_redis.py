@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.booking import Booking, BookingStatus
 from service.store import open_store
-from service.store import redis as redis_store
 from service.store.base import (
     Delivery,
     DeliveryStatus,
@@ -33,6 +32,7 @@ from service.store.base import (
     StoreUnavailable,
 )
 from service.store.redis import RedisStore
+from service.store.redis import queues as redis_queues
 from service.store.sqlite import SQLiteStore
 from tests.conftest import AUTH, JOHN, upstream_calls
 from tests.unit.test_store_contract import (
@@ -423,7 +423,7 @@ async def test_a_cancelled_booking_leaves_the_active_index(
 async def test_purge_pages_past_records_it_keeps_and_leaves_no_index_behind(
     replicas: tuple[RedisStore, RedisStore], raw: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_store, "_PURGE_BATCH", 2)
+    monkeypatch.setattr(redis_queues, "PURGE_BATCH", 2)
     store = replicas[0]
     cutoff = T0
     old, recent = T0 - timedelta(days=1), T0 + timedelta(days=1)
