@@ -19,6 +19,11 @@ from service.domain.booking import Booking, BookingStatus
 IDEMPOTENCY_TTL = 24 * 3600.0
 
 
+def organizer_key(organizer: str) -> str:
+    """How organizers are compared: emails case-insensitively (ids are lower-case hex)."""
+    return organizer.lower()
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached; the request needs it, so it fails with 503."""
 
@@ -383,6 +388,9 @@ class Store(Protocol):
         for IDEMPOTENCY_TTL. Without `booking` (not found by the deadline): nothing is
         written. Either way the record goes and its hold is released. Returns False,
         changing nothing, when the version check fails or the record is gone.
+
+        `response` is kept only while the key's record is there (its in-flight marker has
+        not lapsed), as `finish_idempotent` does.
         """
 
     # -- resync -----------------------------------------------------------------------------

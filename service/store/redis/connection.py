@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Final, Self, cast
 
 from redis import exceptions as redis_errors
@@ -12,7 +13,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from service.store import codec
 from service.store.base import StoreUnavailable
+from service.store.redis.fields import flat_hash
+from service.store.redis.migrate import migrate
 from service.store.redis.scripts import Scripts
 
 URL_SCHEME: Final = "redis://"
@@ -85,6 +89,8 @@ class Connection:
         store = cls(Redis(connection_pool=pool), prefix)
         try:
             await store.ping()
+            async with store._redis() as client:
+                await migrate(client, prefix, store._scripts)
         except BaseException:
             await store.close()
             raise
@@ -106,6 +112,19 @@ class Connection:
     async def _run(self, script: AsyncScript, args: Sequence[str | int], key: str = "") -> Any:
         async with self._redis() as client:
             return await script(keys=[key] if key else [], args=[self.prefix, *args], client=client)
+
+    async def _claim(
+        self, queue: str, now: datetime, limit: int, owner: str, lease: float
+    ) -> list[dict[str, str]]:
+        """The fields of up to `limit` due records of `queue`, claimed by the one claim
+        routine every queue shares (queue.lua)."""
+        if limit <= 0:
+            return []
+        lease_until = str(codec.after_us(now, lease))
+        claimed: list[list[str]] = await self._run(
+            self._scripts.claim, [queue, str(codec.to_us(now)), str(limit), owner, lease_until]
+        )
+        return [flat_hash(flat) for flat in claimed]
 
     async def _fields(self, key: str) -> dict[str, str]:
         async with self._redis() as client:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
 
+from service.domain.booking import Booking
 from service.store import codec
 from service.store.base import (
     Delivery,
@@ -13,7 +16,14 @@ from service.store.base import (
     OperationStatus,
     OperationType,
     Subscription,
+    UnresolvedCreate,
+    organizer_key,
 )
+
+# Listing keys are "<start>:<id>", the start shifted to be positive and written with a
+# fixed width, so that their byte order is the (start, id) order.
+_LIST_SHIFT: Final = 10**18
+_LIST_WIDTH: Final = 20
 
 
 def _pairs(values: dict[str, str | None]) -> tuple[list[str], list[str]]:
@@ -59,7 +69,7 @@ def operation_group(operation: Operation) -> str:
     return json.dumps(operation.booking_id, ensure_ascii=False)
 
 
-def _deliveryinsert_args(delivery: Delivery) -> list[str]:
+def _delivery_insert_args(delivery: Delivery) -> list[str]:
     values: dict[str, str | None] = {
         "id": delivery.id,
         "event_type": delivery.event_type,
@@ -74,6 +84,7 @@ def _deliveryinsert_args(delivery: Delivery) -> list[str]:
         "updated_at": str(codec.to_us(delivery.updated_at)),
         "request_id": delivery.request_id,
         "caller": delivery.caller,
+        "trace_context": delivery.trace_context,
     }
     return insert_args(delivery.id, delivery_group(delivery), values)
 
@@ -82,7 +93,7 @@ def deliveries_args(deliveries: Sequence[Delivery]) -> list[str]:
     """What a script's insert loop reads: the count, then each delivery's insert()."""
     args = [str(len(deliveries))]
     for delivery in deliveries:
-        args += _deliveryinsert_args(delivery)
+        args += _delivery_insert_args(delivery)
     return args
 
 
@@ -101,6 +112,7 @@ def delivery_from(f: dict[str, str]) -> Delivery:
         updated_at=codec.from_us(f["updated_at"]),
         request_id=f.get("request_id"),
         caller=f.get("caller"),
+        trace_context=f.get("trace_context"),
     )
 
 
@@ -134,9 +146,87 @@ def operation_from(f: dict[str, str]) -> Operation:
         created_at=codec.from_us(f["created_at"]),
         updated_at=codec.from_us(f["updated_at"]),
         request_id=f.get("request_id"),
+        trace_context=f.get("trace_context"),
     )
 
 
 def subscription_identity(subscription: Subscription) -> str:
     """What two subscriptions of one caller share when they are the same (`same_as`)."""
     return json.dumps([subscription.url, sorted(set(subscription.events))], ensure_ascii=False)
+
+
+def list_prefix(start: datetime) -> str:
+    """The part of a listing key that orders by start."""
+    return f"{codec.to_us(start) + _LIST_SHIFT:0{_LIST_WIDTH}d}"
+
+
+def list_key(start: datetime, booking_id: str) -> str:
+    return f"{list_prefix(start)}:{booking_id}"
+
+
+def list_position(key: str) -> tuple[datetime, str]:
+    """The (start, id) a listing key stands for."""
+    return codec.from_us(int(key[:_LIST_WIDTH]) - _LIST_SHIFT), key[_LIST_WIDTH + 1 :]
+
+
+def put_booking_args(booking: Booking, expected_version: int | None) -> list[str]:
+    """What the Lua put_booking() reads (deliveries not included)."""
+    return [
+        booking.id,
+        "" if expected_version is None else str(expected_version),
+        str(booking.version),
+        booking.organizer,
+        organizer_key(booking.organizer),
+        booking.caller or "",
+        str(codec.to_us(booking.start)),
+        str(codec.to_us(booking.end)),
+        booking.status.value,
+        "1" if booking.active else "0",
+        codec.dumps(booking),
+        list_key(booking.start, booking.id),
+    ]
+
+
+def unresolved_insert_args(record: UnresolvedCreate) -> list[str]:
+    """What the Lua insert() reads for an unresolved create (a queue item of no group)."""
+    values: dict[str, str | None] = {
+        "id": record.id,
+        "status": "pending",  # in its queue until finished, then deleted
+        "caller": record.caller,
+        "command": record.command,
+        "idempotency_key": record.idempotency_key,
+        "hold_id": record.hold_id,
+        "organizer": record.organizer,
+        "start": str(codec.to_us(record.start)),
+        "end": str(codec.to_us(record.end)),
+        "deadline": str(codec.to_us(record.deadline)),
+        "next_attempt_at": str(codec.to_us(record.next_check_at)),
+        "attempts": str(record.attempts),
+        "last_error": record.last_error,
+        "created_at": str(codec.to_us(record.created_at)),
+        "updated_at": str(codec.to_us(record.updated_at)),
+        "request_id": record.request_id,
+        "trace_context": record.trace_context,
+    }
+    return insert_args(record.id, "", values)
+
+
+def unresolved_from(f: dict[str, str]) -> UnresolvedCreate:
+    return UnresolvedCreate(
+        id=f["id"],
+        caller=f["caller"],
+        command=f["command"],
+        idempotency_key=f.get("idempotency_key"),
+        hold_id=f["hold_id"],
+        organizer=f["organizer"],
+        start=codec.from_us(f["start"]),
+        end=codec.from_us(f["end"]),
+        deadline=codec.from_us(f["deadline"]),
+        next_check_at=codec.from_us(f["next_attempt_at"]),
+        attempts=int(f["attempts"]),
+        last_error=f.get("last_error"),
+        created_at=codec.from_us(f["created_at"]),
+        updated_at=codec.from_us(f["updated_at"]),
+        request_id=f.get("request_id"),
+        trace_context=f.get("trace_context"),
+    )

@@ -6,15 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from service.domain.booking import Booking
 from service.store import codec
 from service.store.base import (
     Delivery,
     DeliveryStatus,
     Operation,
     OperationStatus,
-    StoredResponse,
-    UnresolvedCreate,
 )
 from service.store.redis.connection import Connection
 from service.store.redis.fields import (
@@ -34,19 +31,6 @@ PURGE_BATCH: Final = 500
 
 class Queues(Connection):
     """Deliveries and operations: enqueued, claimed under a lease, updated, purged."""
-
-    async def _claim(
-        self, queue: str, now: datetime, limit: int, owner: str, lease: float
-    ) -> list[dict[str, str]]:
-        """The fields of up to `limit` due records of `queue`, claimed by the one claim
-        routine every queue shares (queue.lua)."""
-        if limit <= 0:
-            return []
-        lease_until = str(codec.after_us(now, lease))
-        claimed: list[list[str]] = await self._run(
-            self._scripts.claim, [queue, str(codec.to_us(now)), str(limit), owner, lease_until]
-        )
-        return [flat_hash(flat) for flat in claimed]
 
     # -- outbox -------------------------------------------------------------------------
 
@@ -100,6 +84,7 @@ class Queues(Connection):
         values["id"] = operation.id
         values["created_at"] = str(codec.to_us(operation.created_at))
         values["request_id"] = operation.request_id
+        values["trace_context"] = operation.trace_context
         args = insert_args(operation.id, operation_group(operation), values)
         added = await self._run(self._scripts.insert, ["operations", "1", *args])
         if not added:
@@ -129,31 +114,6 @@ class Queues(Connection):
         await self._run(self._scripts.update_announced, [*args, *deliveries_args(deliveries)])
 
     # -- planned (the protocol's new methods; implemented next) -------------------------
-
-    async def add_unresolved(self, record: UnresolvedCreate) -> bool:
-        raise NotImplementedError
-
-    async def get_unresolved(self, record_id: str) -> UnresolvedCreate | None:
-        raise NotImplementedError
-
-    async def claim_unresolved(
-        self, now: datetime, limit: int, owner: str, lease: float
-    ) -> list[UnresolvedCreate]:
-        raise NotImplementedError
-
-    async def update_unresolved(self, record: UnresolvedCreate) -> None:
-        raise NotImplementedError
-
-    async def finish_unresolved(
-        self,
-        record_id: str,
-        *,
-        booking: Booking | None = None,
-        expected_version: int | None = None,
-        deliveries: Sequence[Delivery] = (),
-        response: StoredResponse | None = None,
-    ) -> bool:
-        raise NotImplementedError
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = str(codec.to_us(before))

@@ -52,12 +52,13 @@ from typing import TYPE_CHECKING
 from service.store.redis.bookings import Bookings
 from service.store.redis.keys import Keys
 from service.store.redis.queues import Queues
+from service.store.redis.unresolved import Unresolved
 
 if TYPE_CHECKING:
     from service.store.base import Store
 
 
-class RedisStore(Bookings, Keys, Queues):
+class RedisStore(Bookings, Unresolved, Keys, Queues):
     """Store shared by all replicas through one Redis; open it with `await RedisStore.open(url)`."""
 
 

@@ -48,8 +48,12 @@ class Queue:
 
 DELIVERIES: Final = Queue("deliveries", "{a}.status = 'pending'", ("url", "booking_id"))
 OPERATIONS: Final = Queue("operations", "{a}.status = 'pending'", ("booking_id",))
+# Finished records are deleted, so every row is live.
+UNRESOLVED: Final = Queue("unresolved", "1")
 
-_CLAIM_SQL: Final = {queue.table: queue.claim_sql() for queue in (DELIVERIES, OPERATIONS)}
+_CLAIM_SQL: Final = {
+    queue.table: queue.claim_sql() for queue in (DELIVERIES, OPERATIONS, UNRESOLVED)
+}
 
 
 async def claim(

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from service.domain.booking import Booking
 from service.store import codec
 from service.store.base import (
     Delivery,
     DeliveryStatus,
     Operation,
     OperationStatus,
-    StoredResponse,
-    UnresolvedCreate,
 )
 from service.store.sqlite.connection import Connection, fetch_all, fetch_one
 from service.store.sqlite.queue import DELIVERIES, OPERATIONS, claim
@@ -97,8 +94,8 @@ class Queues(Connection):
                 """
                 INSERT INTO operations (id, type, status, caller, booking_id, request,
                     attempts, last_error, maybe_sent, next_attempt_us, created_us, updated_us,
-                    request_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    request_id, trace_context)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     operation.id,
@@ -114,6 +111,7 @@ class Queues(Connection):
                     codec.to_us(operation.created_at),
                     codec.to_us(operation.updated_at),
                     operation.request_id,
+                    operation.trace_context,
                 ),
             )
 
@@ -159,31 +157,6 @@ class Queues(Connection):
                 await db.executemany(
                     INSERT_DELIVERY, [delivery_params(delivery) for delivery in deliveries]
                 )
-
-    async def add_unresolved(self, record: UnresolvedCreate) -> bool:
-        raise NotImplementedError
-
-    async def get_unresolved(self, record_id: str) -> UnresolvedCreate | None:
-        raise NotImplementedError
-
-    async def claim_unresolved(
-        self, now: datetime, limit: int, owner: str, lease: float
-    ) -> list[UnresolvedCreate]:
-        raise NotImplementedError
-
-    async def update_unresolved(self, record: UnresolvedCreate) -> None:
-        raise NotImplementedError
-
-    async def finish_unresolved(
-        self,
-        record_id: str,
-        *,
-        booking: Booking | None = None,
-        expected_version: int | None = None,
-        deliveries: Sequence[Delivery] = (),
-        response: StoredResponse | None = None,
-    ) -> bool:
-        raise NotImplementedError
 
     async def purge_finished(self, before: datetime) -> int:
         cutoff = codec.to_us(before)

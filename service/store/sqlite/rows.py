@@ -17,6 +17,7 @@ from service.store.base import (
     OperationType,
     StoredResponse,
     Subscription,
+    UnresolvedCreate,
 )
 
 
@@ -39,6 +40,7 @@ def delivery_from(row: sqlite3.Row) -> Delivery:
         updated_at=codec.from_us(row["updated_us"]),
         request_id=optional_str(row["request_id"]),
         caller=optional_str(row["caller"]),
+        trace_context=optional_str(row["trace_context"]),
     )
 
 
@@ -57,6 +59,7 @@ def operation_from(row: sqlite3.Row) -> Operation:
         created_at=codec.from_us(row["created_us"]),
         updated_at=codec.from_us(row["updated_us"]),
         request_id=optional_str(row["request_id"]),
+        trace_context=optional_str(row["trace_context"]),
     )
 
 
@@ -98,13 +101,35 @@ def delivery_params(delivery: Delivery) -> tuple[object, ...]:
         codec.to_us(delivery.updated_at),
         delivery.request_id,
         delivery.caller,
+        delivery.trace_context,
     )
 
 
 INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (id, event_type, url, payload, booking_id, status, attempts,
                             next_attempt_us, last_error, created_us, updated_us, request_id,
-                            caller)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            caller, trace_context)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
 """
+
+
+def unresolved_from(row: sqlite3.Row) -> UnresolvedCreate:
+    return UnresolvedCreate(
+        id=str(row["id"]),
+        caller=str(row["caller"]),
+        command=str(row["command"]),
+        idempotency_key=optional_str(row["idempotency_key"]),
+        hold_id=str(row["hold_id"]),
+        organizer=str(row["organizer"]),
+        start=codec.from_us(row["start_us"]),
+        end=codec.from_us(row["end_us"]),
+        deadline=codec.from_us(row["deadline_us"]),
+        next_check_at=codec.from_us(row["next_attempt_us"]),
+        attempts=int(row["attempts"]),
+        last_error=optional_str(row["last_error"]),
+        created_at=codec.from_us(row["created_us"]),
+        updated_at=codec.from_us(row["updated_us"]),
+        request_id=optional_str(row["request_id"]),
+        trace_context=optional_str(row["trace_context"]),
+    )

@@ -112,5 +112,54 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         # A caller's subscriptions: its listing, the duplicate check and the limit.
         "CREATE INDEX subscriptions_caller ON subscriptions (caller, seq)",
+        # The owner and the case-folded organizer as columns, for the listing indexes; rows
+        # from before take them from their record (no caller there: unowned).
+        "ALTER TABLE bookings ADD COLUMN caller TEXT",
+        "ALTER TABLE bookings ADD COLUMN organizer_key TEXT NOT NULL DEFAULT ''",
+        "UPDATE bookings SET caller = json_extract(record, '$.caller'), "
+        "organizer_key = lower(organizer)",
+        # Keyset paging on (start, id): for admins, per owner, per organizer.
+        "CREATE INDEX bookings_by_start ON bookings (start_us, id)",
+        "CREATE INDEX bookings_by_caller ON bookings (caller, start_us, id)",
+        "CREATE INDEX bookings_by_organizer ON bookings (organizer_key, start_us, id)",
+        # When a booking was last handed out for a resync: 0 never, RESYNC_RETIRED once it
+        # ended. The partial index repeats the active statuses, as bookings_active does.
+        "ALTER TABLE bookings ADD COLUMN resync_us INTEGER NOT NULL DEFAULT 0",
+        """
+        CREATE INDEX bookings_resync ON bookings (resync_us)
+        WHERE status IN ('requested', 'confirmed')
+        """,
+        "ALTER TABLE deliveries ADD COLUMN trace_context TEXT",
+        "ALTER TABLE operations ADD COLUMN trace_context TEXT",
+        # Creates whose outcome is unknown; a queue like the others (see queue.py), whose
+        # finished rows are deleted.
+        """
+        CREATE TABLE unresolved (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            caller TEXT NOT NULL,
+            command TEXT NOT NULL,
+            idempotency_key TEXT,
+            hold_id TEXT NOT NULL,
+            organizer TEXT NOT NULL,
+            start_us INTEGER NOT NULL,
+            end_us INTEGER NOT NULL,
+            deadline_us INTEGER NOT NULL,
+            next_attempt_us INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            created_us INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL,
+            request_id TEXT,
+            trace_context TEXT,
+            lease_owner TEXT,
+            lease_until_us INTEGER
+        )
+        """,
     ),
 )
+
+# An instant after every real one: the expiry of a hold tied to an unresolved create,
+# and the resync mark of a booking that ended.
+NEVER_US: Final = 2**62
+RESYNC_RETIRED: Final = NEVER_US

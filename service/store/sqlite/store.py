@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from service.store.sqlite.bookings import Bookings
 from service.store.sqlite.keys import Keys
 from service.store.sqlite.queues import Queues
+from service.store.sqlite.unresolved import Unresolved
 
 if TYPE_CHECKING:
     from service.store.base import Store
 
 
-class SQLiteStore(Bookings, Keys, Queues):
+class SQLiteStore(Bookings, Keys, Queues, Unresolved):
     """Store backed by one SQLite file; open it with `await SQLiteStore.open(url)`."""
 
 

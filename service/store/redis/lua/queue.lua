@@ -1,5 +1,5 @@
--- Shared by every script: the queues (deliveries, operations) and their one claim.
--- Queues (deliveries, operations): Q is the index prefix, R the record prefix.
+-- Shared by every script: the queues (deliveries, operations, unresolved creates) and
+-- their one claim. Q is a queue's index prefix, R its record prefix.
 local PENDING = 'pending'
 
 local function available_at(R, id)
@@ -130,7 +130,63 @@ local function list(Q, R)
   return out
 end
 
+-- Take record `id` out of its queue and forget it.
+local function remove(Q, R, id)
+  local f = redis.call('HMGET', R .. id, 'status', 'group')
+  if not f[1] then return 0 end
+  make_ineligible(Q, id)
+  redis.call('ZREM', Q .. 'status:' .. f[1], id)
+  redis.call('ZREM', Q .. 'all', id)
+  redis.call('DEL', R .. id)
+  if f[2] and f[2] ~= '' then
+    redis.call('ZREM', Q .. 'group:' .. f[2], id)
+    refresh_group(Q, R, f[2])
+  end
+  return 1
+end
+
 local function queue(name)
   if name == 'deliveries' then return P .. 'deliveries:', P .. 'delivery:' end
+  if name == 'unresolved' then return P .. 'unresolved:', P .. 'unresolved-create:' end
   return P .. 'operations:', P .. 'operation:'
+end
+
+-- Reads from ARGV: id, expected version ('' = absent), version, organizer, organizer key,
+-- caller ('' = none), start, end, status, active ('1'/'0'), record, list key, then a
+-- count and what insert() reads for each delivery. 1 written, 0 the version differs.
+local function put_booking()
+  local id, expected, version, organizer, organizer_key = arg(), arg(), arg(), arg(), arg()
+  local caller, start, finish, status, active = arg(), arg(), arg(), arg(), arg()
+  local record, list_key = arg(), arg()
+  local key = P .. 'booking:' .. id
+  local stored = redis.call('HMGET', key, 'version', 'organizer', 'status', 'caller',
+                            'organizer_key', 'list_key')
+  if (stored[1] or '') ~= expected then return 0 end
+  if stored[2] then redis.call('ZREM', P .. 'bookings:active:' .. stored[2], id) end
+  if stored[6] then
+    for _, index in ipairs(listings(stored[3], stored[4] or '', stored[5] or '')) do
+      redis.call('ZREM', index, stored[6])
+    end
+  end
+  redis.call('HSET', key, 'version', version, 'organizer', organizer, 'start', start,
+             'end', finish, 'status', status, 'record', record, 'caller', caller,
+             'organizer_key', organizer_key, 'list_key', list_key)
+  for _, index in ipairs(listings(status, caller, organizer_key)) do
+    redis.call('ZADD', index, 0, list_key)
+  end
+  if active == '1' then
+    redis.call('ZADD', P .. 'bookings:active:' .. organizer, start, id)
+    local longest = P .. 'bookings:longest:' .. organizer
+    local length = tonumber(finish) - tonumber(start)
+    if length > tonumber(redis.call('GET', longest) or '0') then
+      redis.call('SET', longest, num(length))
+    end
+    -- Due for a resync at once if new (or back after it ended); else it keeps its turn.
+    redis.call('ZADD', P .. 'bookings:resync', 'NX', 0, id)
+  else
+    redis.call('ZREM', P .. 'bookings:resync', id)
+  end
+  local DQ, DR = queue('deliveries')
+  for _ = 1, tonumber(arg()) do insert(DQ, DR) end
+  return 1
 end
