@@ -399,7 +399,10 @@ class Store(Protocol):
     ) -> list[Booking]:
         """Up to `limit` active bookings (requested or confirmed, ending after `now`) not
         handed out in the last `interval` seconds, least recently handed out first; each
-        is now handed to `owner` and to nobody else until `interval` has passed."""
+        is now handed to `owner` and to nobody else until `interval` has passed.
+
+        Work is proportional to what is handed out: a booking that ended leaves the
+        rotation (written again, it rejoins). `interval` must be positive (ValueError)."""
 
     async def purge_finished(self, before: datetime) -> int:
         """Forget deliveries delivered or failed and operations succeeded or failed whose

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from service.domain.booking import Booking, BookingStatus, Invitee, Place
+from service.store import codec
 from service.store.base import (
     Delivery,
     DeliveryStatus,
@@ -1152,6 +1153,11 @@ async def test_resync_picks_up_a_booking_moved_into_the_future(store: Store) -> 
     assert await store.claim_resync(at(0), 10, "r1", interval=300) == [moved]
 
 
+async def test_resync_interval_must_be_positive(store: Store) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        await store.claim_resync(at(0), 10, "r1", interval=0)
+
+
 # -- unresolved creates -----------------------------------------------------------------------
 
 
@@ -1376,6 +1382,11 @@ async def test_cancelled_write_leaves_the_store_usable(store: Store) -> None:
 # -- SQLite specifics -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.sqlite3"
+
+
 async def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
     path = tmp_path / "not" / "there" / "yet.sqlite3"
     store = await SQLiteStore.open(f"sqlite:///{path}")
@@ -1438,6 +1449,91 @@ async def test_sqlite_migrates_a_first_version_file_keeping_its_rows(tmp_path: P
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    db.close()
+
+
+async def test_sqlite_migrates_a_second_version_file_to_owners_and_listing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    owned, unowned = make_booking("ev1", 0, 60), make_booking("ev2", 30, 90, caller=None)
+    subscription = Subscription(
+        id="s1", url=URL_A, events=("booking.confirmed",), caller="crm", created_at=T0
+    )
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0] + MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        for booking in (owned, unowned):
+            db.execute(
+                "INSERT INTO bookings (id, organizer, start_us, end_us, status, version, record)"
+                " VALUES (?, ?, ?, ?, 'requested', 1, ?)",
+                (
+                    booking.id,
+                    booking.organizer.upper(),
+                    codec.to_us(booking.start),
+                    codec.to_us(booking.end),
+                    codec.dumps(booking),
+                ),
+            )
+        db.execute(
+            "INSERT INTO subscriptions (id, url, events, caller, created_us)"
+            " VALUES ('s1', ?, '[\"booking.confirmed\"]', 'crm', ?)",
+            (URL_A, codec.to_us(T0)),
+        )
+        db.execute(
+            "INSERT INTO operations (id, type, status, caller, booking_id, request, attempts,"
+            " maybe_sent, next_attempt_us, created_us, updated_us)"
+            " VALUES ('op1', 'confirm', 'pending', 'crm', 'ev1', '{}', 0, 0, 0, 0, 0)"
+        )
+    db.close()
+    store = await SQLiteStore.open(f"sqlite:///{path}")
+    try:
+        # Owners come from the records; the one without is for admins only.
+        assert listing_ids(await walk(store, 1, caller="crm")) == ["ev1"]
+        assert listing_ids(await walk(store, 1, caller=None)) == ["ev1", "ev2"]
+        assert listing_ids(await walk(store, 1, caller=None, organizer=ORGANIZER)) == [
+            "ev1",
+            "ev2",
+        ]
+        # Both are due for a resync; what was there keeps working.
+        handed = await store.claim_resync(at(0), 10, "r1", interval=300)
+        assert sorted(listing_ids(handed)) == ["ev1", "ev2"]
+        assert await store.list_subscriptions("crm") == [subscription]
+        assert await store.add_subscription(attrs.evolve(subscription, id="s2")) == (
+            subscription,
+            False,
+        )
+        operation = await store.get_operation("op1")
+        assert operation is not None and operation.trace_context is None
+    finally:
+        await store.close()
+
+
+async def test_sqlite_listing_and_resync_read_through_indexes(store_path: Path) -> None:
+    store = await SQLiteStore.open(f"sqlite:///{store_path}")
+    statements: list[str] = []
+    try:
+        await put_all(store, *(make_booking(f"ev{i}", i, i + 30) for i in range(20)))
+        assert store._db is not None
+        await store._db.set_trace_callback(statements.append)
+        after = (at(3), "ev3")
+        requested = [BookingStatus.REQUESTED]
+        await store.list_bookings(caller="crm", statuses=requested, start_from=at(1), limit=5)
+        await store.list_bookings(caller="crm", after=after, start_to=at(10), limit=5)
+        await store.list_bookings(caller=None, organizer="Jane@Example.com", limit=5)
+        await store.list_bookings(caller=None, after=after, limit=5)
+        await store.claim_resync(at(0), 5, "r1", interval=60)
+        await store._db.set_trace_callback(None)
+    finally:
+        await store.close()
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) >= 5
+    with sqlite3.connect(store_path) as db:
+        for statement in reads:
+            plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}"))
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (statement, plan)
+            assert "TEMP B-TREE" not in plan, (statement, plan)
     db.close()
 
 

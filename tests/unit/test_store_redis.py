@@ -30,8 +30,10 @@ from service.store.base import (
     Store,
     StoredResponse,
     StoreUnavailable,
+    Subscription,
 )
 from service.store.redis import RedisStore
+from service.store.redis import bookings as redis_bookings
 from service.store.redis import queues as redis_queues
 from service.store.sqlite import SQLiteStore
 from tests.conftest import AUTH, JOHN, upstream_calls
@@ -45,6 +47,7 @@ from tests.unit.test_store_contract import (
     make_booking,
     make_delivery,
     make_operation,
+    make_unresolved,
 )
 
 if TYPE_CHECKING:
@@ -364,6 +367,138 @@ async def test_store_recovers_when_redis_restarts(own_redis_server: RedisServer)
         assert await store.get_booking("ev9") == make_booking("ev9", 600, 660)
     finally:
         await store.close()
+
+
+# -- listing, resync, unresolved creates across replicas ------------------------------------
+
+
+async def test_an_owner_within_an_organizers_bookings_costs_bounded_look_ahead(
+    replicas: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = replicas[0]
+    monkeypatch.setattr(redis_bookings, "LIST_LOOKAHEAD", 5)
+    others = [make_booking(f"b{i:02d}", i, i + 1, caller="billing") for i in range(12)]
+    mine = make_booking("c1", 20, 21, caller="crm")
+    for booking in [*others, mine]:
+        assert await store.put_booking(booking, expected_version=None)
+    # One call looks at five keys at most: a page with nothing yet, and where to go on.
+    first = await store.list_bookings(caller="crm", organizer=ORGANIZER, limit=10)
+    assert first.bookings == []
+    assert first.next_after == (others[4].start, others[4].id)
+    found: list[Booking] = []
+    after = first.next_after
+    while after is not None:
+        page = await store.list_bookings(caller="crm", organizer=ORGANIZER, after=after, limit=10)
+        found += page.bookings
+        after = page.next_after
+    assert found == [mine]
+    # Filters an index answers are not bounded: the owner's own index has it at once.
+    assert (await store.list_bookings(caller="crm", limit=10)).bookings == [mine]
+
+
+async def test_replicas_share_the_resync_work(replicas: tuple[RedisStore, RedisStore]) -> None:
+    first, second = replicas
+    for i in range(30):
+        assert await first.put_booking(
+            make_booking(f"ev{i}", 60 + i, 90 + i), expected_version=None
+        )
+    rounds = [
+        store.claim_resync(at(0), 4, f"replica{i % 2}", interval=300)
+        for i, store in enumerate(alternate(first, second, 12))
+    ]
+    handed = [b.id for batch in await asyncio.gather(*rounds) for b in batch]
+    assert sorted(handed) == sorted(f"ev{i}" for i in range(30))
+
+
+async def test_replicas_reconcile_each_unresolved_create_once(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = replicas
+    for i in range(10):
+        record = make_unresolved(f"u{i}", hold_id=f"h{i}", start=i * 60, end=i * 60 + 60)
+        assert await first.add_unresolved(record)
+    claims = [
+        store.claim_unresolved(T0, 2, f"replica{i % 2}", lease=60)
+        for i, store in enumerate(alternate(first, second, 8))
+    ]
+    handed = [r.id for batch in await asyncio.gather(*claims) for r in batch]
+    assert sorted(handed) == sorted(f"u{i}" for i in range(10))
+    # Finished on one replica (found and not), the other sees the time change at once.
+    assert await second.finish_unresolved("u0", booking=make_booking("ev0", 0, 60))
+    assert await second.finish_unresolved("u1")
+    assert not await first.acquire_hold(ORGANIZER, at(0), at(60), "x0", ttl=60)
+    assert await first.acquire_hold(ORGANIZER, at(60), at(120), "x1", ttl=60)
+    assert not await first.finish_unresolved("u1")
+
+
+async def test_a_tied_hold_and_its_index_never_expire_until_finished(
+    replicas: tuple[RedisStore, RedisStore], raw: Redis
+) -> None:
+    store = replicas[0]
+    assert await store.acquire_hold(ORGANIZER, at(200), at(260), "short", ttl=60)
+    assert await store.add_unresolved(make_unresolved("u1", hold_id="h1"))
+    hold, index = f"{store.prefix}hold:h1", f"{store.prefix}holds:{ORGANIZER}"
+    assert await raw.pttl(hold) == -1
+    assert await raw.pttl(index) == -1
+    # Another hold of the organizer does not give the index a lifetime again.
+    assert await store.acquire_hold(ORGANIZER, at(300), at(360), "later", ttl=60)
+    assert await raw.pttl(index) == -1
+    assert await store.finish_unresolved("u1")
+    assert await raw.exists(hold) == 0
+    await store.release_hold("later")
+    assert await store.acquire_hold(ORGANIZER, at(400), at(460), "again", ttl=60)
+    assert 0 < await raw.pttl(index) <= 60_000
+    # Nothing of the record is left but the queue's sequence counter.
+    assert await raw.keys(f"{store.prefix}unresolved*") == [f"{store.prefix}unresolved:seq"]
+
+
+async def test_data_written_before_the_new_indexes_is_indexed_on_open(
+    redis_server: RedisServer, raw: Redis
+) -> None:
+    """What an older version left (no owners, listing keys, resync turns or per-caller
+    subscription index) is indexed once when a store opens, and then works as new data."""
+    await redis_server.flush(DB)
+    store = await RedisStore.open(redis_server.url(DB))
+    owned, unowned = make_booking("ev1", 0, 60), make_booking("ev2", 30, 90, caller=None)
+    sub = Subscription(
+        id="s1", url=URL_A, events=("booking.confirmed",), caller="crm", created_at=T0
+    )
+    try:
+        for booking in (owned, unowned):
+            assert await store.put_booking(booking, expected_version=None)
+        await store.add_subscription(sub)
+    finally:
+        await store.close()
+    prefix = store.prefix
+    for key in ("ev1", "ev2"):
+        await raw.hdel(f"{prefix}booking:{key}", "caller", "organizer_key", "list_key")
+    added = [
+        *await raw.keys(f"{prefix}bookings:by-*"),
+        f"{prefix}bookings:resync",
+        f"{prefix}subscriptions:caller:crm",
+        f"{prefix}subscriptions:identity",
+        f"{prefix}schema",
+    ]
+    await raw.delete(*added)
+
+    reopened = await RedisStore.open(redis_server.url(DB))
+    try:
+        assert [b.id for b in (await reopened.list_bookings(caller="crm")).bookings] == ["ev1"]
+        everything = await reopened.list_bookings(caller=None, organizer=ORGANIZER.upper())
+        assert [b.id for b in everything.bookings] == ["ev1", "ev2"]
+        handed = await reopened.claim_resync(at(0), 10, "r1", interval=60)
+        assert sorted(b.id for b in handed) == ["ev1", "ev2"]
+        assert await reopened.list_subscriptions("crm") == [sub]
+        assert await reopened.add_subscription(attrs.evolve(sub, id="s2")) == (sub, False)
+        assert await reopened.delete_subscription("s1")
+        assert await reopened.list_subscriptions("crm") == []
+        # Changed after the migration, a booking moves in the listing as new ones do.
+        cancelled = owned.changed(T0, status=BookingStatus.CANCELLED)
+        assert await reopened.put_booking(cancelled, expected_version=1)
+        requested = await reopened.list_bookings(caller="crm", statuses=[BookingStatus.REQUESTED])
+        assert requested.bookings == []
+    finally:
+        await reopened.close()
 
 
 # -- layout ----------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class Bookings(Connection):
     async def claim_resync(
         self, now: datetime, limit: int, owner: str, interval: float
     ) -> list[Booking]:
+        if interval <= 0:
+            raise ValueError("a resync interval must be positive")
         handed: list[Booking] = []
         if limit <= 0:
             return handed
