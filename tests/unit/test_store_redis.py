@@ -372,28 +372,44 @@ async def test_store_recovers_when_redis_restarts(own_redis_server: RedisServer)
 # -- listing, resync, unresolved creates across replicas ------------------------------------
 
 
-async def test_an_owner_within_an_organizers_bookings_costs_bounded_look_ahead(
+async def walk_pages(store: Store, **filters: Any) -> tuple[list[Booking], int]:
+    """Every booking of a paged listing, and how many calls it took."""
+    found: list[Booking] = []
+    after: tuple[datetime, str] | None = None
+    for calls in range(1, 100):
+        page = await store.list_bookings(after=after, limit=10, **filters)
+        found += page.bookings
+        if page.next_after is None:
+            return found, calls
+        after = page.next_after
+    raise AssertionError("the listing never ended")
+
+
+async def test_owner_and_organizer_together_cost_a_bounded_look_ahead(
     replicas: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = replicas[0]
     monkeypatch.setattr(redis_bookings, "LIST_LOOKAHEAD", 5)
-    others = [make_booking(f"b{i:02d}", i, i + 1, caller="billing") for i in range(12)]
+    # ORGANIZER: 12 of billing's bookings, then one of crm's; crm has 20 more elsewhere.
+    theirs = [make_booking(f"b{i:02d}", i, i + 1, caller="billing") for i in range(12)]
     mine = make_booking("c1", 20, 21, caller="crm")
-    for booking in [*others, mine]:
+    elsewhere = [
+        make_booking(f"c{i:02d}", 100 + i, 101 + i, caller="crm", organizer=OTHER_ORGANIZER)
+        for i in range(10, 30)
+    ]
+    for booking in [*theirs, mine, *elsewhere]:
         assert await store.put_booking(booking, expected_version=None)
-    # One call looks at five keys at most: a page with nothing yet, and where to go on.
+    # The organizer's 13 are fewer than crm's 21: walked, the owner checked record by
+    # record, each call passing over five others' at most. A page may come back empty, but
+    # says where to go on.
     first = await store.list_bookings(caller="crm", organizer=ORGANIZER, limit=10)
     assert first.bookings == []
-    assert first.next_after == (others[4].start, others[4].id)
-    found: list[Booking] = []
-    after = first.next_after
-    while after is not None:
-        page = await store.list_bookings(caller="crm", organizer=ORGANIZER, after=after, limit=10)
-        found += page.bookings
-        after = page.next_after
-    assert found == [mine]
-    # Filters an index answers are not bounded: the owner's own index has it at once.
-    assert (await store.list_bookings(caller="crm", limit=10)).bookings == [mine]
+    assert first.next_after == (theirs[4].start, theirs[4].id)
+    assert await walk_pages(store, caller="crm", organizer=ORGANIZER) == ([mine], 3)
+    # billing's 12 are fewer than OTHER_ORGANIZER's 20: walked the other way round.
+    assert await walk_pages(store, caller="billing", organizer=OTHER_ORGANIZER) == ([], 3)
+    # What one index answers alone is never cut short: 21 in full pages of 10.
+    assert await walk_pages(store, caller="crm") == ([mine, *elsewhere], 3)
 
 
 async def test_replicas_share_the_resync_work(replicas: tuple[RedisStore, RedisStore]) -> None:

@@ -18,8 +18,9 @@ from service.store.redis.fields import (
     put_booking_args,
 )
 
-# Listing keys one listing call looks at, at most: a filter the index cannot answer
-# (an owner within an organizer's bookings) costs a short page, never a long scan.
+# Listing keys that do not match one listing call looks at, at most: a filter the index
+# cannot answer (an owner within an organizer's bookings) costs a short page, never a
+# long scan.
 LIST_LOOKAHEAD: Final = 1000
 
 
@@ -102,15 +103,7 @@ class Bookings(Connection):
         if limit <= 0:
             return BookingPage([], None)
         wanted = sorted({BookingStatus(status).value for status in statuses or BookingStatus})
-        # The narrowest index there is; an owner asked for with an organizer is checked
-        # record by record, within the look-ahead budget.
-        if organizer is not None:
-            scope, keep = f"by-organizer:{{}}:{organizer_key(organizer)}", caller or ""
-        elif caller is not None:
-            scope, keep = f"by-caller:{{}}:{caller}", ""
-        else:
-            scope, keep = "by-start:{}", ""
-        indexes = [f"{self.prefix}bookings:{scope.format(status)}" for status in wanted]
+        indexes, check = await self._listing_indexes(caller, organizer, wanted)
         lower = "-"
         if start_from is not None:
             lower = "[" + list_prefix(start_from)
@@ -119,12 +112,43 @@ class Bookings(Connection):
         upper = "+" if start_to is None else "(" + list_prefix(start_to)
         records, next_key = await self._run(
             self._scripts.list_bookings,
-            [lower, upper, str(limit), str(LIST_LOOKAHEAD), keep, *indexes],
+            [lower, upper, str(limit), str(LIST_LOOKAHEAD), *check, *indexes],
         )
         return BookingPage(
             [codec.loads(record, Booking) for record in records],
             list_position(next_key) if next_key else None,
         )
+
+    async def _listing_indexes(
+        self, caller: str | None, organizer: str | None, statuses: list[str]
+    ) -> tuple[list[str], tuple[str, str]]:
+        """The listing indexes to merge (one per status), and the booking field to check
+        with the value to keep ('' when the indexes answer every filter).
+
+        Owner and organizer both asked for: the smaller of the two scopes, the other
+        checked record by record (within the look-ahead budget)."""
+
+        def scope(name: str) -> list[str]:
+            return [f"{self.prefix}bookings:{name.format(status)}" for status in statuses]
+
+        if caller is None and organizer is None:
+            return scope("by-start:{}"), ("", "")
+        by_caller = scope(f"by-caller:{{}}:{caller}") if caller is not None else []
+        by_organizer: list[str] = []
+        if organizer is not None:
+            by_organizer = scope(f"by-organizer:{{}}:{organizer_key(organizer)}")
+        if not by_organizer:
+            return by_caller, ("", "")
+        if not by_caller:
+            return by_organizer, ("", "")
+        assert caller is not None and organizer is not None
+        async with self._redis() as client, client.pipeline(transaction=False) as pipe:
+            for index in by_caller + by_organizer:
+                pipe.zcard(index)
+            sizes: list[int] = await pipe.execute()
+        if sum(sizes[: len(by_caller)]) <= sum(sizes[len(by_caller) :]):
+            return by_caller, ("organizer_key", organizer_key(organizer))
+        return by_organizer, ("caller", caller)
 
     async def claim_resync(
         self, now: datetime, limit: int, owner: str, interval: float

@@ -7,11 +7,22 @@ however many replicas call it at once.
 Key layout (`P` is the prefix, `booking-gateway:` by default; instants are integer
 microseconds since the Unix epoch, UTC, as in the SQLite backend):
 
-    P booking:<id>                 hash   version, organizer, start, end, status, record (JSON)
+    P schema                       string the version of this layout (migrate.py)
+    P booking:<id>                 hash   version, organizer, start, end, status, record (JSON),
+                                          caller, organizer_key, list_key
     P bookings:active:<organizer>  zset   active booking ids scored by their start
     P bookings:longest:<organizer> string the longest booking's duration ever stored
-    P hold:<hold_id>               hash   organizer, start, end; expires with the hold
-    P holds:<organizer>            zset   hold ids scored by expiry (Redis clock, ms)
+    P bookings:by-start:<status>   zset   list keys of the bookings of that status, and
+    P bookings:by-caller:<status>:<caller>        of that owner's,
+    P bookings:by-organizer:<status>:<organizer_key>  of that organizer's: a list key is
+                                          "<start>:<id>" with a fixed-width start, all
+                                          scored 0, so a set sorts by (start, id)
+    P bookings:resync              zset   active booking ids scored by their last resync
+                                          hand-out (0 = never); ended ones leave it
+    P hold:<hold_id>               hash   organizer, start, end, pinned; expires with the
+                                          hold, never while pinned (an unresolved create's)
+    P holds:<organizer>            zset   hold ids scored by expiry (Redis clock, ms; +inf
+                                          pinned)
     P idempotency:<n>:<caller>:<key>  hash  fingerprint, state, response, expires_at;
                                           expires with the lease, then with the ttl
                                           (<n> is the caller's length)
@@ -25,8 +36,12 @@ microseconds since the Unix epoch, UTC, as in the SQLite backend):
                                           claimed (next attempt, or end of their lease)
     P deliveries:ready             zset   claimable ids scored by seq
     P operation:<id>, P operations:*      the same for operations; the group is the booking_id
+    P unresolved-create:<id>, P unresolved:*   the same for unresolved creates, without
+                                          groups; a finished record is deleted
     P subscriptions                hash   subscription id -> JSON
     P subscriptions:order          zset   subscription ids scored by seq
+    P subscriptions:caller:<caller> zset  one caller's subscription ids scored by seq
+    P subscriptions:identity       hash   subscription id -> its URL and set of events
     P subscriptions:seq            string
     P cache:slots:<hash>           string a participant's free windows (JSON), shared by
                                           the replicas' slot caches; expires with the TTL
