@@ -398,7 +398,8 @@ class Store(Protocol):
         self, now: datetime, limit: int, owner: str, interval: float
     ) -> list[Booking]:
         """Up to `limit` active bookings (requested or confirmed, ending after `now`) not
-        handed out in the last `interval` seconds, least recently handed out first; each
+        handed out in the last `interval` seconds, least recently handed out first (then
+        by id; a new booking counts as never handed out); each
         is now handed to `owner` and to nobody else until `interval` has passed.
 
         Work is proportional to what is handed out: a booking that ended leaves the

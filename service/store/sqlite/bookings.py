@@ -129,7 +129,7 @@ class Bookings(Connection):
                     """
                     SELECT id, end_us, record FROM bookings
                     WHERE status IN ('requested', 'confirmed') AND resync_us <= ?
-                    ORDER BY resync_us LIMIT ?
+                    ORDER BY resync_us, id LIMIT ?
                     """,
                     (cutoff, limit - len(handed)),
                 )
@@ -181,7 +181,8 @@ async def write_booking(
     stored = None if row is None else int(row["version"])
     if stored != expected_version:
         return False
-    # A booking that ended leaves the resync; written again, it may be due once more.
+    # A booking that ended left the resync, and an inactive one is not in it: written
+    # again (active), it is due at once. Others keep their turn.
     await db.execute(
         """
         INSERT INTO bookings (id, organizer, start_us, end_us, status, version, record,
@@ -192,7 +193,9 @@ async def write_booking(
             end_us = excluded.end_us, status = excluded.status,
             version = excluded.version, record = excluded.record,
             caller = excluded.caller, organizer_key = excluded.organizer_key,
-            resync_us = CASE WHEN resync_us = ? THEN 0 ELSE resync_us END
+            resync_us = CASE
+                WHEN resync_us = ? OR status NOT IN ('requested', 'confirmed') THEN 0
+                ELSE resync_us END
         """,
         (
             booking.id,

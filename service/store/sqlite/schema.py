@@ -126,7 +126,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # ended. The partial index repeats the active statuses, as bookings_active does.
         "ALTER TABLE bookings ADD COLUMN resync_us INTEGER NOT NULL DEFAULT 0",
         """
-        CREATE INDEX bookings_resync ON bookings (resync_us)
+        CREATE INDEX bookings_resync ON bookings (resync_us, id)
         WHERE status IN ('requested', 'confirmed')
         """,
         "ALTER TABLE deliveries ADD COLUMN trace_context TEXT",
