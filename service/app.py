@@ -24,8 +24,9 @@ from service.http.parsing import MAX_BODY
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, register_hooks
 from service.notify.loop import purge
-from service.notify.operations import OperationWorker
+from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
+from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
 from service.vyte.client import VyteClient, VyteOptions
@@ -91,12 +92,29 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
     )
     bookings = BookingService(vyte, store, availability, settings, outbox)
+    worker = OperationWorker(
+        store,
+        bookings,
+        outbox,
+        owner=_owner(),
+        retry_base=settings.retry_base,
+        retry_cap=settings.retry_cap,
+        budget_seconds=settings.request_budget,
+    )
     app[keys.OUTBOX] = outbox
     app[keys.AVAILABILITY] = availability
     app[keys.BOOKINGS] = bookings
     app[keys.HEALTH] = Health(store, vyte)
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings, outbox)
+    app[keys.OPERATIONS] = worker
+    app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
+    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
     yield
+
+
+def _owner() -> str:
+    """This process's name on the leases it takes."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
@@ -104,22 +122,13 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     finished long ago, hook registration."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
-    owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    worker = app[keys.OPERATIONS]
     async with aiohttp.ClientSession() as session:
         dispatcher = Dispatcher(
-            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, owner
-        )
-        worker = OperationWorker(
-            store,
-            app[keys.BOOKINGS],
-            app[keys.OUTBOX],
-            owner=owner,
-            retry_base=settings.retry_base,
-            retry_cap=settings.retry_cap,
-            budget_seconds=settings.request_budget,
+            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, _owner()
         )
         app[keys.DISPATCHER] = dispatcher
-        app[keys.OPERATIONS] = worker
+        app[keys.OUTBOX].on_due(dispatcher.wake)
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),

@@ -1,4 +1,4 @@
-"""Bookings: validate, check the slot, hold it, create in Vyte; read, confirm, cancel."""
+"""Bookings: check the slot, hold it, create in Vyte; read, confirm, cancel."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
 import attrs
 
-from service.availability import AvailabilityService, Participant, parse_participant, parse_timezone
+from service.availability import AvailabilityService
+from service.commands import NewBooking
 from service.config import Settings
 from service.domain.booking import (
     Booking,
@@ -23,6 +21,7 @@ from service.domain.booking import (
     TransitionRefused,
     plan_transition,
 )
+from service.domain.participant import parse_timezone
 from service.errors import (
     BookingCancelled,
     Conflict,
@@ -49,214 +48,7 @@ from service.vyte.models import (
     NewPlace,
 )
 
-BODY_FIELDS = (
-    "organizer",
-    "title",
-    "start",
-    "end",
-    "duration",
-    "timezone",
-    "invitees",
-    "place",
-    "message",
-    "callback_url",
-    "check_availability",
-)
-_INVITEE_FIELDS = ("email", "full_name", "phone")
-_PLACE_FIELDS = ("name", "address")
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
-_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _BOOKING_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-MAX_INVITEES = 50
-
-
-@attrs.frozen
-class BookingRequest:
-    """A validated POST /v1/bookings body."""
-
-    organizer: Participant
-    title: str
-    start: datetime
-    end: datetime
-    timezone: str
-    invitees: tuple[Invitee, ...]
-    place: Place | None
-    message: str | None
-    callback_url: str | None
-    check_availability: bool
-
-
-def _text(
-    data: Mapping[str, Any], name: str, problems: list[FieldError], *, max_len: int, path: str = ""
-) -> str | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
-        problems.append(FieldError(path + name, f"must be a string of 1 to {max_len} characters"))
-        return None
-    return value
-
-
-def _instant(value: Any, name: str, problems: list[FieldError]) -> datetime | None:
-    if not isinstance(value, str):
-        problems.append(FieldError(name, "must be an ISO 8601 date-time with an offset"))
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or "T" not in value.upper():
-        problems.append(FieldError(name, "must be an ISO 8601 date-time with an offset"))
-        return None
-    if parsed.tzinfo is None or not _OFFSET.search(value):
-        problems.append(FieldError(name, "must carry a UTC offset, e.g. +02:00 or Z"))
-        return None
-    # Vyte keeps whole seconds; so do we, or a booking and its event would not match.
-    return parsed.astimezone(UTC).replace(microsecond=0)
-
-
-def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
-    """Whether `url`'s host matches one of the CALLBACK_HOSTS globs (any when empty)."""
-    if not hosts:
-        return True
-    from fnmatch import fnmatchcase
-
-    host = (urlsplit(url).hostname or "").lower()
-    return any(fnmatchcase(host, pattern) for pattern in hosts)
-
-
-def validate_url(
-    value: Any, name: str, problems: list[FieldError], hosts: tuple[str, ...]
-) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 2048:
-        problems.append(FieldError(name, "must be an http(s) URL"))
-        return None
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        valid = parts.scheme in ("http", "https") and bool(host)
-        if host:
-            # What the resolver will need: IDNA labels of 1 to 63 characters.
-            host.encode("idna")
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except (ValueError, UnicodeError):
-        valid = False
-    if not valid:
-        problems.append(FieldError(name, "must be an http(s) URL"))
-        return None
-    if not callback_allowed(value, hosts):
-        problems.append(FieldError(name, "host is not allowed by CALLBACK_HOSTS"))
-        return None
-    return value
-
-
-def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ()) -> BookingRequest:
-    """Validate a booking body; ValidationFailed lists every bad field."""
-    problems = [FieldError(n, "unknown field") for n in data if n not in BODY_FIELDS]
-
-    organizer = None
-    raw_org = data.get("organizer")
-    if raw_org is None:
-        problems.append(FieldError("organizer", "required"))
-    elif not isinstance(raw_org, str) or (organizer := parse_participant(raw_org)) is None:
-        problems.append(FieldError("organizer", "must be a Vyte user id or an email"))
-
-    title = _text(data, "title", problems, max_len=255)
-    if data.get("title") is None:
-        problems.append(FieldError("title", "required"))
-
-    start = _instant(data.get("start"), "start", problems) if "start" in data else None
-    if "start" not in data:
-        problems.append(FieldError("start", "required"))
-    end = None
-    has_end, has_duration = data.get("end") is not None, data.get("duration") is not None
-    if has_end == has_duration:
-        problems.append(FieldError("end", "give exactly one of end or duration"))
-    elif has_end:
-        end = _instant(data["end"], "end", problems)
-    else:
-        minutes = data["duration"]
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 5 <= minutes <= 1440:
-            problems.append(FieldError("duration", "must be an integer from 5 to 1440"))
-        elif start is not None:
-            end = start + timedelta(minutes=minutes)
-    if start is not None and end is not None:
-        if end <= start:
-            problems.append(FieldError("end", "must be after start"))
-        elif end - start > timedelta(days=1):
-            problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
-
-    timezone = data.get("timezone", "UTC")
-    if not isinstance(timezone, str) or parse_timezone(timezone) is None:
-        problems.append(FieldError("timezone", "must be an IANA time zone name"))
-
-    invitees: list[Invitee] = []
-    raw_invitees = data.get("invitees")
-    if not isinstance(raw_invitees, list) or not 1 <= len(raw_invitees) <= MAX_INVITEES:
-        problems.append(FieldError("invitees", f"must be a list of 1 to {MAX_INVITEES} invitees"))
-    else:
-        for i, item in enumerate(raw_invitees):
-            path = f"invitees[{i}]."
-            if not isinstance(item, dict):
-                problems.append(FieldError(f"invitees[{i}]", "must be an object"))
-                continue
-            problems += [
-                FieldError(path + k, "unknown field") for k in item if k not in _INVITEE_FIELDS
-            ]
-            email = item.get("email")
-            if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
-                problems.append(FieldError(path + "email", "must be a valid email address"))
-                continue
-            invitees.append(
-                Invitee(
-                    email=email,
-                    full_name=_text(item, "full_name", problems, max_len=255, path=path),
-                    phone=_text(item, "phone", problems, max_len=64, path=path),
-                )
-            )
-
-    place = None
-    raw_place = data.get("place")
-    if raw_place is not None:
-        if not isinstance(raw_place, dict):
-            problems.append(FieldError("place", "must be an object"))
-        else:
-            problems += [
-                FieldError("place." + k, "unknown field")
-                for k in raw_place
-                if k not in _PLACE_FIELDS
-            ]
-            name = _text(raw_place, "name", problems, max_len=255, path="place.")
-            if raw_place.get("name") is None:
-                problems.append(FieldError("place.name", "required"))
-            address = _text(raw_place, "address", problems, max_len=500, path="place.")
-            if name is not None:
-                place = Place(name=name, address=address)
-
-    message = _text(data, "message", problems, max_len=10_000)
-    callback_url = validate_url(data.get("callback_url"), "callback_url", problems, callback_hosts)
-    check = data.get("check_availability", True)
-    if not isinstance(check, bool):
-        problems.append(FieldError("check_availability", "must be true or false"))
-
-    if problems:
-        raise ValidationFailed(problems)
-    assert organizer and title and start and end
-    return BookingRequest(
-        organizer=organizer,
-        title=title,
-        start=start,
-        end=end,
-        timezone=timezone,
-        invitees=tuple(invitees),
-        place=place,
-        message=message,
-        callback_url=callback_url,
-        check_availability=bool(check),
-    )
 
 
 def surely_not_created(err: vyte_errors.VyteError) -> bool:
@@ -340,7 +132,7 @@ def _vyte_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def new_event(req: BookingRequest) -> NewEvent:
+def new_event(req: NewBooking) -> NewEvent:
     """The Vyte body for a booking (DESIGN §3.2): exact instants, in UTC."""
     organizer = req.organizer
     return NewEvent(
@@ -393,7 +185,7 @@ class BookingService:
         # Long enough to cover the whole request; a crashed replica's hold lapses after it.
         return self._settings.request_budget + self._settings.vyte_timeout + 30
 
-    async def check_slot(self, req: BookingRequest) -> None:
+    async def check_slot(self, req: NewBooking) -> None:
         """409 unless [start, end) lies inside the organizer's fresh Vyte windows."""
         zone = parse_timezone(req.timezone)
         assert zone is not None
@@ -420,7 +212,7 @@ class BookingService:
     async def create(
         self,
         caller: str,
-        req: BookingRequest,
+        req: NewBooking,
         hold: str | None = None,
         sending: _Sending | None = None,
     ) -> Booking:
@@ -435,9 +227,7 @@ class BookingService:
             raise SlotUnavailable("the slot overlaps another booking of this organizer")
         return await self._send(caller, req, hold, sending or _Sending())
 
-    async def _send(
-        self, caller: str, req: BookingRequest, hold: str, sending: _Sending
-    ) -> Booking:
+    async def _send(self, caller: str, req: NewBooking, hold: str, sending: _Sending) -> Booking:
         sending.maybe_sent = True
         try:
             event = await self._vyte.create_event(new_event(req))
@@ -454,7 +244,7 @@ class BookingService:
             raise upstream_problem(err) from err
         return await self.record_created(caller, req, event, hold)
 
-    async def create_keyed(self, caller: str, req: BookingRequest, key: str) -> Booking:
+    async def create_keyed(self, caller: str, req: NewBooking, key: str) -> Booking:
         """A synchronous create under an Idempotency-Key, safe to retry after any failure.
 
         A marker kept as long as the key says an earlier try may have reached Vyte (it
@@ -476,7 +266,7 @@ class BookingService:
                 await self._store.abandon_idempotent(caller, marker)
             raise
 
-    async def create_once(self, caller: str, req: BookingRequest, attempt_id: str) -> Booking:
+    async def create_once(self, caller: str, req: NewBooking, attempt_id: str) -> Booking:
         """Create for a request that may already have reached Vyte.
 
         A previous attempt may have failed after Vyte stored the event, or the process
@@ -500,7 +290,7 @@ class BookingService:
         # that booking and answers 409).
         return await self.create(caller, req, hold=attempt_id)
 
-    async def find_created(self, req: BookingRequest) -> Event | None:
+    async def find_created(self, req: NewBooking) -> Event | None:
         """The organizer's live Vyte event with this title and these times, if any."""
         organizer = req.organizer
         who = (
@@ -528,7 +318,7 @@ class BookingService:
         return None
 
     async def record_created(
-        self, caller: str, req: BookingRequest, event: Event, hold: str | None
+        self, caller: str, req: NewBooking, event: Event, hold: str | None
     ) -> Booking:
         now = datetime.now(UTC)
         booking = Booking(

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from service.errors import FieldError, ServiceError
+from service.http.resources import participant_states
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -61,6 +62,7 @@ def problem_response(
 
 
 def from_service_error(err: ServiceError) -> web.Response:
+    extra = {"participants": participant_states(err.participants)} if err.participants else None
     return problem_response(
         err.status,
         slug=err.slug,
@@ -68,7 +70,7 @@ def from_service_error(err: ServiceError) -> web.Response:
         detail=err.detail,
         errors=err.errors,
         headers=err.headers,
-        extra=err.extra,
+        extra=extra,
     )
 
 

@@ -7,17 +7,17 @@ wins); a permanent one marks the operation failed and announces `operation.faile
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import structlog
 
-from service.bookings import BookingService, parse_booking
+from service.bookings import BookingService
+from service.commands import NewBooking, decode_booking, encode_booking
 from service.errors import NotFound, ServiceError
 from service.logging import current_request_id
 from service.notify.loop import poll
@@ -51,7 +51,7 @@ def operation_resource(op: Operation) -> dict[str, Any]:
 
 
 def new_operation(
-    kind: OperationType, caller: str, booking_id: str | None, request: Mapping[str, Any] | None
+    kind: OperationType, caller: str, booking_id: str | None, command: NewBooking | None
 ) -> Operation:
     now = datetime.now(UTC)
     return Operation(
@@ -60,7 +60,7 @@ def new_operation(
         status=OperationStatus.PENDING,
         caller=caller,
         booking_id=booking_id,
-        request=json.dumps(request or {}, separators=(",", ":")),
+        request=encode_booking(command) if command is not None else "{}",
         attempts=0,
         last_error=None,
         maybe_sent=False,
@@ -77,6 +77,35 @@ def retry_delay(attempts: int, base: float, cap: float, retry_after: float | Non
         return float(min(retry_after, max(cap, base)))
     nominal: float = min(cap, base * 2.0 ** max(0, attempts - 1))
     return nominal * random.uniform(0.5, 1.0)
+
+
+class Operations:
+    """Asynchronous requests as callers see them: accepted durably, then looked up."""
+
+    def __init__(self, store: Store, accepted: Callable[[], None]) -> None:
+        self._store = store
+        # Tells the worker there is an operation to apply now.
+        self._accepted = accepted
+
+    async def accept(
+        self,
+        kind: OperationType,
+        caller: str,
+        booking_id: str | None,
+        command: NewBooking | None = None,
+    ) -> Operation:
+        """Store the operation (the create's validated `command`); the worker applies it."""
+        op = new_operation(kind, caller, booking_id, command)
+        await self._store.add_operation(op)
+        self._accepted()
+        return op
+
+    async def get(self, caller: str, operation_id: str) -> Operation:
+        op = await self._store.get_operation(operation_id)
+        if op is None or op.caller != caller:
+            # Another caller's operation is not there for this one.
+            raise NotFound("no such operation")
+        return op
 
 
 class OperationWorker:
@@ -145,8 +174,8 @@ class OperationWorker:
 
     async def _perform(self, op: Operation) -> str:
         if op.type == OperationType.CREATE:
-            req = parse_booking(json.loads(op.request))
-            booking = await self._bookings.create_once(op.caller, req, op.id)
+            command = decode_booking(op.request)
+            booking = await self._bookings.create_once(op.caller, command, op.id)
             return booking.id
         if op.booking_id is None:
             raise NotFound("operation names no booking")
@@ -194,8 +223,7 @@ class OperationWorker:
 
     async def _callback_url(self, op: Operation) -> str | None:
         if op.type == OperationType.CREATE:
-            url = json.loads(op.request).get("callback_url")
-            return url if isinstance(url, str) else None
+            return decode_booking(op.request).callback_url
         if op.booking_id:
             booking = await self._store.get_booking(op.booking_id)
             return booking.callback_url if booking else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from service.domain.booking import Booking
@@ -39,6 +40,16 @@ class Outbox:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_due(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (the dispatcher's wake-up) whenever deliveries are due now."""
+        self._listeners.append(listener)
+
+    def due(self) -> None:
+        """Deliveries were just written (or made due again): send them now."""
+        for listener in self._listeners:
+            listener()
 
     async def plan(
         self, event_type: str, booking: Booking, now: datetime, *, subscriptions: bool = True
