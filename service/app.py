@@ -19,8 +19,9 @@ from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
-from service.http.middlewares import bearer_auth, problems, request_context
+from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
+from service.http.resources import webhook_body
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, register_hooks
 from service.notify.loop import purge
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
+            request_budget(settings.request_budget),
         ],
         client_max_size=MAX_BODY,
     )
@@ -86,7 +88,7 @@ async def _vyte(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
-    outbox = Outbox(store)
+    outbox = Outbox(store, webhook_body)
     shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
     availability = AvailabilityService(
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared

@@ -12,20 +12,15 @@ from service.http.idempotency import idempotency_key, run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
 from service.http.requests import availability_query, booking_command, empty_body
-from service.http.resources import availability_answer
-from service.notify.operations import operation_resource
-from service.representation import booking_resource
+from service.http.resources import availability_answer, booking_resource, operation_resource
 from service.store.base import OperationType
-from service.vyte.policy import budget
 
 
 async def availability(request: web.Request) -> web.Response:
     raw = request.rel_url.query
     repeated = [FieldError(n, "given more than once") for n in set(raw) if len(raw.getall(n)) > 1]
     query, by_day = availability_query(raw, repeated)
-    settings = request.app[keys.SETTINGS]
-    with budget(settings.request_budget):
-        answer = await request.app[keys.AVAILABILITY].query(query)
+    answer = await request.app[keys.AVAILABILITY].query(query)
     return json_response(availability_answer(answer, by_day))
 
 
@@ -41,11 +36,10 @@ async def create_booking(request: web.Request) -> web.Response:
         if prefers_async(request):
             return await _accept(request, OperationType.CREATE, None, booking_request)
         key = idempotency_key(request)
-        with budget(settings.request_budget):
-            if key is None:
-                booking = await app[keys.BOOKINGS].create(caller, booking_request)
-            else:
-                booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
+        if key is None:
+            booking = await app[keys.BOOKINGS].create(caller, booking_request)
+        else:
+            booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
         return json_response(
             booking_resource(booking),
             status=201,
@@ -57,9 +51,7 @@ async def create_booking(request: web.Request) -> web.Response:
 
 async def get_booking(request: web.Request) -> web.Response:
     single_query(request, ())
-    settings = request.app[keys.SETTINGS]
-    with budget(settings.request_budget):
-        booking = await request.app[keys.BOOKINGS].get(request.match_info["booking_id"])
+    booking = await request.app[keys.BOOKINGS].get(request.match_info["booking_id"])
     return json_response(booking_resource(booking))
 
 
@@ -73,7 +65,6 @@ async def cancel_booking(request: web.Request) -> web.Response:
 
 async def _transition(request: web.Request, action: str) -> web.Response:
     app = request.app
-    settings = app[keys.SETTINGS]
     single_query(request, ())
     booking_id = request.match_info["booking_id"]
 
@@ -83,11 +74,10 @@ async def _transition(request: web.Request, action: str) -> web.Response:
         if prefers_async(request):
             kind = OperationType.CONFIRM if action == "confirm" else OperationType.CANCEL
             return await _accept(request, kind, check_booking_id(booking_id), None)
-        with budget(settings.request_budget):
-            if action == "confirm":
-                booking = await service.confirm(booking_id)
-            else:
-                booking = await service.cancel(booking_id)
+        if action == "confirm":
+            booking = await service.confirm(booking_id)
+        else:
+            booking = await service.cancel(booking_id)
         return json_response(booking_resource(booking))
 
     return await run_idempotent(request, app[keys.STORE], request[CALLER], lease(request), handle)

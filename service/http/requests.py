@@ -20,19 +20,12 @@ from service.domain.booking import Invitee, Place
 from service.domain.participant import EMAIL, Participant, parse_participant, parse_timezone
 from service.errors import FieldError, ValidationFailed
 from service.http.schema import WIRE_NAME, Invalid, converter, structure
+from service.notify.outbox import EVENT_TYPES
 from service.store.base import DeliveryStatus
 
 MAX_PARTICIPANTS = 50
 MAX_DAYS = 62
 MAX_INVITEES = 50
-#: the event types a subscription may ask for
-EVENT_TYPES = (
-    "booking.requested",
-    "booking.confirmed",
-    "booking.cancelled",
-    "booking.updated",
-    "operation.failed",
-)
 
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

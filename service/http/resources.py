@@ -2,12 +2,100 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
 
 from service.availability import Availability
+from service.domain.booking import Booking
 from service.domain.freetime import format_instant
 from service.domain.participant import ParticipantState
+from service.store.base import Delivery, Operation, Subscription
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def booking_resource(booking: Booking) -> dict[str, Any]:
+    """The booking as every booking endpoint answers with it (times in its own zone)."""
+    zone = ZoneInfo(booking.timezone)
+
+    def local(value: datetime) -> str:
+        return value.astimezone(zone).isoformat(timespec="seconds")
+
+    return {
+        "id": booking.id,
+        "status": booking.status.value,
+        "title": booking.title,
+        "organizer": booking.organizer,
+        "start": local(booking.start),
+        "end": local(booking.end),
+        "timezone": booking.timezone,
+        "invitees": [
+            {k: v for k, v in attrs.asdict(i).items() if v is not None} for i in booking.invitees
+        ],
+        "place": {k: v for k, v in attrs.asdict(booking.place).items() if v is not None}
+        if booking.place
+        else None,
+        "message": booking.message,
+        "callback_url": booking.callback_url,
+        "version": booking.version,
+        "created_at": _utc(booking.created_at),
+        "updated_at": _utc(booking.updated_at),
+    }
+
+
+def operation_resource(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "type": op.type.value,
+        "status": op.status.value,
+        "booking_id": op.booking_id,
+        "attempts": op.attempts,
+        "last_error": op.last_error,
+        "created_at": op.created_at.isoformat(timespec="seconds"),
+        "updated_at": op.updated_at.isoformat(timespec="seconds"),
+    }
+
+
+def subscription_resource(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "events": list(sub.events),
+        "created_at": sub.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def delivery_resource(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "event_type": d.event_type,
+        "url": d.url,
+        "booking_id": d.booking_id,
+        "status": d.status.value,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds"),
+        "created_at": d.created_at.isoformat(timespec="seconds"),
+        "updated_at": d.updated_at.isoformat(timespec="seconds"),
+    }
+
+
+def webhook_body(event_type: str, subject: Booking | Operation, now: datetime) -> str:
+    """The exact JSON of an outbound webhook: `{"type", "timestamp", "data": <resource>}`."""
+    data = (
+        booking_resource(subject) if isinstance(subject, Booking) else operation_resource(subject)
+    )
+    return json.dumps(
+        {"type": event_type, "timestamp": now.isoformat(timespec="seconds"), "data": data},
+        separators=(",", ":"),
+    )
 
 
 def participant_states(states: Sequence[ParticipantState]) -> list[dict[str, str]]:

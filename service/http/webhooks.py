@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from aiohttp import web
 
 from service import keys
-from service.bookings import upstream_problem
-from service.errors import FieldError, NotFound, ValidationFailed
+from service.errors import NotFound
 from service.http.handlers import lease
 from service.http.idempotency import run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, read_json_value, single_query
 from service.http.requests import delivery_query, empty_body, subscription_command
-from service.notify.inbound import parse_notifications
-from service.notify.operations import operation_resource
-from service.store.base import Delivery, Subscription
-from service.vyte.errors import VyteError
-from service.vyte.policy import budget
+from service.http.resources import (
+    delivery_resource,
+    operation_resource,
+    subscription_resource,
+)
 
 
 async def get_operation(request: web.Request) -> web.Response:
@@ -27,15 +25,6 @@ async def get_operation(request: web.Request) -> web.Response:
     operations = request.app[keys.ASYNC_OPERATIONS]
     op = await operations.get(request[CALLER], request.match_info["operation_id"])
     return json_response(operation_resource(op))
-
-
-def subscription_resource(sub: Subscription) -> dict[str, Any]:
-    return {
-        "id": sub.id,
-        "url": sub.url,
-        "events": list(sub.events),
-        "created_at": sub.created_at.isoformat(timespec="seconds"),
-    }
 
 
 async def create_subscription(request: web.Request) -> web.Response:
@@ -68,21 +57,6 @@ async def delete_subscription(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def delivery_resource(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "event_type": d.event_type,
-        "url": d.url,
-        "booking_id": d.booking_id,
-        "status": d.status.value,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds"),
-        "created_at": d.created_at.isoformat(timespec="seconds"),
-        "updated_at": d.updated_at.isoformat(timespec="seconds"),
-    }
-
-
 async def list_deliveries(request: web.Request) -> web.Response:
     query = delivery_query(single_query(request, ("status", "limit")))
     deliveries = await request.app[keys.SUBSCRIPTIONS].deliveries(request[CALLER], query)
@@ -111,36 +85,6 @@ async def vyte_hook(request: web.Request) -> web.Response:
     given = request.match_info["token"].encode()
     if not expected or not hmac.compare_digest(given, expected):
         raise NotFound("no such resource")
-    body = await read_json_value(request)
-    _check_hook_fields(body)
-    notifications = parse_notifications(body)
-    hooks = request.app[keys.VYTE_HOOKS]
-    try:
-        with budget(settings.request_budget):
-            for notification in notifications:
-                await hooks.handle(notification)
-    except VyteError as err:
-        raise upstream_problem(err) from err
-    request.app[keys.DISPATCHER].wake()
+    # Vyte's own wire format: the use case reads it with Vyte's models.
+    await request.app[keys.VYTE_HOOKS].receive(await read_json_value(request))
     return web.Response(status=204)
-
-
-def _check_hook_fields(body: object) -> None:
-    """400 unless the fields read from a notification have Vyte's types.
-
-    The Vyte converter would coerce them (`{"_id": {}}` becomes the id "{}").
-    """
-    items = body if isinstance(body, list) else [body]
-    bad = []
-    for i, item in enumerate(items):
-        resource = item.get("resource") if isinstance(item, dict) else None
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("action"), str)
-            and isinstance(item.get("organization"), str | dict | None)
-            and isinstance(resource, dict)
-            and isinstance(resource.get("_id"), str)
-        ):
-            bad.append(FieldError(f"[{i}]", "not a Vyte hook notification"))
-    if bad:
-        raise ValidationFailed(bad)

@@ -14,7 +14,7 @@ from typing import Any
 import cattrs
 import structlog
 
-from service.bookings import BookingService, booking_from_event, status_of
+from service.bookings import BookingService, booking_from_event, status_of, upstream_problem
 from service.domain.booking import BookingStatus
 from service.errors import Conflict, FieldError, ValidationFailed
 from service.notify.outbox import Outbox
@@ -29,7 +29,8 @@ ACTIONS = ("event.created", "event.confirmed", "event.cancelled", "event.updated
 
 
 def parse_notifications(body: Any) -> list[HookNotification]:
-    """One notification object or a list of them."""
+    """One notification object or a list of them; 400 naming each one that is not."""
+    _check_hook_fields(body)
     items = body if isinstance(body, list) else [body]
     out = []
     for i, item in enumerate(items):
@@ -38,6 +39,27 @@ def parse_notifications(body: Any) -> list[HookNotification]:
         except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
             raise ValidationFailed([FieldError(f"[{i}]", "not a Vyte hook notification")]) from None
     return out
+
+
+def _check_hook_fields(body: object) -> None:
+    """400 unless the fields read from a notification have Vyte's types.
+
+    The Vyte converter would coerce them (`{"_id": {}}` becomes the id "{}").
+    """
+    items = body if isinstance(body, list) else [body]
+    bad = []
+    for i, item in enumerate(items):
+        resource = item.get("resource") if isinstance(item, dict) else None
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("action"), str)
+            and isinstance(item.get("organization"), str | dict | None)
+            and isinstance(resource, dict)
+            and isinstance(resource.get("_id"), str)
+        ):
+            bad.append(FieldError(f"[{i}]", "not a Vyte hook notification"))
+    if bad:
+        raise ValidationFailed(bad)
 
 
 class VyteHooks:
@@ -50,6 +72,20 @@ class VyteHooks:
         self._store = store
         self._bookings = bookings
         self._outbox = outbox
+
+    async def receive(self, body: object) -> None:
+        """Apply the notifications of one hook request (Vyte's JSON, one or a list).
+
+        Then the dispatcher sends what they changed at once.
+        """
+        notifications = parse_notifications(body)
+        try:
+            for notification in notifications:
+                await self.handle(notification)
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
+        finally:
+            self._outbox.due()
 
     async def handle(self, notification: HookNotification) -> str:
         """Apply one notification; returns what changed (for logs and tests)."""

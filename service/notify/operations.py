@@ -11,17 +11,17 @@ import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import attrs
 import structlog
 
 from service.bookings import BookingService
+from service.budget import budget
 from service.commands import NewBooking, decode_booking, encode_booking
 from service.errors import NotFound, ServiceError
 from service.logging import current_request_id
 from service.notify.loop import poll
-from service.notify.outbox import Outbox, webhook_body
+from service.notify.outbox import Outbox
 from service.store.base import (
     Operation,
     OperationStatus,
@@ -29,25 +29,11 @@ from service.store.base import (
     Store,
 )
 from service.vyte.client import retry_after_seconds
-from service.vyte.policy import budget
 
 log = structlog.get_logger("operations")
 
 _BATCH = 20
 _IDLE_POLL = 0.5
-
-
-def operation_resource(op: Operation) -> dict[str, Any]:
-    return {
-        "id": op.id,
-        "type": op.type.value,
-        "status": op.status.value,
-        "booking_id": op.booking_id,
-        "attempts": op.attempts,
-        "last_error": op.last_error,
-        "created_at": op.created_at.isoformat(timespec="seconds"),
-        "updated_at": op.updated_at.isoformat(timespec="seconds"),
-    }
 
 
 def new_operation(
@@ -195,15 +181,7 @@ class OperationWorker:
                 last_error=error,
                 updated_at=now,
             )
-            deliveries = await self._outbox.plan_body(
-                "operation.failed",
-                webhook_body("operation.failed", operation_resource(failed), now),
-                await self._callback_url(op),
-                op.booking_id,
-                now,
-                message_key=f"{op.id}:failed",
-                owner=op.caller,
-            )
+            deliveries = await self._outbox.plan_failure(failed, await self._callback_url(op), now)
             await self._store.update_operation(failed, deliveries)
             log.warning("operation_failed", operation=op.id, error=error)
             return

@@ -26,6 +26,7 @@ import cattrs
 import structlog
 
 from service import metrics
+from service.budget import budget, remaining
 from service.logging import current_request_id
 from service.vyte import errors
 from service.vyte.models import (
@@ -37,7 +38,7 @@ from service.vyte.models import (
     SlotsByDay,
     converter,
 )
-from service.vyte.policy import STATE_VALUE, CircuitBreaker, backoff, budget, remaining
+from service.vyte.policy import STATE_VALUE, CircuitBreaker, backoff
 
 T = TypeVar("T")
 log = structlog.get_logger("vyte")

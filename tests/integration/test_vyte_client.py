@@ -15,7 +15,7 @@ from service.sandbox import SANDBOX_API_KEY
 from service.vyte import errors
 from service.vyte.client import VyteClient, VyteOptions
 from service.vyte.models import Creator, EventChanges, NewEvent, NewEventDate, NewInvitee, NewPlace
-from service.vyte.policy import budget
+from service.budget import budget
 from tests.conftest import JOHN
 
 FAKE = "http://vyte.test"
