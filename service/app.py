@@ -107,7 +107,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.AVAILABILITY] = availability
     app[keys.BOOKINGS] = bookings
     app[keys.HEALTH] = Health(store, vyte)
-    app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings, outbox)
+    app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
     app[keys.OPERATIONS] = worker
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
     app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)

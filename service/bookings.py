@@ -16,8 +16,6 @@ from service.config import Settings
 from service.domain.booking import (
     Booking,
     BookingStatus,
-    Invitee,
-    Place,
     TransitionRefused,
     plan_transition,
 )
@@ -27,127 +25,24 @@ from service.errors import (
     Conflict,
     FieldError,
     NotFound,
-    ServiceError,
     SlotUnavailable,
-    UpstreamFailed,
-    UpstreamTimeout,
-    UpstreamUnavailable,
     ValidationFailed,
 )
-from service.notify.outbox import Outbox
+from service.ports import Outbox
 from service.store.base import IDEMPOTENCY_TTL, Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
-from service.vyte.models import (
-    Creator,
-    Event,
-    Message,
-    NewEvent,
-    NewEventDate,
-    NewInvitee,
-    NewPlace,
+from service.vyte.mapping import (
+    booking_from_event,
+    event_times,
+    new_event,
+    status_of,
+    surely_not_created,
+    upstream_problem,
 )
+from service.vyte.models import Event
 
 _BOOKING_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-
-
-def surely_not_created(err: vyte_errors.VyteError) -> bool:
-    """Whether a failed create certainly did not store an event in Vyte.
-
-    Only refusals say so: Vyte's 4xx answers (429 included), and the calls never sent
-    (open breaker, saturation). A 5xx, a timeout, a dropped connection or an unreadable
-    answer may come after Vyte stored the event.
-    """
-    if isinstance(err, vyte_errors.CircuitOpen | vyte_errors.Saturated):
-        return True
-    return err.status is not None and 400 <= err.status < 500
-
-
-def upstream_problem(err: vyte_errors.VyteError) -> ServiceError:
-    """DESIGN §4: how an upstream failure reaches our caller."""
-    if isinstance(err, vyte_errors.VyteTimeout):
-        return UpstreamTimeout("Vyte did not answer in time")
-    if isinstance(err, vyte_errors.VyteUnavailable):
-        headers = {}
-        if err.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-        return UpstreamUnavailable(str(err), headers=headers)
-    return UpstreamFailed(f"Vyte failed: {err}")
-
-
-def booking_from_event(
-    event: Event, now: datetime, *, caller: str | None = None, callback_url: str | None = None
-) -> Booking:
-    """Adopt a Vyte event the gateway has not seen as a booking."""
-    if not event.dates:
-        raise vyte_errors.VyteBadResponse("event has no dates")
-    first = event.dates[0]
-    start = _vyte_instant(first.date)
-    end = _vyte_instant(first.end_date)
-    organizer = (event.created_by.user or event.created_by.email or "").lower()
-    invitees = tuple(
-        Invitee(email=i.email, full_name=i.full_name, phone=i.phone)
-        for i in event.invitees
-        if i.email and not i.su
-    )
-    place = event.places[0] if event.places else None
-    zone = event.timezone if event.timezone and parse_timezone(event.timezone) else "UTC"
-    return Booking(
-        id=event.id,
-        status=status_of(event),
-        title=event.title,
-        organizer=organizer,
-        start=start,
-        end=end,
-        timezone=zone,
-        invitees=invitees,
-        place=Place(name=place.name, address=place.address) if place and place.name else None,
-        message=None,
-        callback_url=callback_url,
-        caller=caller,
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def status_of(event: Event) -> BookingStatus:
-    if event.cancelled:
-        return BookingStatus.CANCELLED
-    if event.confirmed.flag:
-        return BookingStatus.CONFIRMED
-    return BookingStatus.REQUESTED
-
-
-def _vyte_instant(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise vyte_errors.VyteBadResponse(f"unreadable date {value!r}") from None
-    # Vyte returns UTC ("...Z"); a naive value is UTC too.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _vyte_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def new_event(req: NewBooking) -> NewEvent:
-    """The Vyte body for a booking (DESIGN §3.2): exact instants, in UTC."""
-    organizer = req.organizer
-    return NewEvent(
-        title=req.title,
-        created_by=Creator(email=organizer.key)
-        if organizer.is_email
-        else Creator(user=organizer.key),
-        dates=(NewEventDate(date=_vyte_time(req.start), end_date=_vyte_time(req.end)),),
-        invitees=tuple(
-            NewInvitee(email=i.email, full_name=i.full_name, phone=i.phone) for i in req.invitees
-        ),
-        places=(NewPlace(name=req.place.name, address=req.place.address),) if req.place else (),
-        messages=(Message(body=req.message),) if req.message else (),
-        timezone=req.timezone,
-    )
 
 
 def check_booking_id(booking_id: str) -> str:
@@ -179,6 +74,30 @@ class BookingService:
         self._availability = availability
         self._settings = settings
         self._outbox = outbox
+
+    async def save(
+        self,
+        booking: Booking,
+        event_type: str,
+        expected_version: int | None,
+        *,
+        release_hold: str | None = None,
+        subscriptions: bool = True,
+    ) -> bool:
+        """Write `booking` with the webhooks announcing it (`event_type`), if the stored
+        version is still `expected_version`; once committed, they are sent at once."""
+        deliveries = await self._outbox.plan(
+            event_type, booking, booking.updated_at, subscriptions=subscriptions
+        )
+        saved = await self._store.put_booking(
+            booking,
+            expected_version=expected_version,
+            release_hold=release_hold,
+            deliveries=deliveries,
+        )
+        if saved and deliveries:
+            self._outbox.due()
+        return saved
 
     @property
     def hold_ttl(self) -> float:
@@ -303,17 +222,9 @@ class BookingService:
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         for event in events:
-            if event.title != req.title or event.cancelled or not event.dates:
+            if event.title != req.title or event.cancelled:
                 continue
-            first = event.dates[0]
-            try:
-                same = (
-                    _vyte_instant(first.date) == req.start
-                    and _vyte_instant(first.end_date) == req.end
-                )
-            except vyte_errors.VyteBadResponse:
-                continue
-            if same:
+            if event_times(event) == (req.start, req.end):
                 return event
         return None
 
@@ -338,10 +249,7 @@ class BookingService:
             created_at=now,
             updated_at=now,
         )
-        deliveries = await self._outbox.plan("booking.requested", booking, now)
-        if not await self._store.put_booking(
-            booking, expected_version=None, release_hold=hold, deliveries=deliveries
-        ):
+        if not await self.save(booking, "booking.requested", None, release_hold=hold):
             # Already known: adopted from Vyte's webhook in between, or recorded by an
             # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
@@ -370,12 +278,8 @@ class BookingService:
                 message=current.message or ours.message,
                 organizer=ours.organizer,
             )
-            deliveries = await self._outbox.plan(
-                _EVENT_FOR[completed.status], completed, now, subscriptions=False
-            )
-            if await self._store.put_booking(
-                completed, expected_version=current.version, deliveries=deliveries
-            ):
+            event_type = _EVENT_FOR[completed.status]
+            if await self.save(completed, event_type, current.version, subscriptions=False):
                 return completed
             latest = await self._store.get_booking(adopted.id)
             if latest is None:
@@ -404,8 +308,7 @@ class BookingService:
         """Store a Vyte event as a booking (once) and announce it."""
         now = datetime.now(UTC)
         booking = booking_from_event(event, now)
-        deliveries = await self._outbox.plan(_EVENT_FOR[booking.status], booking, now)
-        if await self._store.put_booking(booking, expected_version=None, deliveries=deliveries):
+        if await self.save(booking, _EVENT_FOR[booking.status], None):
             return booking
         existing = await self._store.get_booking(booking.id)
         if existing is None:
@@ -467,10 +370,7 @@ class BookingService:
                 return current
             now = datetime.now(UTC)
             updated = current.changed(now, status=target)
-            deliveries = await self._outbox.plan(_EVENT_FOR[target], updated, now)
-            if await self._store.put_booking(
-                updated, expected_version=current.version, deliveries=deliveries
-            ):
+            if await self.save(updated, _EVENT_FOR[target], current.version):
                 return updated
         raise Conflict("booking is changing too fast; retry")
 

@@ -9,83 +9,44 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from typing import Any
 
-import cattrs
 import structlog
 
-from service.bookings import BookingService, booking_from_event, status_of, upstream_problem
+from service.bookings import BookingService
 from service.domain.booking import BookingStatus
-from service.errors import Conflict, FieldError, ValidationFailed
-from service.notify.outbox import Outbox
+from service.errors import Conflict
 from service.store.base import Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
-from service.vyte.models import Event, HookNotification, converter
+from service.vyte.mapping import (
+    booking_from_event,
+    parse_notifications,
+    status_of,
+    upstream_problem,
+)
+from service.vyte.models import Event, HookNotification
 
 log = structlog.get_logger("vyte_hooks")
 
 ACTIONS = ("event.created", "event.confirmed", "event.cancelled", "event.updated")
 
 
-def parse_notifications(body: Any) -> list[HookNotification]:
-    """One notification object or a list of them; 400 naming each one that is not."""
-    _check_hook_fields(body)
-    items = body if isinstance(body, list) else [body]
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(converter.structure(item, HookNotification))
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
-            raise ValidationFailed([FieldError(f"[{i}]", "not a Vyte hook notification")]) from None
-    return out
-
-
-def _check_hook_fields(body: object) -> None:
-    """400 unless the fields read from a notification have Vyte's types.
-
-    The Vyte converter would coerce them (`{"_id": {}}` becomes the id "{}").
-    """
-    items = body if isinstance(body, list) else [body]
-    bad = []
-    for i, item in enumerate(items):
-        resource = item.get("resource") if isinstance(item, dict) else None
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("action"), str)
-            and isinstance(item.get("organization"), str | dict | None)
-            and isinstance(resource, dict)
-            and isinstance(resource.get("_id"), str)
-        ):
-            bad.append(FieldError(f"[{i}]", "not a Vyte hook notification"))
-    if bad:
-        raise ValidationFailed(bad)
-
-
 class VyteHooks:
     """Applies Vyte's notifications to the gateway's bookings."""
 
-    def __init__(
-        self, vyte: VyteClient, store: Store, bookings: BookingService, outbox: Outbox
-    ) -> None:
+    def __init__(self, vyte: VyteClient, store: Store, bookings: BookingService) -> None:
         self._vyte = vyte
         self._store = store
         self._bookings = bookings
-        self._outbox = outbox
 
     async def receive(self, body: object) -> None:
-        """Apply the notifications of one hook request (Vyte's JSON, one or a list).
-
-        Then the dispatcher sends what they changed at once.
-        """
+        """Apply the notifications of one hook request (Vyte's JSON, one or a list)."""
         notifications = parse_notifications(body)
         try:
             for notification in notifications:
                 await self.handle(notification)
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
-        finally:
-            self._outbox.due()
 
     async def handle(self, notification: HookNotification) -> str:
         """Apply one notification; returns what changed (for logs and tests)."""
@@ -119,10 +80,7 @@ class VyteHooks:
                 continue  # the same read may have moved the times too
             if (seen.start, seen.end) != (current.start, current.end):
                 moved = current.changed(now, start=seen.start, end=seen.end)
-                deliveries = await self._outbox.plan("booking.updated", moved, now)
-                if await self._store.put_booking(
-                    moved, expected_version=current.version, deliveries=deliveries
-                ):
+                if await self._bookings.save(moved, "booking.updated", current.version):
                     changes.append("updated")
                     break
                 continue

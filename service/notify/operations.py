@@ -21,7 +21,7 @@ from service.commands import NewBooking, decode_booking, encode_booking
 from service.errors import NotFound, ServiceError
 from service.logging import current_request_id
 from service.notify.loop import poll
-from service.notify.outbox import Outbox
+from service.ports import Outbox
 from service.store.base import (
     Operation,
     OperationStatus,
@@ -183,6 +183,8 @@ class OperationWorker:
             )
             deliveries = await self._outbox.plan_failure(failed, await self._callback_url(op), now)
             await self._store.update_operation(failed, deliveries)
+            if deliveries:
+                self._outbox.due()
             log.warning("operation_failed", operation=op.id, error=error)
             return
         delay = retry_delay(

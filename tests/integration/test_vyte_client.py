@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
+from service.budget import budget
 from service.sandbox import SANDBOX_API_KEY
 from service.vyte import errors
 from service.vyte.client import VyteClient, VyteOptions
 from service.vyte.models import Creator, EventChanges, NewEvent, NewEventDate, NewInvitee, NewPlace
-from service.budget import budget
 from tests.conftest import JOHN
 
 FAKE = "http://vyte.test"
