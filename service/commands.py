@@ -83,6 +83,13 @@ def encode_booking(command: NewBooking) -> str:
     return json.dumps(_converter.unstructure(command), separators=(",", ":"))
 
 
+class UnreadableCommand(ValueError):
+    """A stored command this version cannot read back."""
+
+
 def decode_booking(text: str) -> NewBooking:
-    """The NewBooking that `encode_booking` wrote."""
-    return _converter.structure(json.loads(text), NewBooking)
+    """The NewBooking that `encode_booking` wrote; UnreadableCommand for anything else."""
+    try:
+        return _converter.structure(json.loads(text), NewBooking)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as err:
+        raise UnreadableCommand(f"not a stored booking command: {type(err).__name__}") from None

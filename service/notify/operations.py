@@ -17,8 +17,8 @@ import structlog
 
 from service.bookings import BookingService
 from service.budget import budget
-from service.commands import NewBooking, decode_booking, encode_booking
-from service.errors import NotFound, ServiceError
+from service.commands import NewBooking, UnreadableCommand, decode_booking, encode_booking
+from service.errors import FieldError, NotFound, ServiceError, ValidationFailed
 from service.logging import current_request_id
 from service.notify.loop import poll
 from service.ports import Outbox
@@ -94,6 +94,15 @@ class Operations:
         return op
 
 
+def _command(op: Operation) -> NewBooking:
+    """The validated create an operation keeps (read back, never validated again)."""
+    try:
+        return decode_booking(op.request)
+    except UnreadableCommand as err:
+        # Nothing to apply, and retrying will not change that: fail the operation for good.
+        raise ValidationFailed([FieldError("request", str(err))]) from None
+
+
 class OperationWorker:
     """Applies pending operations to Vyte, once each, surviving restarts."""
 
@@ -160,8 +169,7 @@ class OperationWorker:
 
     async def _perform(self, op: Operation) -> str:
         if op.type == OperationType.CREATE:
-            command = decode_booking(op.request)
-            booking = await self._bookings.create_once(op.caller, command, op.id)
+            booking = await self._bookings.create_once(op.caller, _command(op), op.id)
             return booking.id
         if op.booking_id is None:
             raise NotFound("operation names no booking")
@@ -203,7 +211,10 @@ class OperationWorker:
 
     async def _callback_url(self, op: Operation) -> str | None:
         if op.type == OperationType.CREATE:
-            return decode_booking(op.request).callback_url
+            try:
+                return _command(op).callback_url
+            except ValidationFailed:
+                return None
         if op.booking_id:
             booking = await self._store.get_booking(op.booking_id)
             return booking.callback_url if booking else None
