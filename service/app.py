@@ -23,7 +23,7 @@ from service.http.middlewares import bearer_auth, problems, request_budget, requ
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
 from service.notify.dispatcher import Dispatcher
-from service.notify.inbound import VyteHooks, register_hooks
+from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
@@ -31,7 +31,6 @@ from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
 from service.vyte.client import VyteClient, VyteOptions
-from service.vyte.errors import VyteError
 
 WEBHOOK_PREFIX = "/v1/vyte/webhooks/"
 # Seconds between purges of finished deliveries and operations (RETENTION_DAYS).
@@ -67,21 +66,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    assert settings.vyte_api_key is not None, "Vyte key checked by Settings"
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
-        app[keys.VYTE] = VyteClient(
-            session,
-            VyteOptions(
-                base_url=settings.vyte_base_url,
-                api_key=settings.vyte_api_key,
-                timeout=settings.vyte_timeout,
-                concurrency=settings.vyte_concurrency,
-                budget=settings.request_budget,
-                breaker_threshold=settings.breaker_threshold,
-                breaker_cooldown=settings.breaker_cooldown,
-            ),
-        )
+        app[keys.VYTE] = VyteClient(session, VyteOptions.from_settings(settings))
         yield
 
 
@@ -143,23 +130,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             target = (
                 f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{settings.vyte_webhook_token}"
             )
-            tasks.append(asyncio.create_task(_register_hooks(app[keys.VYTE], target), name="hooks"))
+            registering = keep_registering(app[keys.VYTE], target)
+            tasks.append(asyncio.create_task(registering, name="hooks"))
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _register_hooks(vyte: VyteClient, target: str) -> None:
-    """Register our Vyte hooks, retrying until Vyte takes them."""
-    delay = 1.0
-    while True:
-        try:
-            created = await register_hooks(vyte, target)
-        except VyteError as err:
-            log.warning("hook_registration_failed", error=str(err), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 300)
-            continue
-        log.info("hooks_registered", created=created)
-        return

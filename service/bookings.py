@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import attrs
 
 from service.availability import AvailabilityService
+from service.budget import claim_lease
 from service.commands import NewBooking
 from service.config import Settings
 from service.domain.booking import (
@@ -102,7 +103,7 @@ class BookingService:
     @property
     def hold_ttl(self) -> float:
         # Long enough to cover the whole request; a crashed replica's hold lapses after it.
-        return self._settings.request_budget + self._settings.vyte_timeout + 30
+        return claim_lease(self._settings.request_budget, self._settings.vyte_timeout)
 
     async def check_slot(self, req: NewBooking) -> None:
         """409 unless [start, end) lies inside the organizer's fresh Vyte windows."""

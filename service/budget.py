@@ -38,3 +38,13 @@ def remaining(default: float) -> float:
     if deadline is None:
         return default
     return deadline - time.monotonic()
+
+
+# Seconds a claim outlives the longest request, for its store writes after the last call.
+_CLAIM_MARGIN = 30.0
+
+
+def claim_lease(request_budget: float, attempt_timeout: float) -> float:
+    """How long what a running request claims (a slot's hold, an Idempotency-Key) is kept
+    before it lapses: longer than the request can run, so only a crashed replica's lapse."""
+    return request_budget + attempt_timeout + _CLAIM_MARGIN

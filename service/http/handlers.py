@@ -6,6 +6,7 @@ from aiohttp import web
 
 from service import keys
 from service.bookings import check_booking_id
+from service.budget import claim_lease
 from service.commands import NewBooking
 from service.errors import FieldError
 from service.http.idempotency import idempotency_key, run_idempotent
@@ -86,7 +87,7 @@ async def _transition(request: web.Request, action: str) -> web.Response:
 def lease(request: web.Request) -> float:
     """How long an Idempotency-Key stays claimed by a request still running."""
     settings = request.app[keys.SETTINGS]
-    return settings.request_budget + settings.vyte_timeout + 30
+    return claim_lease(settings.request_budget, settings.vyte_timeout)
 
 
 def prefers_async(request: web.Request) -> bool:

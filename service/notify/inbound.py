@@ -7,11 +7,13 @@ out-of-order deliveries harmless.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime
 
 import structlog
 
+from service.backoff import exponential
 from service.bookings import BookingService
 from service.domain.booking import BookingStatus
 from service.errors import Conflict
@@ -28,6 +30,9 @@ from service.vyte.models import Event, HookNotification
 
 log = structlog.get_logger("vyte_hooks")
 
+# Seconds between attempts to register the hooks: the first retry, and the longest wait.
+HOOK_RETRY_BASE = 1.0
+HOOK_RETRY_CAP = 300.0
 ACTIONS = ("event.created", "event.confirmed", "event.cancelled", "event.updated")
 
 
@@ -113,3 +118,19 @@ async def register_hooks(vyte: VyteClient, target_url: str) -> int:
                     await vyte.delete_hook(hook.id)
             kept.add((hook.action, hook.target_url))
     return created
+
+
+async def keep_registering(vyte: VyteClient, target_url: str) -> None:
+    """Register our hooks, retrying (1 s, doubling, at most 5 min apart) until Vyte takes them."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            created = await register_hooks(vyte, target_url)
+        except vyte_errors.VyteError as err:
+            delay = exponential(attempt, HOOK_RETRY_BASE, HOOK_RETRY_CAP, jitter=0.0)
+            log.warning("hook_registration_failed", error=str(err), retry_in=delay)
+            await asyncio.sleep(delay)
+            continue
+        log.info("hooks_registered", created=created)
+        return

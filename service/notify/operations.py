@@ -7,7 +7,6 @@ wins); a permanent one marks the operation failed and announces `operation.faile
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import structlog
 
+from service.backoff import exponential
 from service.bookings import BookingService
 from service.budget import budget
 from service.commands import NewBooking, UnreadableCommand, decode_booking, encode_booking
@@ -61,8 +61,7 @@ def retry_delay(attempts: int, base: float, cap: float, retry_after: float | Non
     """Delay before attempt `attempts + 1`: about base, doubling, jittered, capped."""
     if retry_after is not None:
         return float(min(retry_after, max(cap, base)))
-    nominal: float = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return nominal * random.uniform(0.5, 1.0)
+    return exponential(attempts, base, cap, jitter=0.5)
 
 
 class Operations:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 import attrs
 
 from service.vyte.errors import CircuitOpen
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff for retry number `attempt` (1-based)."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 class BreakerState:
