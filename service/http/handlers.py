@@ -1,4 +1,5 @@
-"""Request handlers: parse input, call one use-case, shape the answer."""
+"""Handlers of availability and bookings: read the request into a command, call one use
+case, shape its answer."""
 
 from __future__ import annotations
 

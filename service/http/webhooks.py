@@ -1,4 +1,4 @@
-"""Handlers for webhook-style work: operations, subscriptions, deliveries, Vyte's hooks."""
+"""Handlers of webhook-style work (operations, subscriptions, deliveries) and of Vyte's hooks."""
 
 from __future__ import annotations
 

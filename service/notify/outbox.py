@@ -1,4 +1,5 @@
-"""Turning a booking change into outbox deliveries (one per receiving URL)."""
+"""The outbox: the deliveries announcing a change (one per receiving URL), and the signal
+that they are due."""
 
 from __future__ import annotations
 

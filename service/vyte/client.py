@@ -1,6 +1,6 @@
 """VyteClient: every upstream call, over one long-lived ClientSession.
 
-Each call runs inside the current request budget (see `policy.budget`; a call
+Each call runs inside the current request budget (see `service.budget`; a call
 made outside any request gets one of its own), behind the per-host circuit breaker
 and the process-wide concurrency limit. GETs are retried with full-jitter backoff on
 connection errors, 429, 502, 503 and 504, honouring Retry-After while it fits in the
@@ -37,7 +37,6 @@ from service.vyte.models import (
     Hook,
     NewEvent,
     Slots,
-    SlotsByDay,
     converter,
 )
 from service.vyte.policy import STATE_VALUE, CircuitBreaker
@@ -160,22 +159,6 @@ class VyteClient:
         params = self._slot_params(duration, first, last, timezone, users, emails)
         data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
         return self._structure(data, Slots)
-
-    async def slots_by_day(
-        self,
-        *,
-        duration: int,
-        first: date,
-        last: date,
-        timezone: str,
-        users: str | None = None,
-        emails: str | None = None,
-    ) -> SlotsByDay:
-        params = self._slot_params(duration, first, last, timezone, users, emails)
-        data = await self._call(
-            "GET", "/v2/slots/days", params=params, endpoint="GET /v2/slots/days"
-        )
-        return self._structure(data, SlotsByDay)
 
     async def create_event(self, event: NewEvent) -> Event:
         data = await self._call(

@@ -1,4 +1,4 @@
-"""How the gateway treats the upstream: retries and the circuit breaker."""
+"""The circuit breaker the gateway keeps in front of the upstream."""
 
 from __future__ import annotations
 
