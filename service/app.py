@@ -97,6 +97,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.HEALTH] = Health(store, vyte)
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings, outbox)
     yield
+    await app[keys.HEALTH].close()
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
@@ -132,23 +133,30 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             target = (
                 f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{settings.vyte_webhook_token}"
             )
-            tasks.append(asyncio.create_task(_register_hooks(app[keys.VYTE], target), name="hooks"))
+            app[keys.HEALTH].hooks = "not registered yet"
+            tasks.append(
+                asyncio.create_task(
+                    _register_hooks(app[keys.VYTE], target, app[keys.HEALTH]), name="hooks"
+                )
+            )
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _register_hooks(vyte: VyteClient, target: str) -> None:
-    """Register our Vyte hooks, retrying until Vyte takes them."""
+async def _register_hooks(vyte: VyteClient, target: str, health: Health) -> None:
+    """Register our Vyte hooks, retrying until Vyte takes them (readiness reports it)."""
     delay = 1.0
     while True:
         try:
             created = await register_hooks(vyte, target)
         except VyteError as err:
+            health.hooks = f"not registered: {err.outcome}"
             log.warning("hook_registration_failed", error=str(err), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 300)
             continue
+        health.hooks = "ok"
         log.info("hooks_registered", created=created)
         return
