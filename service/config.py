@@ -7,7 +7,7 @@ import binascii
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
@@ -198,7 +198,8 @@ class Settings:
             values += [f"whsec_{encoded}", encoded]
         store = urlsplit(self.store_url)
         if store.password:
-            values.append(store.password)
+            # As written in the URL and as sent (percent-decoded).
+            values += [store.password, unquote(store.password)]
         values += [v for k, v in parse_qsl(store.query) if k == "ssl_password" and v]
         return tuple(values)
 

@@ -8,12 +8,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.e2e.process import Process, free_port, start
 
+if TYPE_CHECKING:
+    from tests.tls_redis import TLSRedisServer
+
+pytest_plugins = ("tests.tls_redis",)
 pytestmark = pytest.mark.e2e
 
 TOKEN = "check-test-token-5521"
@@ -146,3 +151,24 @@ def test_bad_settings_are_named_and_the_rest_is_still_checked(
         assert f"  {name}: " in serve.stderr
     assert line_of(lines, "store").startswith("store: ok")
     assert line_of(lines, "vyte").startswith("vyte: ok")
+
+
+def test_a_tls_store_passes_and_its_password_stays_out(
+    tmp_path: Path, sandbox: Process, tls_redis_server: TLSRedisServer
+) -> None:
+    from tests.tls_redis import PASSWORD
+
+    env = {**good_env(tmp_path, sandbox), "STORE_URL": tls_redis_server.url()}
+    status, lines = run_check(tmp_path, env)
+    assert status == 0, lines
+    assert line_of(lines, "store") == (
+        f"store: ok (rediss://127.0.0.1:{tls_redis_server.port}/0 answers)"
+    )
+    without_ca = tls_redis_server.url(ssl_ca_certs="")
+    status, lines = run_check(tmp_path, {**env, "STORE_URL": without_ca})
+    assert status != 0
+    store = line_of(lines, "store")
+    assert store.startswith("store: FAIL: cannot use rediss://127.0.0.1"), store
+    assert "certificate" in store.lower()
+    for line in lines:
+        assert PASSWORD not in line and "pass%40word" not in line
