@@ -1,15 +1,15 @@
 """Readiness of a `booking-gateway serve` process: a hanging Vyte is reported but never makes
 the replica unready (async work is still accepted, queries answer 503 problems), while an
-unreachable store does."""
+unreachable store does. Runs on plain Redis and on Redis over TLS (`rediss://`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -18,16 +18,31 @@ from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import JOHN
 from tests.e2e.process import Process, start
 
-if TYPE_CHECKING:
-    from tests.redis_server import RedisServer
-
-pytest_plugins = ("tests.redis_server",)
+pytest_plugins = ("tests.redis_server", "tests.tls_redis")
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-readiness-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Readiness must answer well inside a probe's timeout even while a Vyte probe hangs.
 READYZ_LIMIT = 1.5
+
+
+class StoreServer(Protocol):
+    def url(self, db: int = 0) -> str: ...
+    def stop(self) -> None: ...
+    def start(self) -> None: ...
+
+
+@pytest.fixture(params=["redis", "rediss"])
+def store_server(request: pytest.FixtureRequest) -> Iterator[StoreServer]:
+    """A Redis of this test's own (it is stopped and started again), plain or TLS-only."""
+    # Imported here: pytest loads these modules first, as plugins.
+    from tests.redis_server import running_redis_server
+    from tests.tls_redis import running_tls_redis_server
+
+    running = running_redis_server() if request.param == "redis" else running_tls_redis_server()
+    with running as server:
+        yield server
 
 
 @pytest.fixture
@@ -41,13 +56,13 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Process]:
 
 @pytest.fixture
 async def gateway(
-    tmp_path: Path, sandbox: Process, own_redis_server: RedisServer
+    tmp_path: Path, sandbox: Process, store_server: StoreServer
 ) -> AsyncIterator[Process]:
     env = {
         "VYTE_BASE_URL": sandbox.url,
         "VYTE_API_KEY": SANDBOX_API_KEY,
         "API_TOKENS": f"e2e:{TOKEN}",
-        "STORE_URL": own_redis_server.url(),
+        "STORE_URL": store_server.url(),
         "VYTE_TIMEOUT": "0.3",
         "REQUEST_BUDGET": "1",
         "BREAKER_THRESHOLD": "2",
@@ -91,7 +106,7 @@ def metric(text: str, name: str) -> float:
 
 
 async def test_vyte_hanging_is_reported_not_unready_and_the_store_decides(
-    gateway: Process, sandbox: Process, own_redis_server: RedisServer
+    gateway: Process, sandbox: Process, store_server: StoreServer
 ) -> None:
     async with (
         aiohttp.ClientSession(base_url=gateway.url) as gw,
@@ -160,14 +175,14 @@ async def test_vyte_hanging_is_reported_not_unready_and_the_store_decides(
         async with gw.get("/metrics") as resp:
             assert metric(await resp.text(), "gateway_vyte_up") == 1
 
-        await asyncio.to_thread(own_redis_server.stop)
+        await asyncio.to_thread(store_server.stop)
         status, body = await readiness()
         assert status == 503, body
         assert body["status"] == "unavailable"
         assert body["checks"]["store"].startswith("unavailable")
         assert body["checks"]["vyte"] == "ok"  # still reported, and not the reason
 
-        await asyncio.to_thread(own_redis_server.start)
+        await asyncio.to_thread(store_server.start)
 
         async def ready_again() -> bool:
             status, _ = await readiness()
