@@ -18,7 +18,13 @@ from service.vyte.client import VyteClient, VyteOptions
 STORE_TIMEOUT = 10.0
 # Only what the store and Vyte checks need; they run even when other settings are bad.
 _MIN_SECRET = 6
-_CONNECTION_SETTINGS = ("STORE_URL", "VYTE_BASE_URL", "VYTE_API_KEY", "VYTE_TIMEOUT")
+_CONNECTION_SETTINGS = (
+    "STORE_URL",
+    "VYTE_BASE_URL",
+    "VYTE_API_KEY",
+    "VYTE_TIMEOUT",
+    "REQUEST_BUDGET",
+)
 
 
 @attrs.frozen
