@@ -53,7 +53,8 @@ def run(
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> str:
-    """Run a generator, compiler or script; its whole output is the failure message."""
+    """Run a generator, compiler or script; return its standard output (a failure shows
+    both outputs)."""
     done = subprocess.run(
         [str(c) for c in command],
         cwd=cwd,
@@ -65,4 +66,13 @@ def run(
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(map(str, command))} failed:\n{output}"
-    return output
+    return done.stdout
+
+
+def node_options() -> list[str]:
+    """Node 18 (Debian 12's) has Web Crypto as `globalThis.crypto` only behind a flag."""
+    node = shutil.which("node")
+    assert node is not None
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    major = int(version.stdout.strip().lstrip("v").split(".")[0])
+    return ["--experimental-global-webcrypto"] if major < 19 else []

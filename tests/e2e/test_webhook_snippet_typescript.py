@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.generators import NODE_BIN, node_tool, run
+from tests.e2e.generators import NODE_BIN, node_options, node_tool, run
 from tests.unit.test_docs import BODY, OLD_SECRET, SECRET, signed
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +80,8 @@ def test_the_typescript_snippet_accepts_what_the_gateway_signs(tmp_path: Path) -
     }
     node = shutil.which("node")
     assert node is not None
-    results = json.loads(run([node, tmp_path / "out" / "driver.js"], tmp_path, env=env))
+    driver = [node, *node_options(), tmp_path / "out" / "driver.js"]
+    results = json.loads(run(driver, tmp_path, env=env))
     event = json.loads(BODY)
     assert [json.loads(r) for r in results[:3]] == [event, event, event]
     assert all(r.startswith("refused: ") and "webhook" in r for r in results[3:]), results
