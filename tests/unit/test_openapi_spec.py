@@ -193,7 +193,9 @@ def test_problem_types_are_registered_once_matching_the_code_both_ways() -> None
     routed = {slug: status for status, slug in problems._SLUGS.items()}
     # aiohttp's other errors (a malformed request, 408, 431...) share one fallback type.
     in_code = {**raised, **routed, "http-error": 400}
-    assert {slug: entry["status"] for slug, entry in registry.items()} == in_code
+    registered = {slug: entry["status"] for slug, entry in registry.items()}
+    # A new type in the code: docs/openapi-pending.yaml may already describe it.
+    assert registered == in_code, "x-problem-types of Problem and service/errors.py differ"
 
 
 def test_every_problem_example_uses_a_registered_type_and_its_status() -> None:
