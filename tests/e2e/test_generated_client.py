@@ -10,7 +10,7 @@ import sys
 import time
 import typing
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from service.config import SANDBOX_TOKEN
 from tests.conftest import JOHN
 from tests.contract import SPEC_PATH
+from tests.dates import at, meeting_day
 from tests.e2e.process import Process, start
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,6 @@ post_hooks: []
 content_type_overrides:
   application/yaml: text/plain
 """
-PARIS_SUMMER = timezone(timedelta(hours=2))
 
 
 @pytest.fixture
@@ -99,20 +99,21 @@ def test_seed_flow_through_the_generated_client(
 
     client = client_package.AuthenticatedClient(base_url=served.url, token=SANDBOX_TOKEN)
     with client:
-        # 1. When is John Doe free for an hour on 1-2 October 2020 (Paris)?
+        # 1. When is John Doe free for an hour on two days next week (Paris)?
+        first, second = meeting_day(), meeting_day() + timedelta(days=1)
         answer = get_availability.sync(
             client=client,
             participants=JOHN,
             duration=60,
-            from_=date(2020, 10, 1),
-            to=date(2020, 10, 2),
+            from_=first,
+            to=second,
             timezone="Europe/Paris",
         )
         assert isinstance(answer, models.Availability), answer
         assert answer.complete is True
         assert [p.id for p in answer.participants] == [JOHN]
-        assert answer.slots[0].start == datetime(2020, 10, 1, 0, 0, tzinfo=PARIS_SUMMER)
-        # 2. Choose one: 10:00-11:00 on 1 October.
+        assert answer.slots[0].start == at(first, "00:00", "Europe/Paris")
+        # 2. Choose one: 10:00-11:00 on the first day.
         chosen = next(s for s in answer.slots if s.start.hour == 10)
 
         # 3. Create the event (vyteme), safely retryable.
@@ -162,7 +163,7 @@ def test_seed_flow_through_the_generated_client(
         later = models.BookingRequest(
             organizer=JOHN,
             title="Follow-up",
-            start=datetime(2020, 10, 2, 15, 0, tzinfo=PARIS_SUMMER),
+            start=at(second, "15:00", "Europe/Paris"),
             duration=30,
             timezone="Europe/Paris",
             invitees=request.invitees,
