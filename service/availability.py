@@ -61,7 +61,7 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
 
 @attrs.frozen
 class Availability:
-    """The answer to a query: each participant's state, and the slots that fit, by start.
+    """The answer to a query: each participant's state, and the slots that fit, in its order.
 
     A slot's `participants` are indexes into `query.participants`.
     """
@@ -106,11 +106,14 @@ class AvailabilityService:
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedCache | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._vyte = vyte
         self._store = store
         self._ttl = cache_ttl
         self._clock = clock
+        # Wall-clock time, for `notice` and the past (`clock` only ages cache entries).
+        self._now = now
         # The replicas' common cache behind this process's own (None: this process only).
         self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
@@ -270,6 +273,7 @@ class AvailabilityService:
             for p, o in zip(q.participants, outcomes, strict=True)
         ]
         zone = q.zone
+        # Own bookings are out of `free` already, so the buffers apply to what is left (rule 5).
         matches = find_slots(
             [o.free for o in outcomes],
             first=q.first,
@@ -279,6 +283,12 @@ class AvailabilityService:
             step_minutes=q.step,
             required=q.required,
             grid=_grid(q.first, q.last, zone, q.step),
+            buffer_before_minutes=q.buffer_before,
+            buffer_after_minutes=q.buffer_after,
+            # Read after the fan-out: no slot starts before the moment of the answer.
+            not_before=self._now() + timedelta(minutes=q.notice),
+            order=q.order,
+            limit=q.limit,
         )
         return Availability(query=q, participants=_states(q.participants, outcomes), slots=matches)
 

@@ -121,6 +121,7 @@ def availability_answer(answer: Availability, by_day: bool) -> dict[str, Any]:
     members: tuple[int, ...] | None = None
     who: list[str] = []
     slots: list[dict[str, Any]] = []
+    ranked = q.order == "best"
     for m in answer.slots:
         start = texts.get(m.start)
         if start is None:
@@ -131,7 +132,10 @@ def availability_answer(answer: Availability, by_day: bool) -> dict[str, Any]:
         if m.participants is not members:
             members = m.participants
             who = [names[i] for i in members]
-        slots.append({"start": start, "end": end, "participants": who})
+        slot: dict[str, Any] = {"start": start, "end": end, "participants": who}
+        if ranked:
+            slot["stranded_minutes"] = m.stranded_minutes
+        slots.append(slot)
     body: dict[str, Any] = {
         "timezone": q.timezone,
         "from": q.first.isoformat(),
