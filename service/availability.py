@@ -49,6 +49,11 @@ log = structlog.get_logger("availability")
 # second before the bound, rather than the TTL, decides what is dropped.
 CACHE_ENTRIES = 10_000
 
+# Bound once: looking a label up costs more than counting.
+_HIT, _JOINED, _MISS, _SHARED_HIT = (
+    metrics.SLOT_CACHE.labels(result) for result in ("hit", "joined", "miss", "shared_hit")
+)
+
 
 @lru_cache(maxsize=16)
 def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]:
@@ -57,6 +62,14 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
     About 0.1 MB for a month of 15-minute steps, 0.7 MB at most (62 days of 5-minute steps).
     """
     return tuple(candidate_starts(first, last, zone, step))
+
+
+def _cache_key(
+    p: Participant, duration: int, first: date, last: date, timezone: str
+) -> tuple[object, ...]:
+    """What identifies one upstream query: only what Vyte is asked (rule 5's parameters
+    are applied to its answer, so every variant of a query shares it)."""
+    return (p.is_email, p.key, duration, first, last, timezone)
 
 
 @attrs.frozen
@@ -130,17 +143,16 @@ class AvailabilityService:
         fresh: bool = False,
     ) -> tuple[Interval, ...]:
         """Participant's free windows from Vyte (merged), cached unless `fresh`."""
-        key = (participant.is_email, participant.key, duration, first, last, timezone)
-        if not fresh and self._ttl > 0:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > self._clock():
-                metrics.SLOT_CACHE.labels("hit").inc()
-                return hit[1]
+        key = _cache_key(participant, duration, first, last, timezone)
+        if not fresh:
+            cached = self._cached(key)
+            if cached is not None:
+                return cached
         running = self._inflight.get(key)
         if running is not None and not fresh:
-            metrics.SLOT_CACHE.labels("joined").inc()
+            _JOINED.inc()
             return await asyncio.shield(running)
-        metrics.SLOT_CACHE.labels("miss").inc()
+        _MISS.inc()
         task = asyncio.ensure_future(
             self._fetch(participant, key, duration, first, last, timezone, fresh)
         )
@@ -148,6 +160,16 @@ class AvailabilityService:
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(task)
+
+    def _cached(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
+        """This process's unexpired answer for `key`, counted as a hit; None otherwise."""
+        if self._ttl <= 0:
+            return None
+        hit = self._cache.get(key)
+        if hit is None or hit[0] <= self._clock():
+            return None
+        _HIT.inc()
+        return hit[1]
 
     async def _fetch(
         self,
@@ -162,7 +184,7 @@ class AvailabilityService:
         if not fresh:
             shared = await self._shared_get(key)
             if shared is not None:
-                metrics.SLOT_CACHE.labels("shared_hit").inc()
+                _SHARED_HIT.inc()
                 free, left = shared
                 # Kept here only for what the shared entry has left: one TTL in all.
                 self._remember(key, free, min(left, self._ttl))
@@ -257,14 +279,30 @@ class AvailabilityService:
 
     async def query(self, q: AvailabilityQuery) -> Availability:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
-        # One store read for everybody's own bookings, alongside the Vyte fan-out.
-        own = asyncio.ensure_future(self.own_bookings(q))
-        try:
-            outcomes = await asyncio.gather(*(self._participant(p, q) for p in q.participants))
-        except BaseException:
-            own.cancel()
-            raise
-        busy = await own
+        # Cached answers are taken here and now: a task per participant costs more than
+        # the lookup, and on the warm path every participant is cached.
+        outcomes: list[_Outcome] = []
+        missing: list[int] = []
+        for i, p in enumerate(q.participants):
+            cached = self._cached(_cache_key(p, q.duration, q.first, q.last, q.timezone))
+            if cached is None:
+                missing.append(i)
+            outcomes.append(_Outcome(free=cached or ()))
+        if missing:
+            # One store read for everybody's own bookings, alongside the Vyte fan-out.
+            own = asyncio.ensure_future(self.own_bookings(q))
+            try:
+                fetched = await asyncio.gather(
+                    *(self._participant(q.participants[i], q) for i in missing)
+                )
+            except BaseException:
+                own.cancel()
+                raise
+            for i, outcome in zip(missing, fetched, strict=True):
+                outcomes[i] = outcome
+            busy = await own
+        else:
+            busy = await self.own_bookings(q)
         _raise_for_failures(q, outcomes)
         outcomes = [
             attrs.evolve(o, free=tuple(subtract(o.free, busy[p.key])))
