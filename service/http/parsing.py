@@ -27,6 +27,12 @@ async def _body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes") from None
+    except web.RequestPayloadError:
+        # The bytes do not decode as their Content-Encoding (a corrupt gzip body) or the
+        # chunked framing is broken: the caller's input, not our failure.
+        raise ValidationFailed(
+            [FieldError("body", "cannot be decoded as its Content-Encoding says")]
+        ) from None
 
 
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any] | None:
