@@ -19,6 +19,11 @@ from service.errors import (
 MAX_BODY = 1024 * 1024
 
 
+class UnreadableBody(ValidationFailed):
+    """The body's bytes are not what its framing or Content-Encoding says (a corrupt gzip
+    body): 400, and the answer closes the connection, since nothing after it can be read."""
+
+
 async def _body(request: web.Request) -> bytes:
     """The raw body (read once, cached by aiohttp); 413 above MAX_BODY."""
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -28,9 +33,10 @@ async def _body(request: web.Request) -> bytes:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes") from None
     except web.RequestPayloadError:
-        # The bytes do not decode as their Content-Encoding (a corrupt gzip body) or the
-        # chunked framing is broken: the caller's input, not our failure.
-        raise ValidationFailed(
+        # The caller's input, not our failure. The stream ends here: aiohttp would go on
+        # reading it after the answer, and log the same failure again as an error.
+        request.content.feed_eof()
+        raise UnreadableBody(
             [FieldError("body", "cannot be decoded as its Content-Encoding says")]
         ) from None
 
