@@ -122,13 +122,18 @@ def text_errors(data: Any) -> list[FieldError]:
 def structure(data: Any, cls: type[T], *, unknown: str = "unknown field") -> T:
     """`data` as a `cls`; ValidationFailed lists every bad field (`unknown` for extra keys).
 
-    Text that breaks the rules of `text_errors` is refused first, whatever the field."""
-    if bad_text := text_errors(data):
-        raise ValidationFailed(bad_text)
+    Text that breaks the rules of `text_errors` is refused whatever the field, along with
+    every other field's errors; nothing is built from it."""
+    bad_text = text_errors(data)
     try:
-        return converter.structure(data, cls)
+        value = converter.structure(data, cls)
     except Exception as exc:  # every failure of a structuring is the caller's input
-        raise ValidationFailed(field_errors(exc, unknown=unknown)) from None
+        named = {e.field for e in bad_text}
+        others = [e for e in field_errors(exc, unknown=unknown) if e.field not in named]
+        raise ValidationFailed([*bad_text, *others]) from None
+    if bad_text:
+        raise ValidationFailed(bad_text)
+    return value
 
 
 def wire_name(cls: type[Any], attribute: str) -> str:
@@ -162,7 +167,8 @@ def field_errors(exc: BaseException, *, unknown: str, path: str = "") -> list[Fi
             out += field_errors(inner, unknown=unknown, path=path)
         return out
     if isinstance(exc, ForbiddenExtraKeysError):
-        return [FieldError(_join(path, str(k)), unknown) for k in sorted(exc.extra_fields)]
+        names = sorted(_printable_name(str(k)) for k in exc.extra_fields)
+        return [FieldError(_join(path, name), unknown) for name in names]
     where = path or "body"
     if isinstance(exc, Invalid):
         return [FieldError(where, message) for message in exc.messages]
