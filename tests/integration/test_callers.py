@@ -12,6 +12,7 @@ import pytest
 
 from service import keys
 from service.domain.booking import Booking, BookingStatus, Invitee
+from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import ADMIN_AUTH, AUTH, JOHN, OTHER_AUTH
 from tests.dates import iso, meeting_day
 from tests.integration.conftest import Receiver
@@ -226,3 +227,50 @@ async def test_subscription_quota_and_identical_subscriptions(gateway_factory: A
     # A deleted subscription frees its place.
     assert (await gw.delete(f"/v1/subscriptions/{made['id']}", headers=AUTH)).status == 204
     assert (await subscribe(AUTH, "https://crm.internal/b", ["booking.requested"])).status == 201
+
+
+async def test_events_a_vyte_hook_reports_are_unowned(
+    gateway_factory: Any, sandbox_admin: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    token = "inbound-token-0123456789"
+    gw = await gateway_factory(vyte_webhook_token=token, resync_interval=0)
+    events = ["booking.requested"]
+    for who, auth in (("alpha", AUTH), ("admin", ADMIN_AUTH)):
+        resp = await gw.post(
+            "/v1/subscriptions",
+            json={"url": f"{receiver.url}?as={who}", "events": events},
+            headers=auth,
+        )
+        assert resp.status == 201
+    start = datetime.fromisoformat(iso(DAY, "16:00", PARIS)).astimezone(UTC)
+    async with sandbox_admin.post(
+        "v2/events",
+        headers={"Authorization": SANDBOX_API_KEY},
+        json={
+            "title": "Made in Vyte",
+            "created_by": {"user": JOHN},
+            "dates": [
+                {
+                    "all_day": False,
+                    "date": start.isoformat().replace("+00:00", "Z"),
+                    "end_date": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+                }
+            ],
+            "invitees": [{"email": "z@example.com"}],
+        },
+    ) as r:
+        event = await r.json()
+    note = {"action": "event.created", "organization": "o", "resource": event}
+    assert (await gw.post(f"/v1/vyte/webhooks/{token}", json=note)).status == 204
+    assert (await gw.get(f"/v1/bookings/{event['_id']}", headers=AUTH)).status == 404
+    read = await gw.get(f"/v1/bookings/{event['_id']}", headers=ADMIN_AUTH)
+    assert read.status == 200 and (await read.json())["title"] == "Made in Vyte"
+
+    async def heard(auth: dict[str, str]) -> list[str | None]:
+        listing = await (await gw.get("/v1/deliveries", headers=auth)).json()
+        return [d["booking_id"] for d in listing["deliveries"]]
+
+    assert await heard(AUTH) == []
+    assert await heard(ADMIN_AUTH) == [event["_id"].lower()]
+    await receiver.wait_for(1)
+    assert [b["data"]["title"] for b in receiver.bodies()] == ["Made in Vyte"]
