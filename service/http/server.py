@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from service.http.problems import problem_response
@@ -32,12 +32,10 @@ class _Protocol(RequestHandler):
     ) -> web.StreamResponse:
         if not isinstance(exc, HttpProcessingError) or status >= 500:
             return super().handle_error(request, status, exc, message)
-        log.warning(
-            "http_request_rejected",
-            status=status,
-            error=type(exc).__name__,
-            peer=request.remote,
-        )
+        # Not the parser's message: it quotes the offending bytes. A bad method is mostly
+        # TLS or other protocols knocking on the port: routine, so only INFO.
+        level = log.info if isinstance(exc, BadHttpMethod) else log.warning
+        level("http_request_rejected", status=status, error=type(exc).__name__, peer=request.remote)
         if request.writer.output_size > 0:
             # Part of an answer went out already: the connection cannot carry another.
             raise ConnectionError("response already started; cannot answer the parse error")

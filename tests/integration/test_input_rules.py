@@ -231,3 +231,13 @@ async def test_a_request_the_parser_rejects_echoes_nothing(
         b"GET /livez HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
     )
     assert good.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_non_http_knock_is_answered_and_logged_quietly(raw_gateway: int) -> None:
+    with structlog.testing.capture_logs() as logs:
+        # The start of a TLS ClientHello, sent to the plain-HTTP port.
+        answer = await exchange(
+            raw_gateway, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"
+        )
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+    assert [e["log_level"] for e in logs if e["event"] == "http_request_rejected"] == ["info"]
