@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from service import keys
+from service import keys, tracing
 from service.availability import AvailabilityService
 from service.bookings import BookingService
 from service.config import Settings
@@ -40,6 +40,7 @@ log = structlog.get_logger("app")
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
+            tracing.server_spans,
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY,
     )
     app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(tracing.export)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_vyte)
     app.cleanup_ctx.append(_services)
@@ -57,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[keys.SETTINGS].store_url)
-    app[keys.STORE] = store
+    app[keys.STORE] = tracing.trace_store(store)
     yield
     await store.close()
 
@@ -66,7 +68,9 @@ async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     assert settings.vyte_api_key is not None, "Vyte key checked by Settings"
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, raise_for_status=False, trace_configs=tracing.client_trace_configs()
+    ) as session:
         app[keys.VYTE] = VyteClient(
             session,
             VyteOptions(

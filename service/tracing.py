@@ -1,0 +1,436 @@
+"""Trace context and spans: W3C `traceparent` in and out, spans for requests, Vyte calls, store
+calls, operations and webhook deliveries, exported over OTLP only when OTEL_* ask for it.
+
+With no exporter configured, spans record nothing but still get fresh ids, so the trace context
+reaches logs, Vyte and webhook receivers at the cost of two random numbers per span. With one,
+spans come from the OpenTelemetry SDK and leave through its batch processor (its own thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from types import SimpleNamespace
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+from opentelemetry.util.types import Attributes
+
+from service.store.base import Store
+
+log = structlog.get_logger("tracing")
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+#: Probes and scrapes: their log lines carry trace ids, but they are never exported (a
+#: kubelet probing every few seconds would bury every real trace).
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+SERVICE_NAME = "booking-gateway"
+
+# version-traceid-parentid-flags; later versions may append fields after another "-".
+_TRACEPARENT = re.compile(
+    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[ -~]*)?", re.ASCII
+)
+# A Vyte id in a path becomes `{id}`, so span names stay few.
+_VYTE_ID = re.compile(r"^(/v2/(?:events|hooks)/)[^/]+")
+_ID_TEMPLATE = r"\g<1>{id}"
+
+S = TypeVar("S")
+StoreT = TypeVar("StoreT", bound=Store)
+
+
+# -- ids and the trace context on the wire ------------------------------------------------
+
+
+def _new_id(bits: int) -> int:
+    while True:  # an all-zero id is invalid in W3C trace context
+        value = random.getrandbits(bits)
+        if value:
+            return value
+
+
+def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The remote parent named by a `traceparent` header, or None when absent or invalid
+    (then a new trace starts, as W3C trace context says)."""
+    if not traceparent:
+        return None
+    match = _TRACEPARENT.fullmatch(traceparent.strip())
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([tracestate]) if tracestate else TraceState()
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(int(flags, 16) & TraceFlags.SAMPLED),
+        trace_state=state,
+    )
+
+
+def format_traceparent(span_context: SpanContext) -> str:
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{span_context.trace_flags:02x}"
+    )
+
+
+def _parent(traceparent: str | None, tracestate: str | None = None) -> Context:
+    """A context whose span is the remote parent, or an empty one (a new trace starts, even
+    if something else happens to be current)."""
+    remote = parse_traceparent(traceparent, tracestate)
+    if remote is None:
+        return Context()
+    return trace.set_span_in_context(NonRecordingSpan(remote), Context())
+
+
+def current_traceparent() -> str | None:
+    """The `traceparent` of the current span (stored with deliveries and operations, so their
+    work continues this trace later, in any replica, also after a restart)."""
+    span_context = trace.get_current_span().get_span_context()
+    return format_traceparent(span_context) if span_context.is_valid else None
+
+
+def inject(headers: MutableMapping[str, str]) -> None:
+    """Add the current span as the parent to outgoing `headers`."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return
+    headers[TRACEPARENT] = format_traceparent(span_context)
+    state = span_context.trace_state.to_header()
+    if state:
+        headers[TRACESTATE] = state
+
+
+# -- tracers ---------------------------------------------------------------------------------
+
+
+class _Tracer(Protocol):
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+    ) -> trace.Span: ...
+
+
+class PropagatingTracer:
+    """Spans that record nothing and export nothing, with fresh ids: a child keeps its
+    parent's trace id, sampled flag and tracestate, so callers further down see one trace."""
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+    ) -> trace.Span:
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid:
+            return NonRecordingSpan(
+                SpanContext(
+                    parent.trace_id,
+                    _new_id(64),
+                    is_remote=False,
+                    trace_flags=parent.trace_flags,
+                    trace_state=parent.trace_state,
+                )
+            )
+        return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
+
+
+_PROPAGATING = PropagatingTracer()
+
+
+class _Active:
+    """The tracer spans come from: the SDK's while exporting, else the propagating one."""
+
+    tracer: _Tracer = _PROPAGATING
+
+
+def _child_tracer() -> _Tracer:
+    """Where a Vyte or store call's span comes from: it is recorded only when its parent is
+    (or when it has none), so an unsampled or quiet request costs the SDK nothing."""
+    parent = trace.get_current_span()
+    if parent.get_span_context().is_valid and not parent.is_recording():
+        return _PROPAGATING
+    return _Active.tracer
+
+
+def use_tracer(tracer: _Tracer | None) -> None:
+    """Make `tracer` (e.g. an SDK TracerProvider's) the source of spans; None: record nothing."""
+    _Active.tracer = tracer or _PROPAGATING
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def _names(environ: Mapping[str, str], key: str) -> set[str]:
+    return {n.strip().lower() for n in environ.get(key, "").split(",") if n.strip()}
+
+
+def exporter_configured(environ: Mapping[str, str]) -> bool:
+    """Whether the standard OTEL_* variables ask for an OTLP trace exporter: an OTLP endpoint,
+    or OTEL_TRACES_EXPORTER=otlp; never with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = _names(environ, "OTEL_TRACES_EXPORTER")
+    if "none" in exporters:
+        return False
+    if exporters:
+        unsupported = exporters - {"otlp"}
+        if unsupported:
+            log.warning("tracing_exporter_unsupported", exporters=sorted(unsupported))
+        return "otlp" in exporters
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def _protocol(environ: Mapping[str, str]) -> str:
+    return (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+
+
+def _safe_endpoint(environ: Mapping[str, str]) -> str:
+    """Where spans go, for the start-up line: scheme, host and port only."""
+    url = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or "http://localhost:4318"
+    )
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:
+        return "(unparsable URL)"
+
+
+async def export(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: while the app runs, spans go to the OTLP/HTTP endpoint the OTEL_*
+    variables name (read from the process environment, as the SDK itself reads them);
+    they are flushed when it stops."""
+    environ = os.environ
+    if not exporter_configured(environ):
+        yield
+        return
+    if _protocol(environ) != "http/protobuf":
+        log.warning(
+            "tracing_protocol_unsupported", protocol=_protocol(environ), supported="http/protobuf"
+        )
+        yield
+        return
+    # Imported only when exporting: a gateway that exports nothing never loads the SDK.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    use_tracer(provider.get_tracer(SERVICE_NAME))
+    log.info("tracing_export", endpoint=_safe_endpoint(environ), protocol="http/protobuf")
+    try:
+        yield
+    finally:
+        use_tracer(None)
+        # Flushing may wait on a slow collector: never on the event loop.
+        await asyncio.to_thread(provider.shutdown)
+
+
+# -- spans -------------------------------------------------------------------------------------
+
+
+def _route(request: web.Request) -> str | None:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
+
+
+@web.middleware
+async def server_spans(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's span: continues an incoming `traceparent`, else starts a trace. Put it
+    first, so every log line of the request (the access line too) carries its ids."""
+    parent = _parent(request.headers.get(TRACEPARENT), request.headers.get(TRACESTATE))
+    tracer = _PROPAGATING if request.path in QUIET_PATHS else _Active.tracer
+    route = _route(request)
+    name = f"{request.method} {route}" if route else request.method
+    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "http.request.method": request.method,
+                    # The route, never the path: the inbound hook path holds a secret token.
+                    "http.route": route or "unmatched",
+                    "http.response.status_code": status,
+                }
+            )
+            request_id = response.headers.get("X-Request-ID") if response is not None else None
+            if request_id:
+                span.set_attribute("http.request.id", request_id)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()
+        otel_context.detach(token)
+
+
+def _upstream_name(method: str, path: str) -> str:
+    return f"{method} {_VYTE_ID.sub(_ID_TEMPLATE, path)}"
+
+
+async def _upstream_start(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+) -> None:
+    url = params.url
+    span = _child_tracer().start_span(_upstream_name(params.method, url.path), kind=SpanKind.CLIENT)
+    if span.is_recording():
+        # No query string: it names participants (emails).
+        span.set_attributes(
+            {
+                "http.request.method": params.method,
+                "server.address": url.host or "",
+                "server.port": url.port or 0,
+                "url.path": url.path,
+                "peer.service": "vyte",
+            }
+        )
+    ctx.span = span
+    params.headers[TRACEPARENT] = format_traceparent(span.get_span_context())
+    state = span.get_span_context().trace_state.to_header()
+    if state:
+        params.headers[TRACESTATE] = state
+
+
+async def _upstream_end(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    span: trace.Span = ctx.span
+    if span.is_recording():
+        status = params.response.status
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+async def _upstream_failed(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestExceptionParams,
+) -> None:
+    span: trace.Span = ctx.span
+    if span.is_recording():
+        span.set_attribute("error.type", type(params.exception).__name__)
+        span.set_status(Status(StatusCode.ERROR, type(params.exception).__name__))
+    span.end()
+
+
+def client_trace_configs() -> list[aiohttp.TraceConfig]:
+    """For the Vyte ClientSession: one CLIENT span per HTTP attempt (so the fan-out shows as
+    parallel children of the request), and a child `traceparent` on every call."""
+    config: aiohttp.TraceConfig = aiohttp.TraceConfig()
+    config.on_request_start.append(_upstream_start)
+    config.on_request_end.append(_upstream_end)
+    config.on_request_exception.append(_upstream_failed)
+    return [config]
+
+
+def _store_methods() -> tuple[str, ...]:
+    # Every call of the Store protocol except the probe and close (readiness pings would
+    # only add noise).
+    return tuple(
+        name
+        for name, member in vars(Store).items()
+        if inspect.iscoroutinefunction(member) and name not in ("ping", "close")
+    )
+
+
+def trace_store(store: StoreT) -> StoreT:
+    """Give each call of `store` a span, when made inside a trace (a request, an operation):
+    background polls that find nothing to do stay out of the traces."""
+    system = "redis" if "redis" in type(store).__module__ else "sqlite"
+    for name in _store_methods():
+        method = getattr(store, name, None)
+        if method is not None and inspect.iscoroutinefunction(method):
+            setattr(store, name, _traced_store_call(f"store {name}", system, method))
+    return store
+
+
+def _traced_store_call(
+    name: str, system: str, method: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    attributes: Attributes = {"db.system.name": system, "db.operation.name": name[6:]}
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return await method(*args, **kwargs)
+        span = _child_tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        try:
+            return await method(*args, **kwargs)
+        except BaseException as err:
+            if span.is_recording():
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+            raise
+        finally:
+            span.end()
+
+    return call
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+def add_trace_ids(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: `trace_id` and `span_id` of the current span, when there is one."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event.setdefault("trace_id", f"{span_context.trace_id:032x}")
+        event.setdefault("span_id", f"{span_context.span_id:016x}")
+    return event
