@@ -96,7 +96,6 @@ async def test_one_trace_holds_the_request_and_its_parallel_upstream_calls(
     # Parallel children: each started before any ended, all inside the request span.
     assert max(u.start for u in upstream) < min(u.end for u in upstream)
     assert all(request.start <= u.start and u.end <= request.end for u in upstream)
-    assert receiver.find(trace_id=trace_id, name="store active_bookings")
 
     # trace_id (and the request span's id) in the request's log lines.
     lines = [line for line in log_lines(gateway) if line.get("trace_id") == trace_id]

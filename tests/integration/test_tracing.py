@@ -160,7 +160,7 @@ async def test_without_a_traceparent_one_trace_starts_and_its_id_is_in_the_logs(
     assert {u["span_id"] for u in upstream} == {access["span_id"]}
 
 
-async def test_spans_request_parallel_upstream_children_and_store_calls(
+async def test_spans_the_request_its_parallel_upstream_children_and_store_calls(
     gateway_factory: Any, vyte: RecordingVyte, spans: InMemorySpanExporter
 ) -> None:
     gateway = await gateway_factory(vyte_base_url=vyte.url, slot_cache_ttl=0)
@@ -193,8 +193,15 @@ async def test_spans_request_parallel_upstream_children_and_store_calls(
         assert s.attributes is not None and s.attributes["http.response.status_code"] == 200
         assert "users=" not in str(dict(s.attributes))  # no participants in span attributes
 
-    (store,) = [s for s in finished if s.name == "store active_bookings"]
-    assert store.parent is not None and store.parent.span_id == request.context.span_id
+    # The availability path's store read has no span of its own (it is the warm path).
+    assert not [s for s in finished if s.name.startswith("store ")]
+
+    resp = await gateway.get("/v1/subscriptions", headers={**AUTH, "traceparent": incoming})
+    assert resp.status == 200
+    (listing,) = [s for s in spans.get_finished_spans() if s.name == "GET /v1/subscriptions"]
+    (store,) = [s for s in spans.get_finished_spans() if s.name == "store list_subscriptions"]
+    assert store.kind == SpanKind.CLIENT
+    assert store.parent is not None and store.parent.span_id == listing.context.span_id
 
 
 async def test_probes_carry_trace_ids_but_are_never_recorded(

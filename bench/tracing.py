@@ -1,0 +1,258 @@
+"""Tracing cost on the warm path: the gateway untraced, traced with no exporter, and exporting.
+
+Three gateways (each with its own sandbox) run side by side on loopback, with the same
+cached availability queries as the warm part:
+
+- **untraced**: the gateway with its tracing hooks replaced by no-ops (``python -m bench.tracing
+  untraced serve``), the baseline;
+- **no exporter**: the gateway as shipped with no OTEL_* variables: trace context flows
+  (ids in logs, traceparent out), nothing is recorded;
+- **exporter on**: OTEL_EXPORTER_OTLP_ENDPOINT names an OTLP/HTTP receiver this part starts on
+  127.0.0.1 (``python -m bench.tracing receiver``, which counts what it is sent); every request
+  is sampled and exported.
+
+They are measured in interleaved rounds and each keeps its best round, so a noisy moment on
+the shared machine does not land on one configuration only. Goals: no exporter loses at most
+3 % of the untraced req/s, exporter on at most 15 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+from bench import harness, warm
+from bench.harness import AUTH, LOOPBACK, TOKEN, Call, Server
+from service.sandbox.config import SANDBOX_API_KEY
+
+CONCURRENCY = 16
+CONFIGS = ("untraced", "no exporter", "exporter on")
+CASES = ("1 participant, 1 day", "5 participants, 5 days")
+
+
+@contextlib.contextmanager
+def _gateway(tmp: Path, name: str, vyte: str, extra: dict[str, str]) -> Iterator[Server]:
+    args = ["-m", "service", "serve"]
+    if name == "untraced":
+        args = ["-m", "bench.tracing", "untraced", "serve"]
+    env = {
+        "VYTE_BASE_URL": vyte,
+        "VYTE_API_KEY": SANDBOX_API_KEY,
+        "API_TOKENS": f"bench:{TOKEN}",
+        "STORE_URL": f"sqlite:///{tmp}/{name.replace(' ', '-')}.sqlite3",
+        "LOG_LEVEL": "info",
+        "SLOT_CACHE_TTL": "3600",
+        "SHUTDOWN_TIMEOUT": "5",
+        **extra,
+    }
+    server = harness.start_server(f"gateway-{name.replace(' ', '-')}", args, tmp, env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _stacks() -> Iterator[tuple[dict[str, Server], Server]]:
+    """The receiver, one sandbox, and the three gateways in front of it."""
+    with harness.workdir() as tmp, contextlib.ExitStack() as stack:
+        seed = tmp / "seed.json"
+        harness.write_seed(seed, 50)
+        sandbox = harness.start_server(
+            "sandbox",
+            [
+                "-m",
+                "service",
+                "sandbox",
+                "--host",
+                LOOPBACK,
+                "--port",
+                "{port}",
+                "--seed",
+                str(seed),
+            ],
+            tmp,
+            ready_path="/_sandbox/stats",
+        )
+        stack.callback(sandbox.stop)
+        receiver = harness.start_server(
+            "otlp-receiver",
+            ["-m", "bench.tracing", "receiver", "--port", "{port}"],
+            tmp,
+            ready_path="/stats",
+        )
+        stack.callback(receiver.stop)
+        extras = {
+            "untraced": {},
+            "no exporter": {},
+            "exporter on": {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_TRACES_SAMPLER": "always_on",
+            },
+        }
+        gateways = {
+            name: stack.enter_context(_gateway(tmp, name, sandbox.url, extras[name]))
+            for name in CONFIGS
+        }
+        yield gateways, receiver
+
+
+async def _load(
+    session: aiohttp.ClientSession, server: Server, call: Call, seconds: float
+) -> tuple[float, float]:
+    """req/s over CONCURRENCY connections, and the server's CPU ms per request."""
+    cpu = server.cpu_seconds()
+    result = await harness.closed_loop(
+        session, lambda _: call, concurrency=CONCURRENCY, seconds=seconds, max_requests=200_000
+    )
+    if result.errors or set(result.statuses) != {200}:
+        raise RuntimeError(f"{call.url}: unexpected answers {result.statuses}")
+    return result.rate, (server.cpu_seconds() - cpu) / max(1, result.count) * 1e3
+
+
+def _stats(receiver: Server) -> dict[str, int]:
+    with urllib.request.urlopen(receiver.url + "/stats", timeout=5) as resp:  # noqa: S310
+        stats: dict[str, int] = json.loads(resp.read())
+        return stats
+
+
+async def measure(quick: bool) -> dict[str, float]:
+    seconds, rounds = (0.7, 1) if quick else (1.0, 5)
+    queries = {name: params for name, params in warm.cases().items() if name in CASES}
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    with _stacks() as (gateways, receiver):
+        async with harness.client(CONCURRENCY) as session:
+            calls = {
+                (case, config): Call(
+                    "GET", f"{gateways[config].url}/v1/availability?{urlencode(params)}", AUTH
+                )
+                for case, params in queries.items()
+                for config in CONFIGS
+            }
+            for (_case, config), call in calls.items():  # prime the caches, warm up
+                await _load(session, gateways[config], call, min(0.5, seconds))
+            for _ in range(rounds):
+                for (case, config), call in calls.items():
+                    rate, cpu = await _load(session, gateways[config], call, seconds)
+                    old = best.get((case, config))
+                    best[(case, config)] = (
+                        (max(rate, old[0]), min(cpu, old[1])) if old else (rate, cpu)
+                    )
+        exported = _stats(receiver)
+    rows: list[list[object]] = []
+    headline: dict[str, float] = {}
+    for index, case in enumerate(queries):
+        base_rate, base_cpu = best[(case, "untraced")]
+        for config in CONFIGS:
+            rate, cpu = best[(case, config)]
+            rows.append(
+                [
+                    case,
+                    config,
+                    f"{rate:,.0f}",
+                    f"{rate / base_rate:.3f}",
+                    f"{cpu:.3f}",
+                    f"{cpu / base_cpu:.3f}",
+                ]
+            )
+            key = config.replace(" ", "_")
+            headline[f"tracing_{index}_{key}_rps_ratio"] = rate / base_rate
+            headline[f"tracing_{index}_{key}_cpu_ratio"] = cpu / base_cpu
+    print(
+        harness.table(
+            (
+                "query",
+                "gateway",
+                f"req/s ({CONCURRENCY} conns)",
+                "req/s vs untraced",
+                "server CPU ms/req",
+                "CPU/req vs untraced",
+            ),
+            rows,
+            "ll",
+        )
+    )
+    print()
+    print(
+        f"Best of {rounds} interleaved round(s), {seconds:g} s each. The receiver got "
+        f"{exported['posts']:,} OTLP/HTTP posts ({exported['bytes']:,} bytes) from the "
+        "exporting gateway; server CPU includes its export thread."
+    )
+    return headline
+
+
+# -- the processes this part starts --------------------------------------------------------
+
+
+def _untraced(argv: Sequence[str]) -> int:
+    """Run the service with its tracing hooks replaced by no-ops (the baseline)."""
+    from service import tracing
+
+    @web.middleware
+    async def passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def no_export(app: web.Application) -> Any:
+        yield
+
+    tracing.server_spans = passthrough  # type: ignore[assignment]
+    tracing.client_trace_configs = list  # type: ignore[assignment]
+    tracing.trace_store = lambda store: store  # type: ignore[assignment]
+    tracing.export = no_export  # type: ignore[assignment]
+    from service import logging as service_logging
+
+    service_logging.add_trace_ids = lambda logger, method, event: event  # type: ignore[assignment]
+    from service.__main__ import main as service_main
+
+    return service_main(list(argv))
+
+
+def _receiver(port: int) -> None:
+    """An OTLP/HTTP endpoint that accepts every export and counts posts and bytes."""
+    counts = {"posts": 0, "bytes": 0}
+
+    async def traces(request: web.Request) -> web.Response:
+        counts["bytes"] += len(await request.read())
+        counts["posts"] += 1
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(counts)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/traces", traces)
+    app.router.add_get("/stats", stats)
+    web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    print("## 8. Tracing cost on the warm path (untraced vs no exporter vs exporter on)\n")
+    return asyncio.run(measure(quick))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["untraced"]:
+        raise SystemExit(_untraced(args[1:]))
+    if args[:1] == ["receiver"]:
+        parser = argparse.ArgumentParser(prog="python -m bench.tracing receiver")
+        parser.add_argument("--port", type=int, required=True)
+        _receiver(parser.parse_args(args[1:]).port)
+        return
+    harness.quick_cli(run, __doc__, args)
+
+
+if __name__ == "__main__":
+    main()
