@@ -37,7 +37,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from service.store.base import Store
+from service.store.base import Delivery, Operation, Store
 
 log = structlog.get_logger("tracing")
 
@@ -424,6 +424,79 @@ def _traced_store_call(
             span.end()
 
     return call
+
+
+def _loggable(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def delivery_attempt(
+    post: Callable[[S, Delivery], Awaitable[str | None]],
+) -> Callable[[S, Delivery], Awaitable[str | None]]:
+    """Decorates the dispatcher's one attempt to POST a delivery (returning its error or None):
+    a span continuing the trace of the change that caused the delivery, current while the
+    attempt runs so its `traceparent` header and log lines name it."""
+
+    @functools.wraps(post)
+    async def attempt(self: S, delivery: Delivery) -> str | None:
+        span = _Active.tracer.start_span(
+            f"webhook {delivery.event_type}",
+            context=_parent(delivery.trace_context),
+            kind=SpanKind.CLIENT,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            error = await post(self, delivery)
+        except BaseException as err:
+            if span.is_recording():
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+            raise
+        else:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "webhook.id": delivery.id,
+                        "webhook.event_type": delivery.event_type,
+                        "webhook.attempt": delivery.attempts + 1,
+                        "url.full": _loggable(delivery.url),
+                    }
+                )
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, error))
+            return error
+        finally:
+            span.end()
+            otel_context.detach(token)
+
+    return attempt
+
+
+def operation_attempt(
+    apply: Callable[[S, Operation], Awaitable[None]],
+) -> Callable[[S, Operation], Awaitable[None]]:
+    """Decorates the worker's attempt at an accepted operation: a span continuing the trace
+    of the request that accepted it, so its Vyte calls and webhooks belong to that trace."""
+
+    @functools.wraps(apply)
+    async def attempt(self: S, op: Operation) -> None:
+        span = _Active.tracer.start_span(
+            f"operation {op.type}", context=_parent(op.trace_context), kind=SpanKind.INTERNAL
+        )
+        if span.is_recording():
+            span.set_attributes({"operation.id": op.id, "operation.attempt": op.attempts + 1})
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            await apply(self, op)
+        finally:
+            span.end()
+            otel_context.detach(token)
+
+    return attempt
 
 
 # -- logs --------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ can be compared with the spans the gateway recorded (an in-memory SDK exporter).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +28,7 @@ from opentelemetry.trace import SpanKind
 from service import logging as service_logging
 from service import tracing
 from tests.conftest import AUTH
+from tests.dates import iso, meeting_day
 
 PEOPLE = ("5f3feb7821046c3bb9327e6a", "5f3feb7821046c3bb9327e6b", "5f3feb7821046c3bb9327e6c")
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -219,3 +222,48 @@ async def test_probes_carry_trace_ids_but_are_never_recorded(
     assert [s.name for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER] == [
         "GET /v1/subscriptions"
     ]
+
+
+async def test_an_accepted_operation_continues_the_accepting_requests_trace(
+    gateway_factory: Any, vyte: RecordingVyte, spans: InMemorySpanExporter
+) -> None:
+    gateway = await gateway_factory(vyte_base_url=vyte.url)
+    day = meeting_day()
+    body = {
+        "organizer": PEOPLE[0],
+        "title": "Traced later",
+        "start": iso(day, "14:00", "Europe/Paris"),
+        "end": iso(day, "15:00", "Europe/Paris"),
+        "timezone": "Europe/Paris",
+        "invitees": [{"full_name": "Ada Lovelace", "email": "ada@example.com"}],
+    }
+    resp = await gateway.post("/v1/bookings", json=body, headers=AUTH)
+    assert resp.status == 201
+    booking_id = (await resp.json())["id"]
+
+    incoming = f"00-{INCOMING_TRACE}-{INCOMING_PARENT}-01"
+    resp = await gateway.post(
+        f"/v1/bookings/{booking_id}/confirm",
+        headers={**AUTH, "traceparent": incoming, "Prefer": "respond-async"},
+    )
+    assert resp.status == 202
+    operation = (await resp.json())["id"]
+    deadline = time.monotonic() + 10
+    while True:
+        resp = await gateway.get(f"/v1/operations/{operation}", headers=AUTH)
+        if (await resp.json())["status"] != "pending":
+            break
+        assert time.monotonic() < deadline, "the operation never ran"
+        await asyncio.sleep(0.05)
+    assert (await resp.json())["status"] == "succeeded"
+
+    (sent,) = vyte.traceparents("POST", f"/v2/events/{booking_id}/confirm")
+    assert parts(sent)[0] == INCOMING_TRACE
+    finished = spans.get_finished_spans()
+    (accepting,) = [s for s in finished if s.name == "POST /v1/bookings/{booking_id}/confirm"]
+    (applied,) = [s for s in finished if s.name == "operation confirm"]
+    assert applied.context.trace_id == int(INCOMING_TRACE, 16)
+    assert applied.parent is not None and applied.parent.span_id == accepting.context.span_id
+    (call,) = [s for s in finished if s.name == "POST /v2/events/{id}/confirm"]
+    assert call.parent is not None and call.parent.span_id == applied.context.span_id
+    assert hex_span(call) == parts(sent)[1]
