@@ -214,6 +214,7 @@ def _hook_costs(count: int) -> dict[str, float]:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
     from service import tracing
+    from service.http import tracing as http_tracing
 
     class Encoding(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -234,7 +235,7 @@ def _hook_costs(count: int) -> dict[str, float]:
         started = time.process_time()
         for _ in range(count):
             if hooked:
-                await tracing.server_spans(request, handler)
+                await http_tracing.request_span(request, handler)
                 tracing.add_trace_ids(None, "info", event)
             else:
                 await handler(request)
@@ -265,6 +266,7 @@ def _hook_costs(count: int) -> dict[str, float]:
 def _untraced(argv: Sequence[str]) -> int:
     """Run the service with its tracing hooks replaced by no-ops (the baseline)."""
     from service import tracing
+    from service.http import tracing as http_tracing
 
     @web.middleware
     async def passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -274,15 +276,18 @@ def _untraced(argv: Sequence[str]) -> int:
     async def no_export(app: web.Application) -> Any:
         yield
 
-    tracing.server_spans = passthrough  # type: ignore[assignment]
+    http_tracing.request_span = passthrough  # type: ignore[assignment]
     tracing.client_trace_configs = list  # type: ignore[assignment]
     tracing.trace_store = lambda store: store  # type: ignore[assignment]
     tracing.export = no_export  # type: ignore[assignment]
     from service import logging as service_logging
 
     service_logging.add_trace_ids = lambda logger, method, event: event  # type: ignore[assignment]
+    from service import app
     from service.__main__ import main as service_main
 
+    if app.request_span is not passthrough:
+        raise RuntimeError("service.app was imported before its tracing hooks were replaced")
     return service_main(list(argv))
 
 

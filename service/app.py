@@ -22,6 +22,7 @@ from service.http import routes
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
+from service.http.tracing import request_span
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
@@ -41,7 +42,7 @@ log = structlog.get_logger("app")
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
-            tracing.server_spans,
+            request_span,
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),

@@ -20,9 +20,8 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 import structlog
-from aiohttp import web
-from aiohttp.typedefs import Handler
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -237,7 +236,7 @@ def _safe_endpoint(environ: Mapping[str, str]) -> str:
         return "(unparsable URL)"
 
 
-async def export(app: web.Application) -> AsyncIterator[None]:
+async def export(app: object) -> AsyncIterator[None]:
     """cleanup_ctx: while the app runs, spans go to the OTLP/HTTP endpoint the OTEL_*
     variables name (read from the process environment, as the SDK itself reads them);
     they are flushed when it stops."""
@@ -275,47 +274,45 @@ async def export(app: web.Application) -> AsyncIterator[None]:
 # -- spans -------------------------------------------------------------------------------------
 
 
-def _route(request: web.Request) -> str | None:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else None
+@attrs.frozen
+class ServerSpan:
+    """A request's span, current while the request is handled (see service/http/tracing.py)."""
 
+    span: trace.Span
+    token: object
+    method: str
+    route: str | None
 
-@web.middleware
-async def server_spans(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The request's span: continues an incoming `traceparent`, else starts a trace. Put it
-    first, so every log line of the request (the access line too) carries its ids."""
-    parent = _parent(request.headers.get(TRACEPARENT), request.headers.get(TRACESTATE))
-    tracer = _PROPAGATING if request.path in QUIET_PATHS else _Active.tracer
-    route = _route(request)
-    name = f"{request.method} {route}" if route else request.method
-    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    status = 500
-    response: web.StreamResponse | None = None
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
+    def end(self, status: int, request_id: str | None) -> None:
+        span = self.span
         if span.is_recording():
             span.set_attributes(
                 {
-                    "http.request.method": request.method,
+                    "http.request.method": self.method,
                     # The route, never the path: the inbound hook path holds a secret token.
-                    "http.route": route or "unmatched",
+                    "http.route": self.route or "unmatched",
                     "http.response.status_code": status,
                 }
             )
-            request_id = response.headers.get("X-Request-ID") if response is not None else None
             if request_id:
                 span.set_attribute("http.request.id", request_id)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
-        otel_context.detach(token)
+        otel_context.detach(self.token)  # type: ignore[arg-type]
+
+
+def start_server_span(
+    method: str, route: str | None, path: str, traceparent: str | None, tracestate: str | None
+) -> ServerSpan:
+    """Start the request's span and make it current: it continues an incoming `traceparent`,
+    else starts a trace. Probes and scrapes (QUIET_PATHS) get ids but are never recorded."""
+    parent = _parent(traceparent, tracestate)
+    tracer = _PROPAGATING if path in QUIET_PATHS else _Active.tracer
+    name = f"{method} {route}" if route else method
+    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return ServerSpan(span, token, method, route)
 
 
 def _upstream_name(method: str, path: str) -> str:
