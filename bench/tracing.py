@@ -310,7 +310,7 @@ def _receiver(port: int) -> None:
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    print("## 8. Tracing cost on the warm path (untraced vs no exporter vs exporter on)\n")
+    print("## 9. Tracing cost on the warm path (untraced vs no exporter vs exporter on)\n")
     headline = asyncio.run(measure(quick))
     hooks = _hook_costs(2_000 if quick else 20_000)
     print()

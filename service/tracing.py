@@ -286,16 +286,15 @@ class ServerSpan:
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
         if span.is_recording():
-            span.set_attributes(
-                {
-                    "http.request.method": self.method,
-                    # The route, never the path: the inbound hook path holds a secret token.
-                    "http.route": self.route or "unmatched",
-                    "http.response.status_code": status,
-                }
-            )
+            attributes: dict[str, str | int] = {
+                "http.request.method": self.method,
+                # The route, never the path: the inbound hook path holds a secret token.
+                "http.route": self.route or "unmatched",
+                "http.response.status_code": status,
+            }
             if request_id:
-                span.set_attribute("http.request.id", request_id)
+                attributes["http.request.id"] = request_id
+            span.set_attributes(attributes)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
