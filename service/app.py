@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 
 import aiohttp
 import structlog
@@ -104,6 +105,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
     app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
     yield
+    await app[keys.HEALTH].close()
 
 
 def _owner() -> str:
@@ -135,7 +137,11 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             target = (
                 f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{settings.vyte_webhook_token}"
             )
-            registering = keep_registering(app[keys.VYTE], target)
+            health = app[keys.HEALTH]
+            health.hooks = "not registered yet"
+            registering = keep_registering(
+                app[keys.VYTE], target, report=partial(setattr, health, "hooks")
+            )
             tasks.append(asyncio.create_task(registering, name="hooks"))
         yield
         for task in tasks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -120,8 +121,11 @@ async def register_hooks(vyte: VyteClient, target_url: str) -> int:
     return created
 
 
-async def keep_registering(vyte: VyteClient, target_url: str) -> None:
-    """Register our hooks, retrying (1 s, doubling, at most 5 min apart) until Vyte takes them."""
+async def keep_registering(
+    vyte: VyteClient, target_url: str, report: Callable[[str], None] = lambda _: None
+) -> None:
+    """Register our hooks, retrying (1 s, doubling, at most 5 min apart) until Vyte takes them;
+    `report` hears each outcome ("ok", or why not) for readiness to show."""
     attempt = 0
     while True:
         attempt += 1
@@ -129,8 +133,10 @@ async def keep_registering(vyte: VyteClient, target_url: str) -> None:
             created = await register_hooks(vyte, target_url)
         except vyte_errors.VyteError as err:
             delay = exponential(attempt, HOOK_RETRY_BASE, HOOK_RETRY_CAP, jitter=0.0)
+            report(f"not registered: {err.outcome}")
             log.warning("hook_registration_failed", error=str(err), retry_in=delay)
             await asyncio.sleep(delay)
             continue
+        report("ok")
         log.info("hooks_registered", created=created)
         return
