@@ -14,6 +14,7 @@ import inspect
 import os
 import random
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
@@ -46,6 +47,8 @@ TRACESTATE = "tracestate"
 #: kubelet probing every few seconds would bury every real trace).
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 SERVICE_NAME = "booking-gateway"
+#: seconds the last spans may take to leave at shutdown
+FLUSH_SECONDS = 3.0
 
 # version-traceid-parentid-flags; later versions may append fields after another "-".
 _TRACEPARENT = re.compile(
@@ -260,15 +263,27 @@ async def export(app: object) -> AsyncIterator[None]:
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
     provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    exporter = OTLPSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     use_tracer(provider.get_tracer(SERVICE_NAME))
     log.info("tracing_export", endpoint=_safe_endpoint(environ), protocol="http/protobuf")
     try:
         yield
     finally:
         use_tracer(None)
-        # Flushing may wait on a slow collector: never on the event loop.
-        await asyncio.to_thread(provider.shutdown)
+        await _flush(provider.shutdown, exporter.shutdown)
+
+
+async def _flush(shutdown: Callable[[], object], abort: Callable[[], object]) -> None:
+    """Flush what is left, for at most FLUSH_SECONDS: a collector that is down would otherwise
+    hold the exporter in its retries for its whole timeout, past the pod's grace period."""
+    flushing = threading.Thread(target=shutdown, name="otlp-flush", daemon=True)
+    flushing.start()
+    await asyncio.to_thread(flushing.join, FLUSH_SECONDS)
+    if flushing.is_alive():
+        log.warning("tracing_flush_abandoned", after_seconds=FLUSH_SECONDS)
+        abort()  # ends the exporter's retries; the spans still queued are dropped
+        await asyncio.to_thread(flushing.join, 1.0)
 
 
 # -- spans -------------------------------------------------------------------------------------

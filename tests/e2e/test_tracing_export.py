@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from service.config import SANDBOX_TOKEN
 from tests.dates import iso, meeting_day
-from tests.e2e.process import Process, start
+from tests.e2e.process import Process, free_port, start
 from tests.otlp import CLIENT, SERVER, Receiver, otlp_receiver
 
 pytestmark = pytest.mark.e2e
@@ -252,3 +252,22 @@ async def test_a_delivery_retried_after_a_restart_keeps_its_trace(
         tp_parts(failed["traceparent"])[1],
         tp_parts(delivered["traceparent"])[1],
     }
+
+
+async def test_a_collector_that_is_down_costs_no_request_and_a_bounded_shutdown(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": dead, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    served = await asyncio.to_thread(start, ["serve", "--sandbox"], tmp_path, env)
+    try:
+        for _ in range(20):
+            async with http.get(f"{served.url}/v1/subscriptions", headers=AUTH) as resp:
+                assert resp.status == 200
+        await asyncio.sleep(0.5)  # the exporter is now retrying against the dead endpoint
+    finally:
+        started = time.monotonic()
+        assert await asyncio.to_thread(served.stop) == 0
+    # The exporter alone would retry for its 10 s timeout; the flush is cut at 3 s.
+    assert time.monotonic() - started < 9
+    assert "tracing_flush_abandoned" in served.output()
