@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import os
 import random
 import re
@@ -58,6 +59,11 @@ _TRACEPARENT = re.compile(
 _VYTE_ID = re.compile(r"^(/v2/(?:events|hooks)/)[^/]+")
 _ID_TEMPLATE = r"\g<1>{id}"
 
+# W3C allows 32 members (a receiver must take at least 512 characters); a longer header is
+# cut here, which leaves it malformed, so it is dropped rather than parsed at any length.
+_MAX_TRACESTATE = 4096
+_API_LOG = logging.getLogger("opentelemetry.trace.span")
+
 S = TypeVar("S")
 StoreT = TypeVar("StoreT", bound=Store)
 
@@ -86,7 +92,7 @@ def parse_traceparent(traceparent: str | None, tracestate: str | None = None) ->
     trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if not trace_id or not span_id:
         return None
-    state = TraceState.from_header([tracestate]) if tracestate else TraceState()
+    state = _tracestate(tracestate) if tracestate else TraceState()
     return SpanContext(
         trace_id,
         span_id,
@@ -94,6 +100,17 @@ def parse_traceparent(traceparent: str | None, tracestate: str | None = None) ->
         trace_flags=TraceFlags(int(flags, 16) & TraceFlags.SAMPLED),
         trace_state=state,
     )
+
+
+def _tracestate(header: str) -> TraceState:
+    """The caller's `tracestate`, or an empty one when it is malformed (W3C: then drop it).
+    The API would log the bad header once per request, echoing the caller's bytes."""
+    quiet = _API_LOG.disabled
+    _API_LOG.disabled = True
+    try:
+        return TraceState.from_header([header[:_MAX_TRACESTATE]])
+    finally:
+        _API_LOG.disabled = quiet
 
 
 def format_traceparent(span_context: SpanContext) -> str:

@@ -157,3 +157,13 @@ async def test_concurrent_store_calls_are_siblings(exporter: InMemorySpanExporte
     *calls, request = exporter.get_finished_spans()
     assert len(calls) == 3
     assert {c.parent.span_id for c in calls if c.parent} == {request.context.span_id}
+
+
+def test_a_malformed_tracestate_is_dropped_without_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("DEBUG"):
+        parent = tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "a=1,%%not a member%%")
+    assert parent is not None and parent.trace_id == int(TRACE, 16)
+    assert parent.trace_state.to_header() == ""
+    assert caplog.records == []
