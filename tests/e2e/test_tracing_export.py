@@ -221,7 +221,7 @@ async def test_a_delivery_retried_after_a_restart_keeps_its_trace(
 ) -> None:
     trace_id, caller_span = "d4cda95b652f4a1592b449d5929fda1b", "6e0c63257de34c92"
     hooks.script = [204, 503]  # booking.requested goes through, booking.confirmed fails once
-    first = await serve(receiver, tmp_path, WEBHOOK_RETRY_SCHEDULE="3")
+    first = await serve(receiver, tmp_path, WEBHOOK_RETRY_SCHEDULE="5")
     try:
         await book_and_confirm(http, first, hooks.url, trace_id, caller_span)
         await hooks.wait_for("booking.confirmed", status=503)
@@ -229,7 +229,7 @@ async def test_a_delivery_retried_after_a_restart_keeps_its_trace(
         assert await asyncio.to_thread(first.stop) == 0
     assert not hooks.of("booking.confirmed")  # not delivered before the restart
 
-    second = await serve(receiver, tmp_path, WEBHOOK_RETRY_SCHEDULE="3")
+    second = await serve(receiver, tmp_path, WEBHOOK_RETRY_SCHEDULE="5")
     try:
         await hooks.wait_for("booking.confirmed", timeout=20)
     finally:
