@@ -176,8 +176,8 @@ class OperationWorker:
         if op.booking_id is None:
             raise NotFound("operation names no booking")
         if op.type == OperationType.CONFIRM:
-            return (await self._bookings.confirm(op.booking_id)).id
-        return (await self._bookings.cancel(op.booking_id)).id
+            return (await self._bookings.confirm(op.caller, op.booking_id)).id
+        return (await self._bookings.cancel(op.caller, op.booking_id)).id
 
     async def _failed_attempt(self, op: Operation, err: ServiceError) -> None:
         now = datetime.now(UTC)
