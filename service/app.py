@@ -20,6 +20,7 @@ from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
+from service.http.handlers import created_answer
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
@@ -28,6 +29,7 @@ from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
+from service.notify.reconciler import Reconciler
 from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
@@ -97,6 +99,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.HEALTH] = Health(store, vyte)
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
     app[keys.OPERATIONS] = worker
+    reconciler = Reconciler(
+        store,
+        bookings,
+        created_answer,
+        owner=_owner(),
+        timeout=settings.unknown_outcome_timeout,
+        budget_seconds=settings.request_budget,
+    )
+    bookings.on_unknown = reconciler.wake
+    app[keys.RECONCILER] = reconciler
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
     app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
     yield
@@ -109,8 +121,8 @@ def _owner() -> str:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """Background work: the webhook dispatcher, the operations worker, the purge of what
-    finished long ago, hook registration."""
+    """Background work: the webhook dispatcher, the operations worker, the reconciler of
+    unknown outcomes, the purge of what finished long ago, hook registration."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     worker = app[keys.OPERATIONS]
@@ -123,6 +135,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),
+            asyncio.create_task(app[keys.RECONCILER].run(), name="reconciler"),
             asyncio.create_task(
                 purge(store, timedelta(days=settings.retention_days), PURGE_INTERVAL),
                 name="purge",
