@@ -79,8 +79,15 @@ class Reconciler:
         lease = self._budget + 10
         batch = await self._store.claim_unresolved(datetime.now(UTC), _BATCH, self._owner, lease)
         if batch:
-            await asyncio.gather(*(self._look(record) for record in batch))
+            await asyncio.gather(*(self._look_safely(record) for record in batch))
         return len(batch)
+
+    async def _look_safely(self, record: UnresolvedCreate) -> None:
+        try:
+            await self._look(record)
+        except Exception:
+            # The record stays; its claim lapses and a later look tries again.
+            log.exception("unresolved_look_failed", record=record.id)
 
     def _answer_for(self, record: UnresolvedCreate) -> Answer | None:
         key = record.idempotency_key

@@ -1,9 +1,9 @@
 """A replica killed while its async creates are inside a slow Vyte: one event per create.
 
-Vyte takes 3 s per create and the gateway gives up after 2 s, so when the replica dies its
-creates have reached Vyte without yet being there. The survivors must not look once, find
-nothing and send again: they wait for the reconciler, which finds each event once Vyte has
-stored it, and every operation succeeds with that event.
+Vyte takes 3 s per create and the gateway gives up after 2 s; the replica dies half a second
+before Vyte stores the events, after its own timeouts. Neither its retries nor the survivors
+may look once, find nothing and send again: they wait for the reconciler, which finds each
+event once Vyte has stored it, and every operation succeeds with that event.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ async def test_a_replica_killed_inside_a_slow_vyte_leaves_one_event_per_create(
         "RETRY_BASE": "0.1",
         "RETRY_CAP": "0.5",
         "UNKNOWN_OUTCOME_TIMEOUT": "30",
+        # The breaker stays closed, so the replica's own retries run before it dies.
+        "BREAKER_THRESHOLD": "1000",
         "WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1",
     }
     replicas: list[Process] = []
@@ -85,6 +87,7 @@ async def test_a_replica_killed_inside_a_slow_vyte_leaves_one_event_per_create(
             doomed, survivors = replicas[0], replicas[1:]
             day = meeting_day()
             locations = []
+            sent = time.monotonic()  # no create reaches Vyte before this
             for n in range(CREATES):
                 create = {
                     "organizer": JOHN,
@@ -104,15 +107,22 @@ async def test_a_replica_killed_inside_a_slow_vyte_leaves_one_event_per_create(
                     assert resp.status == 202
                     locations.append(resp.headers["Location"])
 
-            async def all_sent() -> bool:
+            async def creates_sent() -> int:
                 async with http.get(f"{sandbox.url}/_sandbox/stats") as resp:
                     stats = await resp.json()
-                return bool(stats["requests"].get("POST /v2/events", 0) >= CREATES)
+                return int(stats["requests"].get("POST /v2/events", 0))
+
+            async def all_sent() -> bool:
+                return await creates_sent() >= CREATES
 
             await eventually(all_sent, "the doomed replica to send every create", 5)
             async with http.get(f"{sandbox.url}/_sandbox/events") as resp:
                 assert await resp.json() == [], "Vyte answered faster than it should"
-            # Killed while every create is still inside Vyte.
+            # Past the replica's own timeout (its retries would look once, find nothing yet
+            # and send again), and before Vyte has stored anything: killed mid-flight.
+            await asyncio.sleep(max(0.0, sent + VYTE_SECONDS - 0.5 - time.monotonic()))
+            async with http.get(f"{sandbox.url}/_sandbox/events") as resp:
+                assert await resp.json() == [], "killed too late: Vyte has stored the events"
             assert doomed.stop(signal.SIGKILL) == -signal.SIGKILL
 
             ops: list[dict[str, Any]] = []
