@@ -78,7 +78,7 @@ async def _vyte(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
-    outbox = Outbox(store, webhook_body)
+    outbox = Outbox(store, webhook_body, settings.admin_callers)
     shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
     availability = AvailabilityService(
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
@@ -110,7 +110,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     bookings.on_unknown = reconciler.wake
     app[keys.RECONCILER] = reconciler
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
-    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
+    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due, settings.max_subscriptions)
     yield
     await app[keys.HEALTH].close()
 

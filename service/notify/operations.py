@@ -186,8 +186,8 @@ class OperationWorker:
         if op.booking_id is None:
             raise NotFound("operation names no booking")
         if op.type == OperationType.CONFIRM:
-            return (await self._bookings.confirm(op.booking_id)).id
-        return (await self._bookings.cancel(op.booking_id)).id
+            return (await self._bookings.confirm(op.caller, op.booking_id)).id
+        return (await self._bookings.cancel(op.caller, op.booking_id)).id
 
     async def _create(self, op: Operation) -> str:
         """Create the operation's booking; its id.
