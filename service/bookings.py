@@ -376,15 +376,19 @@ class BookingService:
             # Already known: adopted from Vyte's webhook in between, or recorded by an
             # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
+            if existing is None or existing.caller not in (None, caller):
+                # Not ours to settle: an unresolved record stays (the reconciler decides);
+                # a plain hold goes.
+                if hold and await self._store.get_unresolved(hold) is None:
+                    await self._store.release_hold(hold)
+                if existing is None:
+                    raise Conflict("booking changed concurrently; retry")
+                raise SlotUnavailable("the slot is another caller's booking")
             if hold:
                 await self._store.finish_unresolved(hold)
                 await self._store.release_hold(hold)
-            if existing is None:
-                raise Conflict("booking changed concurrently; retry")
             if existing.caller is None:
                 return await self._complete_adopted(existing, booking)
-            if existing.caller != caller:
-                raise SlotUnavailable("the slot is another caller's booking")
             return existing
         return booking
 

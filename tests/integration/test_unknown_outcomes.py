@@ -15,12 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
 from service import keys
 from service.bookings import BookingService
+from service.notify.reconciler import Reconciler
 from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
 from tests.conftest import AUTH, JOHN, upstream_calls
 from tests.integration.conftest import Receiver
@@ -348,3 +350,61 @@ async def test_an_async_create_whose_answer_is_lost_waits_for_the_reconciler(
         ("booking.requested", event["_id"])
     ]
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
+
+
+async def test_the_reconciler_never_takes_an_event_recorded_as_another_booking(
+    gateway_factory: Factory, sandbox_admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()  # the reconciler looks only once the twin below is recorded
+    original = Reconciler.run_once
+
+    async def gated(self: Reconciler) -> int:
+        return await original(self) if gate.is_set() else 0
+
+    monkeypatch.setattr(Reconciler, "run_once", gated)
+    gw = await gateway_factory(unknown_outcome_timeout=1.5)
+    body = booking(None, check_availability=False)
+    await fault(sandbox_admin, status=500)  # ours never reaches Vyte
+    assert (await gw.post("/v1/bookings", json=body, headers=AUTH)).status == 502
+    # Meanwhile an identical event appears in Vyte, already another caller's booking.
+    start = datetime.fromisoformat(body["start"]).astimezone(UTC)
+    twin = {
+        "title": body["title"],
+        "created_by": {"user": JOHN},
+        "dates": [
+            {
+                "all_day": False,
+                "date": start.isoformat(),
+                "end_date": (start + timedelta(hours=1)).isoformat(),
+            }
+        ],
+        "invitees": body["invitees"],
+        "vyteme": True,
+    }
+    async with sandbox_admin.post(
+        "v2/events", json=twin, headers={"Authorization": SANDBOX_API_KEY}
+    ) as resp:
+        twin_id = (await resp.json())["_id"]
+    store = gw.app[keys.STORE]
+    finish = store.finish_unresolved
+    released: list[bool] = []  # records closed without a booking: decided absent
+
+    async def watched(record_id: str, **kwargs: Any) -> bool:
+        closed = bool(await finish(record_id, **kwargs))
+        if kwargs.get("booking") is None:
+            released.append(closed)
+        return closed
+
+    monkeypatch.setattr(store, "finish_unresolved", watched)
+    adopted = await gw.app[keys.BOOKINGS].adopt(await gw.app[keys.VYTE].get_event(twin_id))
+    theirs = attrs.evolve(adopted, caller="beta", version=adopted.version + 1)
+    assert await store.put_booking(theirs, expected_version=adopted.version)
+    gate.set()
+
+    async def decided() -> bool:
+        return released == [True]
+
+    await until(decided)
+    kept = await store.get_booking(twin_id)
+    assert kept is not None and (kept.caller, kept.version) == ("beta", theirs.version)
+    assert [e["_id"] for e in await vyte_events(sandbox_admin)] == [twin_id]
