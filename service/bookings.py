@@ -35,6 +35,7 @@ from service.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from service.notify.egress import UNRESTRICTED, EgressPolicy
 from service.notify.outbox import Outbox
 from service.store.base import IDEMPOTENCY_TTL, Store
 from service.vyte import errors as vyte_errors
@@ -116,18 +117,8 @@ def _instant(value: Any, name: str, problems: list[FieldError]) -> datetime | No
     return parsed.astimezone(UTC).replace(microsecond=0)
 
 
-def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
-    """Whether `url`'s host matches one of the CALLBACK_HOSTS globs (any when empty)."""
-    if not hosts:
-        return True
-    from fnmatch import fnmatchcase
-
-    host = (urlsplit(url).hostname or "").lower()
-    return any(fnmatchcase(host, pattern) for pattern in hosts)
-
-
 def validate_url(
-    value: Any, name: str, problems: list[FieldError], hosts: tuple[str, ...]
+    value: Any, name: str, problems: list[FieldError], egress: EgressPolicy
 ) -> str | None:
     if value is None:
         return None
@@ -147,13 +138,14 @@ def validate_url(
     if not valid:
         problems.append(FieldError(name, "must be an http(s) URL"))
         return None
-    if not callback_allowed(value, hosts):
-        problems.append(FieldError(name, "host is not allowed by CALLBACK_HOSTS"))
+    refusal = egress.refusal(value)
+    if refusal is not None:
+        problems.append(FieldError(name, refusal.value))
         return None
     return value
 
 
-def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ()) -> BookingRequest:
+def parse_booking(data: Mapping[str, Any], egress: EgressPolicy = UNRESTRICTED) -> BookingRequest:
     """Validate a booking body; ValidationFailed lists every bad field."""
     problems = [FieldError(n, "unknown field") for n in data if n not in BODY_FIELDS]
 
@@ -237,7 +229,7 @@ def parse_booking(data: Mapping[str, Any], callback_hosts: tuple[str, ...] = ())
                 place = Place(name=name, address=address)
 
     message = _text(data, "message", problems, max_len=10_000)
-    callback_url = validate_url(data.get("callback_url"), "callback_url", problems, callback_hosts)
+    callback_url = validate_url(data.get("callback_url"), "callback_url", problems, egress)
     check = data.get("check_availability", True)
     if not isinstance(check, bool):
         problems.append(FieldError("check_availability", "must be true or false"))

@@ -38,7 +38,7 @@ async def create_booking(request: web.Request) -> web.Response:
     async def handle() -> web.Response:
         body = await read_json(request)
         assert body is not None
-        booking_request = parse_booking(body, settings.callback_hosts)
+        booking_request = parse_booking(body, settings.egress)
         if prefers_async(request):
             return await _accept(request, OperationType.CREATE, None, body)
         key = idempotency_key(request)

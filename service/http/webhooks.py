@@ -60,7 +60,7 @@ async def _subscribe(request: web.Request) -> web.Response:
     problems = [FieldError(k, "unknown field") for k in body if k not in ("url", "events")]
     if body.get("url") is None:
         problems.append(FieldError("url", "required"))
-    url = validate_url(body.get("url"), "url", problems, settings.callback_hosts)
+    url = validate_url(body.get("url"), "url", problems, settings.egress)
     events = body.get("events")
     if (
         not isinstance(events, list)

@@ -195,3 +195,7 @@ def _is_name(host: str) -> bool:
         and all(_LABEL.fullmatch(label) for label in labels)
         and not _NUMERIC_LABEL.fullmatch(labels[-1])
     )
+
+
+#: No rule at all: for re-reading input that was checked when it was accepted.
+UNRESTRICTED = EgressPolicy(deny=())
