@@ -90,7 +90,7 @@ async def serve_forever(settings: Settings) -> int:
     if settings.sandbox and not settings.vyte_api_key:
         from service.sandbox import SANDBOX_API_KEY, SandboxConfig, start_sandbox
 
-        sandbox_runner, url = await start_sandbox(SandboxConfig())
+        sandbox_runner, url = await start_sandbox(SandboxConfig(allow_http_hooks=True))
         settings = attrs.evolve(settings, vyte_base_url=url, vyte_api_key=SANDBOX_API_KEY)
         if settings.public_url is None:
             # Let the emulator's hooks reach us, so changes made "inside Vyte" flow back.

@@ -501,7 +501,9 @@ class BookingService:
             else {"creator_users": organizer.key}
         )
         try:
-            events = await self._vyte.list_events(q=req.title, limit=100, **who)
+            # Vyte's `q` is a regular expression: escape the title, then compare exactly.
+            pattern = f"^{re.escape(req.title)}$"
+            events = await self._vyte.list_events(q=pattern, limit=100, **who)
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         for event in events:

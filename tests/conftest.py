@@ -56,7 +56,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[TestServer]:
-    server = TestServer(create_sandbox_app(SandboxConfig()), host="127.0.0.1")
+    # Like `serve --sandbox`, the gateways under test offer plain-http loopback hook targets.
+    server = TestServer(create_sandbox_app(SandboxConfig(allow_http_hooks=True)), host="127.0.0.1")
     await server.start_server()
     yield server
     await server.close()

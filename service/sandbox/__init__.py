@@ -10,12 +10,34 @@ It answers `/v2/auth/test`, `/v2/slots`, `/v2/slots/days`, `/v2/events` (+ `/{id
     DELETE /_sandbox/faults           clear it
     GET    /_sandbox/stats            {"requests": {"GET /v2/slots": n, ...}}
     DELETE /_sandbox/stats            zero the counts
-    POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts
-    GET    /_sandbox/users            the seeded users, working hours and busy blocks
+    POST   /_sandbox/reset            back to the seed: no events, hooks, faults or counts,
+                                      and the configured settings
+    GET    /_sandbox/settings         the switches below, as they are now
+    PATCH  /_sandbox/settings         {hook_list_shape: "array"|"object", hook_batch: bool};
+                                      until the next reset
+    GET    /_sandbox/users            the seeded users, working hours, busy blocks and
+                                      whether their booking page has auto_confirm
+    PATCH  /_sandbox/users/{id}       {auto_confirm: bool}; until the next reset
     GET    /_sandbox/events           every event, cancelled ones included
     POST   /_sandbox/events/{id}/confirm|cancel   the invitee acts inside Vyte (hooks fire)
     GET    /_sandbox/deliveries       hook deliveries made so far and how many are under way
     POST   /_sandbox/deliveries/drain the same, once every delivery under way has finished
+
+Where Vyte documents a behaviour two ways, a switch (SandboxConfig field, then
+`/_sandbox/settings`) picks one: `hook_list_shape` is how `GET /v2/hooks` answers, a bare
+array (the guide, default) or `{"hooks": [...]}` (the reference); `hook_batch` sends each
+hook body as a one-element array (the reference's prose) instead of the bare object of its
+example (default). Hook target URLs must be
+https, as Vyte's reference says, unless `allow_http_hooks` is set (config only: `serve
+--sandbox` sets it for its own loopback gateway).
+`auto_confirm_users` (config, then `/_sandbox/users/{id}`) names users whose booking page
+has Vyte's `auto_confirm`: their `vyteme` events come back from the create confirmed, and
+fire `event.created` and `event.confirmed`.
+
+Other documented behaviours, always on: `GET /v2/events?q=` is a regular expression on the
+title (case-insensitive; an invalid one is 400); `event.updated` fires only when a confirmed
+event is edited; a confirm without `d` picks the closest date and names it in
+`confirmed.date_id`, leaving every `dates[].confirmed` false as Vyte's samples do.
 
 Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
 wall-clock time in the person's own zone; slots ignore the past (2020 dates work).

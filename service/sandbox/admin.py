@@ -50,9 +50,31 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.get("/_sandbox/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].switches.to_json())
+
+
+@routes.patch("/_sandbox/settings")
+async def change_settings(request: web.Request) -> web.Response:
+    """Switch a documented-two-ways behaviour for this sandbox until the next reset."""
+    switches = request.app[STATE].switches
+    switches.update(await views.json_body(request))
+    return web.json_response(switches.to_json())
+
+
 @routes.get("/_sandbox/users")
 async def users(request: web.Request) -> web.Response:
-    return web.json_response([user.to_json() for user in request.app[STATE].seed.users])
+    state = request.app[STATE]
+    return web.json_response([state.user_json(user) for user in state.seed.users])
+
+
+@routes.patch("/_sandbox/users/{id}")
+async def change_user(request: web.Request) -> web.Response:
+    """`{"auto_confirm": bool}`: the user's booking page setting, until the next reset."""
+    state = request.app[STATE]
+    user = state.set_auto_confirm(request.match_info["id"], await views.json_body(request))
+    return web.json_response(state.user_json(user))
 
 
 @routes.get("/_sandbox/events")

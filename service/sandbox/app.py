@@ -74,9 +74,9 @@ async def run_sandbox(host: str, port: int, config: SandboxConfig) -> None:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     seed = await asyncio.to_thread(load_seed, config.resolved_seed_path)
-    app[STATE] = SandboxState(seed)
+    app[STATE] = SandboxState(seed, config)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.hook_timeout))
-    app[HOOKS] = HookDispatcher(session, batch=config.hook_batch)
+    app[HOOKS] = HookDispatcher(session)
     try:
         yield
     finally:

@@ -31,15 +31,16 @@ class EventDate:
     end: datetime
     all_day: bool
     created_at: datetime
-    confirmed: bool = False
 
     def to_json(self) -> JSON:
+        # Vyte's samples leave every date's `confirmed` false once the event is confirmed:
+        # the chosen date is named by the event's `confirmed.date_id` alone.
         return {
             "_id": self.id,
             "date": timestamp(self.start),
             "end_date": timestamp(self.end),
             "all_day": self.all_day,
-            "confirmed": self.confirmed,
+            "confirmed": False,
             "confirmed_invitees": [],
             "votes": dict(_NO_VOTES),
             "createdAt": timestamp(self.created_at),
@@ -158,7 +159,7 @@ class Event:
             raise BadRequest(f"d: no date {date_id} in this event")
         if place_id is not None and all(p.id != place_id for p in self.places):
             raise BadRequest(f"p: no place {place_id} in this event")
-        date_id = date_id or self.confirmed_date_id or (self.dates[0].id if self.dates else None)
+        date_id = date_id or self.confirmed_date_id or self.closest_date_id(at)
         place_id = (
             place_id or self.confirmed_place_id or (self.places[0].id if self.places else None)
         )
@@ -172,13 +173,24 @@ class Event:
         self.touch(at)
         return True
 
+    def closest_date_id(self, at: datetime) -> str | None:
+        """The date a confirm without `d` picks: "the closest date with more votes".
+
+        The sandbox records no votes, so every date has the same (its creator's); the closest
+        is the soonest one not yet over, else the last one to have ended.
+        """
+        if not self.dates:
+            return None
+        upcoming = [d for d in self.dates if d.end > at]
+        if upcoming:
+            return min(upcoming, key=lambda d: d.start).id
+        return max(self.dates, key=lambda d: d.end).id
+
     def mark_confirmed(self, date_id: str | None, place_id: str | None, at: datetime) -> None:
         self.confirmed = True
         self.confirmed_at = at
         self.confirmed_date_id = date_id
         self.confirmed_place_id = place_id
-        for event_date in self.dates:
-            event_date.confirmed = event_date.id == date_id
 
     def cancel(self, at: datetime) -> bool:
         """Returns False when the event was already cancelled."""
@@ -189,29 +201,33 @@ class Event:
         return True
 
     def update(self, body: JSON, at: datetime) -> bool:
-        """Applies a PUT body (`title`, `dates`, `places`); returns whether anything changed."""
+        """Applies a PUT body (`title`, `dates`, `places`); returns whether anything changed.
+
+        The whole body is checked before anything is applied. A confirmed event stays
+        confirmed: Vyte reconfirms it on its (new) date and place.
+        """
         if self.cancelled:
             raise BadRequest("event is cancelled")
         zone = ZoneInfo(self.timezone)
-        changed = False
-        if "title" in body:
-            self.title = _title(body.get("title"))
-            changed = True
-        if "dates" in body:
-            self.dates = _dates(body.get("dates"), zone, at)
+        title = _title(body.get("title")) if "title" in body else None
+        dates = _dates(body.get("dates"), zone, at) if "dates" in body else None
+        places = _places(body.get("places"), at) if "places" in body else None
+        if title is None and dates is None and places is None:
+            return False
+        if title is not None:
+            self.title = title
+        if dates is not None:
+            self.dates = dates
             if self.confirmed:
-                self.confirmed_date_id = self.dates[0].id if self.dates else None
-                for index, event_date in enumerate(self.dates):
-                    event_date.confirmed = index == 0
-            changed = True
-        if "places" in body:
-            self.places = _places(body.get("places"), at)
+                self.confirmed_date_id = self.closest_date_id(at)
+        if places is not None:
+            self.places = places
             if self.confirmed:
                 self.confirmed_place_id = self.places[0].id if self.places else None
-            changed = True
-        if changed:
-            self.touch(at)
-        return changed
+        if self.confirmed:
+            self.confirmed_at = at
+        self.touch(at)
+        return True
 
     def to_json(self, organization_id: str) -> JSON:
         confirmed: JSON = {
@@ -296,9 +312,7 @@ def new_event(body: object, seed: Seed, at: datetime) -> Event:
             raise BadRequest("confirmed must be an object")
         if optional_bool(confirmed, "flag", "confirmed.flag", default=False):
             event.mark_confirmed(
-                event.dates[0].id if event.dates else None,
-                event.places[0].id if event.places else None,
-                at,
+                event.closest_date_id(at), event.places[0].id if event.places else None, at
             )
     return event
 

@@ -59,8 +59,11 @@ class Hook:
         }
 
 
-def hook_fields(body: object) -> tuple[str, str]:
-    """`(action, target_url)` from a POST or PUT /v2/hooks body."""
+def hook_fields(body: object, *, allow_http: bool) -> tuple[str, str]:
+    """`(action, target_url)` from a POST or PUT /v2/hooks body.
+
+    Vyte's reference: the target "must be a https url"; `allow_http` also lets plain http in.
+    """
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     action, target_url = body.get("action"), body.get("target_url")
@@ -68,15 +71,15 @@ def hook_fields(body: object) -> tuple[str, str]:
         raise BadRequest(f"action must be one of {sorted(ACTIONS)}")
     if not isinstance(target_url, str):
         raise BadRequest("target_url is required")
-    # Vyte asks for https; plain http stays allowed here so tests can use loopback receivers.
     url = urlsplit(target_url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise BadRequest("target_url must be an http(s) URL")
+    schemes = ("http", "https") if allow_http else ("https",)
+    if url.scheme not in schemes or not url.hostname:
+        raise BadRequest("target_url must be a https url")
     return str(action), target_url
 
 
-def new_hook(body: object, organization: str, at: datetime) -> Hook:
-    action, target_url = hook_fields(body)
+def new_hook(body: object, organization: str, at: datetime, *, allow_http: bool) -> Hook:
+    action, target_url = hook_fields(body, allow_http=allow_http)
     return Hook(new_object_id(), organization, action, target_url, at, at)
 
 
@@ -96,9 +99,8 @@ class Delivery:
 class HookDispatcher:
     """Posts hook bodies in tasks of their own, so a slow receiver never delays an answer."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, batch: bool) -> None:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._batch = batch
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: deque[Delivery] = deque(maxlen=_KEPT_DELIVERIES)
 
@@ -106,13 +108,16 @@ class HookDispatcher:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def fire(self, hooks: list[Hook], action: str, organization: str, resource: JSON) -> None:
+    def fire(
+        self, hooks: list[Hook], action: str, organization: str, resource: JSON, *, batch: bool
+    ) -> None:
+        """Deliver to each hook; `batch` sends the one-element array Vyte's prose describes."""
         body: dict[str, Any] = {
             "action": action,
             "organization": organization,
             "resource": resource,
         }
-        payload: object = [body] if self._batch else body
+        payload: object = [body] if batch else body
         for hook in hooks:
             task = asyncio.create_task(self._deliver(hook, action, payload, resource["_id"]))
             self._tasks.add(task)

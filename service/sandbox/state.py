@@ -6,35 +6,62 @@ two requests can interleave inside an operation: each one is atomic without a lo
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import attrs
 
+from .config import SandboxConfig
 from .events import Event, new_event
 from .faults import FaultBook
 from .hooks import Hook, hook_fields, new_hook
 from .seed import Seed, User
 from .slots import Interval, common_free_time, free_time
-from .wire import JSON, NotFound
+from .switches import Switches
+from .wire import JSON, BadRequest, NotFound
 
 
 @attrs.frozen
 class EventQuery:
-    """Filters of `GET /v2/events`; empty sets mean no filter."""
+    """Filters of `GET /v2/events`; empty sets mean no filter.
+
+    Vyte documents `creator_emails` as ignored when `creator_users` is given; invitees may
+    be named by user id and by email in one query, and an event with any of them matches.
+    """
 
     limit: int = 100
-    text: str | None = None
+    title: re.Pattern[str] | None = None
     confirmed_only: bool = False
     upcoming_only: bool = False
     creator_users: frozenset[str] = frozenset()
+    creator_emails: frozenset[str] = frozenset()
+    invitee_users: frozenset[str] = frozenset()
     invitee_emails: frozenset[str] = frozenset()
+
+    def matches_people(self, event: Event) -> bool:
+        if self.creator_users:
+            if event.creator.id not in self.creator_users:
+                return False
+        elif self.creator_emails and self.creator_emails.isdisjoint(event.creator.emails):
+            return False
+        if self.invitee_users or self.invitee_emails:
+            return any(
+                i.user in self.invitee_users or i.email in self.invitee_emails
+                for i in event.invitees
+            )
+        return True
 
 
 class SandboxState:
-    def __init__(self, seed: Seed) -> None:
+    def __init__(self, seed: Seed, config: SandboxConfig) -> None:
+        unknown = sorted(config.auto_confirm_users - set(seed.users_by_id))
+        if unknown:
+            raise ValueError(f"auto_confirm_users: no seeded users {unknown}")
         self.seed = seed
+        self.config = config
+        self.switches = Switches.from_config(config)
         self.events: dict[str, Event] = {}
         self.hooks: dict[str, Hook] = {}
         self.requests: Counter[str] = Counter()
@@ -45,7 +72,8 @@ class SandboxState:
         return self.seed.organization.id
 
     def reset(self) -> None:
-        """Back to the seed: no events, hooks, faults or counts."""
+        """Back to the seed: no events, hooks, faults or counts; the configured settings."""
+        self.switches = Switches.from_config(self.config)
         self.events.clear()
         self.hooks.clear()
         self.requests.clear()
@@ -71,10 +99,30 @@ class SandboxState:
             for interval in event.busy()
         ]
 
+    def user_json(self, user: User) -> JSON:
+        return {**user.to_json(), "auto_confirm": user.id in self.switches.auto_confirm}
+
+    def set_auto_confirm(self, user_id: str, body: object) -> User:
+        user = self.seed.users_by_id.get(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        if not isinstance(body, dict) or not isinstance(body.get("auto_confirm"), bool):
+            raise BadRequest('body must be {"auto_confirm": true|false}')
+        if body["auto_confirm"]:
+            self.switches.auto_confirm.add(user.id)
+        else:
+            self.switches.auto_confirm.discard(user.id)
+        return user
+
     # Events
 
     def create_event(self, body: object, at: datetime) -> Event:
         event = new_event(body, self.seed, at)
+        # A booking made on a page with `auto_confirm` comes back already confirmed.
+        if event.vyteme and not event.confirmed and event.creator.id in self.switches.auto_confirm:
+            event.mark_confirmed(
+                event.closest_date_id(at), event.places[0].id if event.places else None, at
+            )
         self.events[event.id] = event
         return event
 
@@ -89,7 +137,7 @@ class SandboxState:
         found: list[Event] = []
         # Insertion order is creation order, even for events created in the same millisecond.
         for event in reversed(self.events.values()):
-            if query.text is not None and query.text.lower() not in event.title.lower():
+            if query.title is not None and query.title.search(event.title) is None:
                 continue
             if query.confirmed_only and (not event.confirmed or event.cancelled):
                 continue
@@ -97,11 +145,7 @@ class SandboxState:
                 event.cancelled or all(d.end <= at.astimezone(UTC) for d in event.dates)
             ):
                 continue
-            if query.creator_users and event.creator.id not in query.creator_users:
-                continue
-            if query.invitee_emails and not any(
-                i.email in query.invitee_emails for i in event.invitees
-            ):
+            if not query.matches_people(event):
                 continue
             found.append(event)
             if len(found) >= query.limit:
@@ -114,7 +158,7 @@ class SandboxState:
     # Hooks
 
     def add_hook(self, body: object, at: datetime) -> Hook:
-        hook = new_hook(body, self.organization_id, at)
+        hook = new_hook(body, self.organization_id, at, allow_http=self.config.allow_http_hooks)
         self.hooks[hook.id] = hook
         return hook
 
@@ -126,7 +170,7 @@ class SandboxState:
 
     def update_hook(self, hook_id: str, body: object, at: datetime) -> Hook:
         hook = self.hook(hook_id)
-        hook.action, hook.target_url = hook_fields(body)
+        hook.action, hook.target_url = hook_fields(body, allow_http=self.config.allow_http_hooks)
         hook.updated_at = at
         hook.version += 1
         return hook
@@ -134,6 +178,10 @@ class SandboxState:
     def remove_hook(self, hook_id: str) -> None:
         self.hook(hook_id)
         del self.hooks[hook_id]
+
+    def hooks_json(self) -> object:
+        listed = [hook.to_json() for hook in self.hooks.values()]
+        return {"hooks": listed} if self.switches.hook_list_shape == "object" else listed
 
     def hooks_for(self, action: str) -> list[Hook]:
         return [hook for hook in self.hooks.values() if hook.action == action]

@@ -67,7 +67,9 @@ async def update_event(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    if event.update(body, now()):
+    # Vyte fires event.updated only "when an event that was already confirmed has been
+    # edited and reconfirmed": edits to a requested event are announced to nobody.
+    if event.update(body, now()) and event.confirmed:
         announce(request.app, event, "event.updated")
     return web.json_response(state.event_json(event))
 
@@ -93,7 +95,7 @@ async def create_hook(request: web.Request) -> web.Response:
 
 @routes.get("/v2/hooks")
 async def list_hooks(request: web.Request) -> web.Response:
-    return web.json_response([hook.to_json() for hook in request.app[STATE].hooks.values()])
+    return web.json_response(request.app[STATE].hooks_json())
 
 
 @routes.get("/v2/hooks/{id}")
@@ -138,7 +140,13 @@ def announce(app: web.Application, event: Event, *actions: str) -> None:
     state = app[STATE]
     resource = state.event_json(event)
     for action in actions:
-        app[HOOKS].fire(state.hooks_for(action), action, state.organization_id, resource)
+        app[HOOKS].fire(
+            state.hooks_for(action),
+            action,
+            state.organization_id,
+            resource,
+            batch=state.switches.hook_batch,
+        )
 
 
 async def json_body(request: web.Request) -> object:
@@ -177,12 +185,28 @@ def _event_query(request: web.Request) -> EventQuery:
         raise BadRequest("filter must be confirmed or upcoming")
     return EventQuery(
         limit=int(limit),
-        text=params.get("q") or None,
+        title=_title_pattern(params.get("q")),
         confirmed_only=filter_ == "confirmed",
         upcoming_only=filter_ == "upcoming",
         creator_users=frozenset(_csv(params.get("creator_users"))),
+        creator_emails=frozenset(e.lower() for e in _csv(params.get("creator_emails"))),
+        invitee_users=frozenset(_csv(params.get("invitee_users"))),
         invitee_emails=frozenset(e.lower() for e in _csv(params.get("invitee_emails"))),
     )
+
+
+def _title_pattern(raw: str | None) -> re.Pattern[str] | None:
+    """`q` is "a regex" on the title (Vyte's words), searched anywhere in it.
+
+    Vyte does not say whether case matters; matching case-insensitively, as a search box
+    would, answers a superset, so a client must compare titles itself either way.
+    """
+    if not raw:
+        return None
+    try:
+        return re.compile(raw, re.IGNORECASE)
+    except re.error as err:
+        raise BadRequest(f"q is not a valid regular expression: {err}") from err
 
 
 def _csv(raw: str | None) -> list[str]:
