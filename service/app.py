@@ -21,6 +21,7 @@ from service.health import Health
 from service.http import routes
 from service.http.middlewares import bearer_auth, problems, request_context
 from service.http.parsing import MAX_BODY
+from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, register_hooks
 from service.notify.loop import purge
@@ -105,9 +106,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    async with aiohttp.ClientSession() as session:
+    async with webhook_session(settings.callback_deny_networks) as session:
         dispatcher = Dispatcher(
-            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, owner
+            store,
+            session,
+            settings.webhook_secrets,
+            settings.webhook_retry_schedule,
+            owner,
+            settings.egress,
         )
         worker = OperationWorker(
             store,

@@ -7,10 +7,12 @@ import socket
 from ipaddress import IPv4Address, ip_address, ip_network
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.config import ConfigError, Settings
+from service.notify.connector import AddressNotAllowed, GuardedResolver, guarded_socket_factory
 from service.notify.egress import (
     DEFAULT_DENY_NETWORKS,
     EgressPolicy,
@@ -246,3 +248,40 @@ def test_resolver_answers_are_judged_with_their_embedded_addresses(
     address: str, denied: bool
 ) -> None:
     assert address_denied(address, DEFAULT_DENY_NETWORKS) is denied
+
+
+class _Answers(AbstractResolver):
+    """A resolver that answers from a table: no query leaves the process."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.answers
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_resolver_keeps_only_allowed_answers() -> None:
+    mixed = GuardedResolver(DEFAULT_DENY_NETWORKS, _Answers(["127.0.0.1", "10.0.0.5", "::1"]))
+    assert [a["host"] for a in await mixed.resolve("crm.internal", 443)] == ["10.0.0.5"]
+    for denied in (["127.0.0.1"], ["::ffff:169.254.169.254"], ["fe80::1%eth0", "::"]):
+        resolver = GuardedResolver(DEFAULT_DENY_NETWORKS, _Answers(denied))
+        with pytest.raises(AddressNotAllowed):
+            await resolver.resolve("rebound.example", 443)
+    anything = GuardedResolver((), _Answers(["127.0.0.1"]))
+    assert [a["host"] for a in await anything.resolve("localhost", 80)] == ["127.0.0.1"]
+
+
+def test_the_socket_factory_refuses_denied_addresses_only() -> None:
+    factory = guarded_socket_factory(DEFAULT_DENY_NETWORKS)
+    with pytest.raises(AddressNotAllowed):
+        factory((socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:127.0.0.1", 80, 0, 0)))
+    with factory((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 80))) as sock:
+        assert sock.family == socket.AF_INET
