@@ -57,9 +57,11 @@ wall-clock time in the person's own zone; slots ignore the past (2020 dates work
     5f3feb7821046c3bb9327e70  Oscar Away      oscar@example.com
         Europe/London      no working hours: never free
 
-Busy blocks: John 2020-10-01 12:00-14:00 and 2020-10-02 09:30-10:30 (Paris), 2026-12-01
-09:00-12:00 and 2027-01-15 14:00-15:30 (Paris); Jane 2020-10-01 13:00-14:00 and 2026-12-02
-10:00-11:00 (New York); Priya 2020-10-01 13:00-14:00 (Kolkata). The organization is
+Busy blocks, on days counted from the date the seed is read (UTC) so they never fall into the
+past, at wall-clock times in each person's zone: on the first Thursday at least two days ahead,
+John 12:00-14:00, Jane and Priya 13:00-14:00, and John 09:30-10:30 the Friday after; John
+09:00-12:00 on the first Monday and Jane 10:00-11:00 on the first Tuesday at least two days
+ahead; John 14:00-15:30 on the first Wednesday at least 45 days ahead. The organization is
 `5f3feb7821046c3bb9327e00`.
 """
 

@@ -1,6 +1,10 @@
 """The seed: the organization and the Vyte users whose calendars the sandbox serves.
 
 The JSON file is read once at start-up and never written; `/_sandbox/reset` goes back to it.
+A busy block is either two instants (`{"start": "2020-10-01T12:00:00+02:00", "end": ...}`) or a
+day relative to the date the seed is read (UTC) with wall-clock times in the user's own zone:
+`{"in_days": 2, "weekday": "thu", "start": "12:00", "end": "14:00"}` is the first Thursday at
+least two days from today, so a demo seed never drifts into the past.
 """
 
 from __future__ import annotations
@@ -8,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from .slots import Interval, Period, WeeklyHours, normalize
+from .slots import Interval, Period, WeeklyHours, normalize, wall_clock
 from .wire import JSON, OBJECT_ID, timestamp
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,16 +84,19 @@ class Seed:
     """Keys are lower-cased: Vyte matches emails case-insensitively."""
 
 
-def load_seed(path: Path) -> Seed:
+def load_seed(path: Path, today: date | None = None) -> Seed:
     """Read and check a seed file (blocking I/O: call it off the event loop)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise SeedError(f"{path}: {err}") from err
-    return parse_seed(raw)
+    return parse_seed(raw, today)
 
 
-def parse_seed(raw: object) -> Seed:
+def parse_seed(raw: object, today: date | None = None) -> Seed:
+    """`today` anchors the relative busy blocks; the current UTC date unless given."""
+    if today is None:
+        today = datetime.now(UTC).date()
     body = _object(raw, "$")
     org = _object(body.get("organization"), "$.organization")
     organization = Organization(
@@ -100,7 +107,7 @@ def parse_seed(raw: object) -> Seed:
     raw_users = body.get("users")
     if not isinstance(raw_users, list) or not raw_users:
         raise SeedError("$.users must be a non-empty list")
-    users = tuple(_user(item, f"$.users[{index}]") for index, item in enumerate(raw_users))
+    users = tuple(_user(item, f"$.users[{index}]", today) for index, item in enumerate(raw_users))
     by_id: dict[str, User] = {}
     by_email: dict[str, User] = {}
     for user in users:
@@ -114,7 +121,7 @@ def parse_seed(raw: object) -> Seed:
     return Seed(organization, users, by_id, by_email)
 
 
-def _user(raw: object, where: str) -> User:
+def _user(raw: object, where: str, today: date) -> User:
     body = _object(raw, where)
     emails = body.get("emails")
     if not isinstance(emails, list) or not emails:
@@ -128,8 +135,11 @@ def _user(raw: object, where: str) -> User:
     for index, block in enumerate(_list(body.get("busy", []), f"{where}.busy")):
         at = f"{where}.busy[{index}]"
         block_body = _object(block, at)
-        start = _instant(block_body.get("start"), f"{at}.start")
-        end = _instant(block_body.get("end"), f"{at}.end")
+        if "in_days" in block_body or "weekday" in block_body:
+            start, end = _relative_block(block_body, at, zone, today)
+        else:
+            start = _instant(block_body.get("start"), f"{at}.start")
+            end = _instant(block_body.get("end"), f"{at}.end")
         if start >= end:
             raise SeedError(f"{at} must end after it starts")
         busy.append((start, end))
@@ -144,6 +154,27 @@ def _user(raw: object, where: str) -> User:
         hours=_weekly_hours(body.get("working_hours", {}), f"{where}.working_hours"),
         busy=tuple(normalize(busy)),
     )
+
+
+def _relative_block(
+    body: dict[str, Any], where: str, zone: ZoneInfo, today: date
+) -> tuple[datetime, datetime]:
+    unknown = set(body) - {"in_days", "weekday", "start", "end"}
+    if unknown:
+        raise SeedError(f"{where}: unknown fields {sorted(unknown)}")
+    in_days = body.get("in_days", 0)
+    # bool is an int to Python, but `true` days from now means nothing.
+    if not isinstance(in_days, int) or isinstance(in_days, bool) or abs(in_days) > 3660:
+        raise SeedError(f"{where}.in_days must be a whole number of days (at most 3660)")
+    day = today + timedelta(days=in_days)
+    if "weekday" in body:
+        weekday = body["weekday"]
+        if weekday not in WEEKDAYS:
+            raise SeedError(f"{where}.weekday must be one of {', '.join(WEEKDAYS)}")
+        day += timedelta(days=(WEEKDAYS.index(weekday) - day.weekday()) % 7)
+    start = _minutes(body.get("start"), f"{where}.start")
+    end = _minutes(body.get("end"), f"{where}.end")
+    return wall_clock(day, start, zone), wall_clock(day, end, zone)
 
 
 def _weekly_hours(raw: object, where: str) -> WeeklyHours:

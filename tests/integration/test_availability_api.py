@@ -15,6 +15,7 @@ import pytest
 from aioresponses import aioresponses
 
 from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.dates import in_days, iso, next_transition, seed_thursday
 
 JANE = "5f3feb7821046c3bb9327e6b"
 PRIYA = "priya@example.com"
@@ -22,6 +23,8 @@ ANISH = "5f3feb7821046c3bb9327e6d"
 OLIVIA = "olivia@example.com"
 MARIE = "5f3feb7821046c3bb9327e6f"
 FAKE = "http://vyte.test"
+SOON = {"from": str(in_days(2)), "to": str(in_days(4))}
+ONE_DAY = {"from": str(in_days(3)), "to": str(in_days(3))}
 
 
 def url(**params: Any) -> str:
@@ -103,11 +106,13 @@ def oracle(
 async def test_seed_example_matches_vyte_for_one_user(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
+    thursday = seed_thursday()
+    first, second = str(thursday), str(thursday + timedelta(days=1))
     resp = await gateway.get(
         url(
             participants=JOHN,
             duration=60,
-            **{"from": "2020-10-01", "to": "2020-10-02"},
+            **{"from": first, "to": second},
             timezone="Europe/Paris",
         ),
         headers=AUTH,
@@ -117,20 +122,21 @@ async def test_seed_example_matches_vyte_for_one_user(
     assert body["complete"] is True
     assert body["participants"] == [{"id": JOHN, "status": "ok"}]
     ours = [(s["start"], s["end"]) for s in body["slots"]]
-    theirs = await vyte_windows(sandbox_admin, JOHN, 60, "2020-10-01", "2020-10-02", "Europe/Paris")
+    theirs = await vyte_windows(sandbox_admin, JOHN, 60, first, second, "Europe/Paris")
     theirs_text = [
         (s.isoformat(timespec="seconds"), e.isoformat(timespec="seconds")) for s, e in theirs
     ]
-    # On 1 October John's busy block is hour-aligned, so both grids agree exactly.
-    assert [x for x in ours if x[0].startswith("2020-10-01")] == [
-        x for x in theirs_text if x[0].startswith("2020-10-01")
+    # On Thursday John's busy block is hour-aligned, so both grids agree exactly.
+    assert [x for x in ours if x[0].startswith(first)] == [
+        x for x in theirs_text if x[0].startswith(first)
     ]
-    assert ours[0] == ("2020-10-01T00:00:00+02:00", "2020-10-01T01:00:00+02:00")
-    assert ("2020-10-01T12:00:00+02:00", "2020-10-01T13:00:00+02:00") not in ours
-    # On 2 October Vyte's slots start at :30 after a busy block; the gateway walks the
+    paris = "Europe/Paris"
+    assert ours[0] == (iso(thursday, "00:00", paris), iso(thursday, "01:00", paris))
+    assert (iso(thursday, "12:00", paris), iso(thursday, "13:00", paris)) not in ours
+    # On Friday Vyte's slots start at :30 after a busy block; the gateway walks the
     # hourly grid inside the union of Vyte's windows (00:00-09:30 and 10:30-23:30).
-    second = [int(x[0][11:13]) for x in ours if x[0].startswith("2020-10-02")]
-    assert second == [*range(0, 9), *range(11, 23)]
+    friday = [int(x[0][11:13]) for x in ours if x[0].startswith(second)]
+    assert friday == [*range(0, 9), *range(11, 23)]
 
 
 @pytest.mark.parametrize(
@@ -150,7 +156,9 @@ async def test_many_participants_match_a_brute_force_oracle(
     step: int,
     required: int | None,
 ) -> None:
-    first, last = "2026-10-30", "2026-11-03"  # across the fall-back change in America and Europe
+    # Across America's fall-back change, a week after Europe's.
+    change = next_transition("America/New_York", forward=False, from_day=4)
+    first, last = str(change - timedelta(days=2)), str(change + timedelta(days=2))
     params: dict[str, Any] = {
         "participants": ",".join(participants),
         "duration": duration,
@@ -186,7 +194,7 @@ async def test_group_by_day(gateway: Any) -> None:
         url(
             participants=f"{JOHN},{MARIE}",
             duration=60,
-            **{"from": "2026-12-01", "to": "2026-12-06"},
+            **{"from": str(in_days(2)), "to": str(in_days(7))},
             timezone="Europe/Paris",
             group="day",
         ),
@@ -201,31 +209,54 @@ async def test_group_by_day(gateway: Any) -> None:
         assert all(s["start"].startswith(day["date"]) for s in day["slots"])
 
 
+D0 = in_days(3)
+D1 = str(D0 + timedelta(days=1))
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"duration": 60, "from": "2026-01-01", "to": "2026-01-02"}, "participants"),
+        ({"duration": 60, "from": str(D0), "to": D1}, "participants"),
         (
-            {"participants": "bob", "duration": 60, "from": "2026-01-01", "to": "2026-01-02"},
+            {"participants": "bob", "duration": 60, "from": str(D0), "to": D1},
             "participants",
         ),
         (
-            {"participants": JOHN, "duration": 4, "from": "2026-01-01", "to": "2026-01-02"},
+            {"participants": JOHN, "duration": 4, "from": str(D0), "to": D1},
             "duration",
         ),
         (
-            {"participants": JOHN, "duration": "6O", "from": "2026-01-01", "to": "2026-01-02"},
+            {"participants": JOHN, "duration": "6O", "from": str(D0), "to": D1},
             "duration",
         ),
-        ({"participants": JOHN, "duration": 60, "from": "2026-1-01", "to": "2026-01-02"}, "from"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-03", "to": "2026-01-02"}, "to"),
-        ({"participants": JOHN, "duration": 60, "from": "2026-01-01", "to": "2026-03-04"}, "to"),
         (
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": f"{D0:%Y}-{D0.month:03d}-{D0:%d}",
+                "to": D1,
+            },
+            "from",
+        ),
+        (
+            {"participants": JOHN, "duration": 60, "from": str(D0 + timedelta(days=2)), "to": D1},
+            "to",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": str(D0),
+                "to": str(D0 + timedelta(days=62)),
+            },
+            "to",
+        ),
+        (
+            {
+                "participants": JOHN,
+                "duration": 60,
+                "from": str(D0),
+                "to": D1,
                 "timezone": "Mars/Base",
             },
             "timezone",
@@ -234,8 +265,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
                 "step": 1441,
             },
             "step",
@@ -244,8 +275,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
                 "required": 2,
             },
             "required",
@@ -254,8 +285,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
                 "group": "week",
             },
             "group",
@@ -264,8 +295,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
                 "partial": "yes",
             },
             "partial",
@@ -274,8 +305,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": JOHN,
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
                 "colour": "red",
             },
             "colour",
@@ -284,8 +315,8 @@ async def test_group_by_day(gateway: Any) -> None:
             {
                 "participants": ",".join(f"p{i}@example.com" for i in range(51)),
                 "duration": 60,
-                "from": "2026-01-01",
-                "to": "2026-01-02",
+                "from": str(D0),
+                "to": D1,
             },
             "participants",
         ),
@@ -305,7 +336,7 @@ async def test_participants_are_deduplicated_case_insensitively(gateway: Any) ->
         url(
             participants=f"{PRIYA},PRIYA@Example.com,{JOHN},{JOHN.upper()}",
             duration=60,
-            **{"from": "2026-12-01", "to": "2026-12-01"},
+            **ONE_DAY,
         ),
         headers=AUTH,
     )
@@ -316,7 +347,10 @@ async def test_participants_are_deduplicated_case_insensitively(gateway: Any) ->
 
 async def test_range_of_62_days_is_accepted(gateway: Any) -> None:
     resp = await gateway.get(
-        url(participants=JOHN, duration=60, **{"from": "2026-01-01", "to": "2026-03-03"}),
+        # Both ends count: the 62nd day is 61 days after the first.
+        url(
+            participants=JOHN, duration=60, **{"from": str(D0), "to": str(D0 + timedelta(days=61))}
+        ),
         headers=AUTH,
     )
     assert resp.status == 200
@@ -327,7 +361,7 @@ async def test_unknown_participant_is_422(gateway: Any) -> None:
         url(
             participants=f"{JOHN},nobody@example.com",
             duration=60,
-            **{"from": "2026-12-01", "to": "2026-12-01"},
+            **ONE_DAY,
         ),
         headers=AUTH,
     )
@@ -345,8 +379,8 @@ def one_slot_payload() -> dict[str, Any]:
         "timezone": "UTC",
         "slots": [
             {
-                "start": {"dateTime": "2026-12-01T09:00:00+00:00"},
-                "end": {"dateTime": "2026-12-01T10:00:00+00:00"},
+                "start": {"dateTime": f"{ONE_DAY['from']}T09:00:00+00:00"},
+                "end": {"dateTime": f"{ONE_DAY['from']}T10:00:00+00:00"},
             }
         ],
     }
@@ -374,7 +408,7 @@ async def test_upstream_failures_fail_closed(
     with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
         mocked.get(SLOTS, status=status, headers=headers, body="x", repeat=True)
         resp = await gw.get(
-            url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}),
+            url(participants=JOHN, duration=60, **ONE_DAY),
             headers=AUTH,
         )
     assert resp.status == expected
@@ -400,7 +434,7 @@ async def test_partial_counts_a_failure_as_busy(gateway_factory: Any) -> None:
                 duration=60,
                 required=1,
                 partial="true",
-                **{"from": "2026-12-01", "to": "2026-12-01"},
+                **ONE_DAY,
             ),
             headers=AUTH,
         )
@@ -411,8 +445,8 @@ async def test_partial_counts_a_failure_as_busy(gateway_factory: Any) -> None:
     assert body["participants"][1]["status"] == "error" and body["participants"][1]["detail"]
     assert body["slots"] == [
         {
-            "start": "2026-12-01T09:00:00+00:00",
-            "end": "2026-12-01T10:00:00+00:00",
+            "start": f"{ONE_DAY['from']}T09:00:00+00:00",
+            "end": f"{ONE_DAY['from']}T10:00:00+00:00",
             "participants": [JOHN],
         }
     ]
@@ -425,7 +459,7 @@ async def test_hanging_upstream_is_504_within_budget(
     await sandbox_admin.post("_sandbox/faults", json={"hang": True, "path": "/v2/slots"})
     started = time.monotonic()
     resp = await gw.get(
-        url(participants=JOHN, duration=60, **{"from": "2026-12-01", "to": "2026-12-01"}),
+        url(participants=JOHN, duration=60, **ONE_DAY),
         headers=AUTH,
     )
     assert resp.status == 504
@@ -452,7 +486,7 @@ async def test_fan_out_is_concurrent(gateway: Any, sandbox_admin: aiohttp.Client
             participants=",".join(people),
             duration=60,
             required=1,
-            **{"from": "2026-12-01", "to": "2026-12-02"},
+            **{"from": str(in_days(2)), "to": str(in_days(3))},
         ),
         headers=AUTH,
     )
@@ -471,7 +505,7 @@ async def test_single_flight_makes_one_call_per_participant(
     query = url(
         participants=f"{JOHN},{JANE},{PRIYA}",
         duration=30,
-        **{"from": "2026-12-01", "to": "2026-12-03"},
+        **SOON,
     )
     answers = await asyncio.gather(*(gw.get(query, headers=AUTH) for _ in range(100)))
     assert {a.status for a in answers} == {200}
@@ -483,9 +517,7 @@ async def test_single_flight_makes_one_call_per_participant(
 async def test_cache_serves_repeats_within_ttl(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
-    query = url(
-        participants=f"{JOHN},{JANE}", duration=30, **{"from": "2026-12-01", "to": "2026-12-03"}
-    )
+    query = url(participants=f"{JOHN},{JANE}", duration=30, **SOON)
     before = await upstream_calls(sandbox_admin, "GET /v2/slots")
     for _ in range(3):
         assert (await gateway.get(query, headers=AUTH)).status == 200

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -16,17 +17,20 @@ from service import keys
 from service.domain.booking import Booking, BookingStatus, Invitee
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import AUTH, JOHN, OTHER_AUTH, upstream_calls
+from tests.dates import iso, meeting_day, seed_thursday, zulu
 
 VYTE = {"Authorization": SANDBOX_API_KEY}
 FAKE = "http://vyte.test"
+PARIS = "Europe/Paris"
+MEETING_DAY = meeting_day()
 
 
 def booking_body(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "organizer": JOHN,
         "title": "Meeting with Quentin Tarantino",
-        "start": "2026-12-02T10:00:00+01:00",
-        "end": "2026-12-02T11:00:00+01:00",
+        "start": iso(MEETING_DAY, "10:00", PARIS),
+        "end": iso(MEETING_DAY, "11:00", PARIS),
         "timezone": "Europe/Paris",
         "invitees": [
             {"full_name": "Quentin Tarantino", "email": "quentin.tarantino@hollywood.com"}
@@ -53,8 +57,8 @@ async def test_create_forwards_the_vyteme_event(
     assert resp.status == 201, await resp.text()
     booking = await resp.json()
     assert booking["status"] == "requested" and booking["version"] == 1
-    assert booking["start"] == "2026-12-02T10:00:00+01:00"
-    assert booking["end"] == "2026-12-02T11:00:00+01:00"
+    assert booking["start"] == iso(MEETING_DAY, "10:00", PARIS)
+    assert booking["end"] == iso(MEETING_DAY, "11:00", PARIS)
     assert booking["organizer"] == JOHN
     assert booking["callback_url"] == "https://crm.internal/hooks/bookings"
     assert resp.headers["Location"] == f"/v1/bookings/{booking['id']}"
@@ -63,8 +67,9 @@ async def test_create_forwards_the_vyteme_event(
     assert event["vyteme"] is True
     assert event["title"] == "Meeting with Quentin Tarantino"
     assert event["created_by"]["user"] == JOHN
-    assert event["dates"][0]["date"].startswith("2026-12-02T09:00:00")
-    assert event["dates"][0]["end_date"].startswith("2026-12-02T10:00:00")
+    start, end = (datetime.fromisoformat(iso(MEETING_DAY, t, PARIS)) for t in ("10:00", "11:00"))
+    assert event["dates"][0]["date"].startswith(zulu(start)[:19])
+    assert event["dates"][0]["end_date"].startswith(zulu(end)[:19])
     emails = [i.get("email") for i in event["invitees"] if not i.get("su")]
     assert emails == ["quentin.tarantino@hollywood.com"]
     assert event["places"][0]["name"] == "Place for the meeting."
@@ -74,16 +79,18 @@ async def test_create_forwards_the_vyteme_event(
 
 
 async def test_duration_instead_of_end(gateway: Any) -> None:
+    start = datetime.combine(MEETING_DAY, time(8), UTC)
     resp = await gateway.post(
         "/v1/bookings",
-        json=booking_body(end=None, duration=30, start="2026-12-02T08:00:00Z"),
+        json=booking_body(end=None, duration=30, start=f"{MEETING_DAY}T08:00:00Z"),
         headers=AUTH,
     )
     assert resp.status == 201, await resp.text()
     body = await resp.json()
+    # Answered in the booking's time zone.
     assert (body["start"], body["end"]) == (
-        "2026-12-02T09:00:00+01:00",
-        "2026-12-02T09:30:00+01:00",
+        start.astimezone(ZoneInfo(PARIS)).isoformat(),
+        (start + timedelta(minutes=30)).astimezone(ZoneInfo(PARIS)).isoformat(),
     )
 
 
@@ -97,12 +104,12 @@ async def test_duration_instead_of_end(gateway: Any) -> None:
         ({"place": {"name": None}}, "place.name"),
         ({"place": {"address": "1 Main St"}}, "place.name"),
         ({"title": "x" * 256}, "title"),
-        ({"start": "2026-12-02T10:00:00"}, "start"),
+        ({"start": f"{MEETING_DAY}T10:00:00"}, "start"),
         ({"start": "tomorrow"}, "start"),
         ({"duration": 30}, "end"),
         ({"end": None}, "end"),
         ({"end": None, "duration": 2}, "duration"),
-        ({"end": "2026-12-02T09:00:00+01:00"}, "end"),
+        ({"end": iso(MEETING_DAY, "09:00", PARIS)}, "end"),
         ({"timezone": "Europe/Atlantis"}, "timezone"),
         ({"invitees": []}, "invitees"),
         ({"invitees": [{"email": "not-an-email"}]}, "invitees[0].email"),
@@ -129,21 +136,15 @@ async def test_bad_bodies_are_400_naming_the_field(
 
 
 async def test_busy_slot_is_409(gateway: Any) -> None:
-    # John is busy 2020-10-01 12:00-14:00 Paris in the sandbox seed.
-    resp = await gateway.post(
-        "/v1/bookings",
-        json=booking_body(start="2020-10-01T13:00:00+02:00", end="2020-10-01T14:00:00+02:00"),
-        headers=AUTH,
-    )
+    # John is busy 12:00-14:00 Paris on the sandbox seed's Thursday.
+    thursday = seed_thursday()
+    lunch = {"start": iso(thursday, "13:00", PARIS), "end": iso(thursday, "14:00", PARIS)}
+    resp = await gateway.post("/v1/bookings", json=booking_body(**lunch), headers=AUTH)
     assert resp.status == 409
     assert (await resp.json(content_type=None))["type"] == "/problems/slot-unavailable"
     resp = await gateway.post(
         "/v1/bookings",
-        json=booking_body(
-            start="2020-10-01T13:00:00+02:00",
-            end="2020-10-01T14:00:00+02:00",
-            check_availability=False,
-        ),
+        json=booking_body(**lunch, check_availability=False),
         headers=AUTH,
     )
     assert resp.status == 201
@@ -153,8 +154,8 @@ async def test_overlapping_concurrent_bookings_one_wins(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
     starts = [
-        f"2026-12-03T{h:02d}:{m:02d}:00+01:00" for h, m in [(10, 0), (10, 15), (10, 30)] * 3
-    ] + ["2026-12-03T10:45:00+01:00"]
+        iso(MEETING_DAY, f"{h:02d}:{m:02d}", PARIS) for h, m in [(10, 0), (10, 15), (10, 30)] * 3
+    ] + [iso(MEETING_DAY, "10:45", PARIS)]
     bodies = [
         booking_body(start=s, end=None, duration=60, check_availability=False) for s in starts
     ]
@@ -175,8 +176,8 @@ async def test_own_bookings_block_availability_before_vyte_knows(gateway: Any) -
             status=BookingStatus.REQUESTED,
             title="held",
             organizer=JOHN,
-            start=datetime(2026, 12, 4, 9, tzinfo=UTC),
-            end=datetime(2026, 12, 4, 10, tzinfo=UTC),
+            start=datetime.combine(MEETING_DAY, time(9), UTC),
+            end=datetime.combine(MEETING_DAY, time(10), UTC),
             timezone="UTC",
             invitees=(Invitee(email="x@example.com"),),
             place=None,
@@ -190,12 +191,12 @@ async def test_own_bookings_block_availability_before_vyte_knows(gateway: Any) -
         expected_version=None,
     )
     resp = await gateway.get(
-        f"/v1/availability?participants={JOHN}&duration=60&from=2026-12-04&to=2026-12-04",
+        f"/v1/availability?participants={JOHN}&duration=60&from={MEETING_DAY}&to={MEETING_DAY}",
         headers=AUTH,
     )
     starts = [s["start"] for s in (await resp.json())["slots"]]
-    assert "2026-12-04T08:00:00+00:00" in starts and "2026-12-04T10:00:00+00:00" in starts
-    assert "2026-12-04T09:00:00+00:00" not in starts
+    assert f"{MEETING_DAY}T08:00:00+00:00" in starts and f"{MEETING_DAY}T10:00:00+00:00" in starts
+    assert f"{MEETING_DAY}T09:00:00+00:00" not in starts
 
 
 async def test_confirm_cancel_state_machine(
@@ -229,7 +230,8 @@ async def test_confirm_cancel_state_machine(
 async def test_seed_flow_end_to_end(gateway: Any) -> None:
     slots = await (
         await gateway.get(
-            f"/v1/availability?participants={JOHN}&duration=60&from=2026-12-07&to=2026-12-08&timezone=Europe/Paris",
+            f"/v1/availability?participants={JOHN}&duration=60&from={MEETING_DAY}"
+            f"&to={MEETING_DAY + timedelta(days=1)}&timezone=Europe/Paris",
             headers=AUTH,
         )
     ).json()
@@ -243,7 +245,8 @@ async def test_seed_flow_end_to_end(gateway: Any) -> None:
     assert done["status"] == "confirmed"
     again = await (
         await gateway.get(
-            f"/v1/availability?participants={JOHN}&duration=60&from=2026-12-07&to=2026-12-08&timezone=Europe/Paris",
+            f"/v1/availability?participants={JOHN}&duration=60&from={MEETING_DAY}"
+            f"&to={MEETING_DAY + timedelta(days=1)}&timezone=Europe/Paris",
             headers=AUTH,
         )
     ).json()
@@ -254,6 +257,7 @@ async def test_seed_flow_end_to_end(gateway: Any) -> None:
 async def test_unknown_event_is_adopted_or_404(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
+    made_in_vyte = datetime.combine(MEETING_DAY + timedelta(days=7), time(9), UTC)
     async with sandbox_admin.post(
         "v2/events",
         headers=VYTE,
@@ -263,8 +267,8 @@ async def test_unknown_event_is_adopted_or_404(
             "dates": [
                 {
                     "all_day": False,
-                    "date": "2026-12-09T09:00:00.000Z",
-                    "end_date": "2026-12-09T10:00:00.000Z",
+                    "date": zulu(made_in_vyte),
+                    "end_date": zulu(made_in_vyte + timedelta(hours=1)),
                 }
             ],
             "invitees": [{"email": "z@example.com"}],
@@ -277,7 +281,7 @@ async def test_unknown_event_is_adopted_or_404(
     assert got.status == 200
     adopted = await got.json()
     assert adopted["title"] == "Made inside Vyte" and adopted["status"] == "requested"
-    assert adopted["start"] == "2026-12-09T10:00:00+01:00"
+    assert adopted["start"] == made_in_vyte.astimezone(ZoneInfo(PARIS)).isoformat()
     missing = await gateway.get(f"/v1/bookings/{'0' * 24}", headers=AUTH)
     assert missing.status == 404
     assert (await gateway.get("/v1/bookings/not-an-id", headers=AUTH)).status == 404
@@ -305,7 +309,9 @@ async def test_idempotency_key_replays_and_refuses_reuse(
     # Keys are scoped per caller: the same key from another caller is a new request.
     other = await gateway.post(
         "/v1/bookings",
-        json=booking_body(start="2026-12-02T14:00:00+01:00", end="2026-12-02T15:00:00+01:00"),
+        json=booking_body(
+            start=iso(MEETING_DAY, "14:00", PARIS), end=iso(MEETING_DAY, "15:00", PARIS)
+        ),
         headers={**OTHER_AUTH, **key},
     )
     assert other.status == 201 and "Idempotent-Replayed" not in other.headers

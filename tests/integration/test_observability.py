@@ -23,20 +23,22 @@ from service import logging as service_logging
 from service.config import Settings
 from service.logging import REDACTED, Redactor
 from tests.conftest import AUTH, JOHN, OTHER_TOKEN, TOKEN, upstream_calls
+from tests.dates import in_days, iso
 
 FAKE_VYTE = "http://vyte.test"
 SLOTS_URL = re.compile(r"^http://vyte\.test/v2/slots\?.*$")
+FIRST_DAY, SECOND_DAY = in_days(2), in_days(3)
 SLOTS_BODY = {
     "timezone": "Europe/Paris",
     "slots": [
         {
-            "start": {"dateTime": "2020-10-01T09:00:00+02:00"},
-            "end": {"dateTime": "2020-10-01T11:00:00+02:00"},
+            "start": {"dateTime": iso(FIRST_DAY, "09:00", "Europe/Paris")},
+            "end": {"dateTime": iso(FIRST_DAY, "11:00", "Europe/Paris")},
         }
     ],
 }
 QUERY = (
-    f"/v1/availability?participants={JOHN}&duration=60&from=2020-10-01&to=2020-10-02"
+    f"/v1/availability?participants={JOHN}&duration=60&from={FIRST_DAY}&to={SECOND_DAY}"
     "&timezone=Europe/Paris"
 )
 VYTE_KEY = "vyte-live-key-3f9a7c51d2"
@@ -349,7 +351,7 @@ async def test_metrics_move(gateway_factory: Any, sandbox_admin: aiohttp.ClientS
     await sandbox_admin.post(
         "_sandbox/faults", json={"status": 502, "count": 1, "path": "/v2/slots"}
     )
-    other = QUERY.replace("2020-10-02", "2020-10-03")
+    other = QUERY.replace(f"to={SECOND_DAY}", f"to={in_days(4)}")
     assert (await gateway.get(other, headers=AUTH)).status == 200
     assert await upstream_calls(sandbox_admin, "GET /v2/slots") == 3
 

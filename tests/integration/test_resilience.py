@@ -23,16 +23,18 @@ from service.vyte import errors
 from service.vyte.client import RETRY_AFTER_LIMIT, is_retryable, retry_after_seconds
 from service.vyte.policy import BreakerState, CircuitBreaker, backoff
 from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.dates import in_days, iso
 
 FAKE_VYTE = "http://vyte.test"
 SLOTS = "GET /v2/slots"
 SLOTS_URL = re.compile(r"^http://vyte\.test/v2/slots\?.*$")
+FIRST_DAY, SECOND_DAY = in_days(2), in_days(3)
 SLOTS_BODY = {
     "timezone": "Europe/Paris",
     "slots": [
         {
-            "start": {"dateTime": "2020-10-01T09:00:00+02:00"},
-            "end": {"dateTime": "2020-10-01T11:00:00+02:00"},
+            "start": {"dateTime": iso(FIRST_DAY, "09:00", "Europe/Paris")},
+            "end": {"dateTime": iso(FIRST_DAY, "11:00", "Europe/Paris")},
         }
     ],
 }
@@ -40,7 +42,7 @@ SLOTS_BODY = {
 SLACK = 1.0
 
 
-def availability(first: str = "2020-10-01", last: str = "2020-10-02") -> str:
+def availability(first: str = str(FIRST_DAY), last: str = str(SECOND_DAY)) -> str:
     return (
         f"/v1/availability?participants={JOHN}&duration=60&from={first}&to={last}"
         "&timezone=Europe/Paris"
@@ -273,7 +275,7 @@ async def test_a_connection_error_is_retried(gateway_factory: Any) -> None:
         mocked.get(SLOTS_URL, status=200, payload=SLOTS_BODY)
         resp, _, body = await timed_get(gateway, availability())
         assert resp.status == 200, body
-        assert body["slots"][0]["start"] == "2020-10-01T09:00:00+02:00"
+        assert body["slots"][0]["start"] == iso(FIRST_DAY, "09:00", "Europe/Paris")
         assert _gets(mocked) == 2
 
 
@@ -296,7 +298,7 @@ async def test_post_is_never_retried(
     body = {
         "organizer": JOHN,
         "title": "Retry test",
-        "start": "2026-12-03T10:00:00+01:00",
+        "start": iso(in_days(3), "10:00", "Europe/Paris"),
         "duration": 30,
         "timezone": "Europe/Paris",
         "invitees": [{"email": "guest@example.com"}],
@@ -456,7 +458,7 @@ async def test_saturation_is_a_fast_503_not_a_queue(
     slow = asyncio.create_task(timed_get(gateway, availability()))
     await until_called(sandbox_admin, 1)
 
-    resp, elapsed, body = await timed_get(gateway, availability("2020-10-05", "2020-10-06"))
+    resp, elapsed, body = await timed_get(gateway, availability(str(in_days(5)), str(in_days(6))))
 
     assert resp.status == 503 and body["type"] == "/problems/upstream-unavailable"
     assert resp.headers["Retry-After"] == "1"
@@ -470,4 +472,4 @@ async def test_saturation_is_a_fast_503_not_a_queue(
 
 
 def _days(n: int) -> list[str]:
-    return [f"2020-11-{day:02d}" for day in range(2, 2 + n)]
+    return [str(in_days(day)) for day in range(2, 2 + n)]

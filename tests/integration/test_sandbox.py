@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import time as clock
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import attrs
@@ -21,6 +24,20 @@ from service.sandbox import (
     run_sandbox,
     start_sandbox,
 )
+from tests.dates import (
+    FRIDAY,
+    SATURDAY,
+    SUNDAY,
+    THURSDAY,
+    at,
+    in_days,
+    iso,
+    meeting_day,
+    naive,
+    next_transition,
+    next_weekday,
+    zulu,
+)
 
 JOHN = "5f3feb7821046c3bb9327e6a"
 JANE = "5f3feb7821046c3bb9327e6b"
@@ -28,6 +45,12 @@ ORGANIZATION = "5f3feb7821046c3bb9327e00"
 AUTH = {"Authorization": SANDBOX_API_KEY}
 
 Client = TestClient[web.Request, web.Application]
+
+PARIS = "Europe/Paris"
+NEW_YORK = "America/New_York"
+MEETING_DAY = meeting_day()
+"""The guide's meeting, on a day nobody seeded is busy."""
+ONE_DAY = {"from": in_days(3).isoformat(), "to": in_days(3).isoformat()}
 
 
 @pytest.fixture
@@ -95,7 +118,11 @@ def booking(**overrides: Any) -> dict[str, Any]:
         "title": "Meeting with Quentin Tarantino",
         "created_by": {"user": JOHN},
         "dates": [
-            {"all_day": False, "date": "2020-09-02T10:00:00", "end_date": "2020-09-02T11:00:00"}
+            {
+                "all_day": False,
+                "date": f"{MEETING_DAY}T10:00:00",
+                "end_date": f"{MEETING_DAY}T11:00:00",
+            }
         ],
         "invitees": {"full_name": "Quentin Tarantino", "email": "quentin.tarantino@hollywood.com"},
         "places": [{"name": "Place for the meeting."}],
@@ -141,135 +168,155 @@ async def test_sandbox_key_looks_like_a_vyte_key() -> None:
 
 
 async def test_slots_follow_the_guide_example(client: Client) -> None:
+    thursday = next_weekday(THURSDAY)
+    friday = thursday + timedelta(days=1)
     body = await slots(
-        client, duration="60", users=JOHN, **{"from": "2020-10-01", "to": "2020-10-02"}
+        client, duration="60", users=JOHN, **{"from": str(thursday), "to": str(friday)}
     )
     assert (body["timezone"], body["from"], body["to"]) == (
         "Europe/Paris",
-        "2020-10-01",
-        "2020-10-02",
+        str(thursday),
+        str(friday),
     )
     assert body["slots"][:2] == [
         {
-            "start": {"dateTime": "2020-10-01T00:00:00+02:00"},
-            "end": {"dateTime": "2020-10-01T01:00:00+02:00"},
+            "start": {"dateTime": iso(thursday, "00:00", PARIS)},
+            "end": {"dateTime": iso(thursday, "01:00", PARIS)},
         },
         {
-            "start": {"dateTime": "2020-10-01T01:00:00+02:00"},
-            "end": {"dateTime": "2020-10-01T02:00:00+02:00"},
+            "start": {"dateTime": iso(thursday, "01:00", PARIS)},
+            "end": {"dateTime": iso(thursday, "02:00", PARIS)},
         },
     ]
     assert "nextAvailability" not in body
-    # Lunch on the 1st, 09:30-10:30 on the 2nd.
-    assert "2020-10-01T12:00:00+02:00" not in starts(body)
-    assert "2020-10-02T10:30:00+02:00" in starts(body)
+    # Lunch on Thursday, 09:30-10:30 on Friday.
+    assert iso(thursday, "12:00", PARIS) not in starts(body)
+    assert iso(friday, "10:30", PARIS) in starts(body)
 
 
 async def test_fall_back_day_in_paris(client: Client) -> None:
+    back = str(next_transition(PARIS, forward=False))
     body = await slots(
         client,
         duration="60",
         emails="john.doe@example.com",
-        **{"from": "2020-10-25", "to": "2020-10-25"},
+        **{"from": back, "to": back},
     )
     assert len(body["slots"]) == 25
-    assert starts(body)[2:4] == ["2020-10-25T02:00:00+02:00", "2020-10-25T02:00:00+01:00"]
+    assert starts(body)[2:4] == [f"{back}T02:00:00+02:00", f"{back}T02:00:00+01:00"]
 
 
 async def test_spring_forward_day_in_paris(client: Client) -> None:
-    body = await slots(
-        client, duration="60", users=JOHN, **{"from": "2020-03-29", "to": "2020-03-29"}
-    )
+    forward = str(next_transition(PARIS, forward=True))
+    body = await slots(client, duration="60", users=JOHN, **{"from": forward, "to": forward})
     assert len(body["slots"]) == 23
-    assert starts(body)[1:3] == ["2020-03-29T01:00:00+01:00", "2020-03-29T03:00:00+02:00"]
+    assert starts(body)[1:3] == [f"{forward}T01:00:00+01:00", f"{forward}T03:00:00+02:00"]
 
 
 async def test_new_york_dst_days(client: Client) -> None:
     common = {"duration": "60", "users": JOHN, "timezone": "America/New_York"}
-    fall = await slots(client, **common, **{"from": "2020-11-01", "to": "2020-11-01"})
+    back = str(next_transition(NEW_YORK, forward=False))
+    fall = await slots(client, **common, **{"from": back, "to": back})
     assert fall["timezone"] == "America/New_York"
     assert len(fall["slots"]) == 25
-    assert {"2020-11-01T01:00:00-04:00", "2020-11-01T01:00:00-05:00"} <= set(starts(fall))
-    spring = await slots(client, **common, **{"from": "2020-03-08", "to": "2020-03-08"})
+    assert {f"{back}T01:00:00-04:00", f"{back}T01:00:00-05:00"} <= set(starts(fall))
+    forward = str(next_transition(NEW_YORK, forward=True))
+    spring = await slots(client, **common, **{"from": forward, "to": forward})
     assert len(spring["slots"]) == 23
 
 
 async def test_odd_offsets_rendered_in_another_zone(client: Client) -> None:
+    friday = next_weekday(FRIDAY)
     priya = await slots(
         client,
         duration="60",
         emails="priya@example.com",
         timezone="Europe/Paris",
-        **{"from": "2020-10-02", "to": "2020-10-02"},
+        **{"from": str(friday), "to": str(friday)},
     )
-    assert starts(priya)[0] == "2020-10-02T06:30:00+02:00"
-    assert priya["slots"][-1]["end"]["dateTime"] == "2020-10-02T14:30:00+02:00"
+    # 10:00-18:00 in Kolkata (+05:30) is 06:30-14:30 in Paris in summer, 05:30-13:30 in winter.
+    kolkata = "Asia/Kolkata"
+    assert starts(priya)[0] == at(friday, "10:00", kolkata).astimezone(ZoneInfo(PARIS)).isoformat()
+    assert (
+        priya["slots"][-1]["end"]["dateTime"]
+        == at(friday, "18:00", kolkata).astimezone(ZoneInfo(PARIS)).isoformat()
+    )
+    sunday = next_weekday(SUNDAY)
     anish = await slots(
         client,
         duration="30",
         emails="anish@example.com",
         timezone="UTC",
-        **{"from": "2020-10-04", "to": "2020-10-04"},
+        **{"from": str(sunday), "to": str(sunday)},
     )
-    assert starts(anish)[0] == "2020-10-04T04:15:00+00:00"
+    assert starts(anish)[0] == f"{sunday}T04:15:00+00:00"
     assert len(anish["slots"]) == 14
 
 
 async def test_timezone_defaults_to_the_first_user(client: Client) -> None:
+    thursday = str(next_weekday(THURSDAY))
     body = await slots(
-        client, duration="60", users=f"{JANE},{JOHN}", **{"from": "2020-10-01", "to": "2020-10-01"}
+        client, duration="60", users=f"{JANE},{JOHN}", **{"from": thursday, "to": thursday}
     )
     assert body["timezone"] == "America/New_York"
-    # Jane 09:00-17:00 minus her 13:00 meeting, John's lunch is 06:00-08:00 in New York.
-    assert starts(body) == [f"2020-10-01T{h:02d}:00:00-04:00" for h in (9, 10, 11, 12, 14, 15, 16)]
+    # Jane 09:00-17:00 minus her 13:00 meeting; John's lunch is before 09:00 in New York.
+    assert starts(body) == [
+        iso(date.fromisoformat(thursday), f"{h:02d}:00", NEW_YORK)
+        for h in (9, 10, 11, 12, 14, 15, 16)
+    ]
 
 
 async def test_several_users_are_intersected(client: Client) -> None:
+    thursday = next_weekday(THURSDAY)
     body = await slots(
         client,
         duration="60",
         users=JOHN,
         emails="priya@example.com",
         timezone="UTC",
-        **{"from": "2020-10-01", "to": "2020-10-01"},
+        **{"from": str(thursday), "to": str(thursday)},
     )
+    # Priya works 04:30-12:30 UTC with a meeting at 07:30; John's lunch starts at 12:00 Paris:
+    # 10:00 UTC in summer time (one slot fits after her meeting), 11:00 in winter time (two).
+    lunch = at(thursday, "12:00", PARIS).astimezone(UTC).hour
     assert starts(body) == [
-        "2020-10-01T04:30:00+00:00",
-        "2020-10-01T05:30:00+00:00",
-        "2020-10-01T06:30:00+00:00",
-        "2020-10-01T08:30:00+00:00",
+        f"{thursday}T{h:02d}:30:00+00:00" for h in (4, 5, 6, *range(8, lunch - 1))
     ]
 
 
 async def test_days_leaves_out_days_without_slots(client: Client) -> None:
+    friday = next_weekday(FRIDAY)
+    monday = friday + timedelta(days=3)
     body = await slots(
         client,
         "/v2/slots/days",
         duration="60",
         emails="jane@example.com",
-        **{"from": "2020-10-02", "to": "2020-10-05"},
+        **{"from": str(friday), "to": str(monday)},
     )
-    assert list(body["days"]) == ["2020-10-02", "2020-10-05"]
-    assert body["days"]["2020-10-05"]["slots"][0]["start"] == {
-        "dateTime": "2020-10-05T09:00:00-04:00"
+    assert list(body["days"]) == [str(friday), str(monday)]
+    assert body["days"][str(monday)]["slots"][0]["start"] == {
+        "dateTime": iso(monday, "09:00", NEW_YORK)
     }
     assert "slots" not in body and "nextAvailability" not in body
 
 
 async def test_next_availability_when_the_range_is_empty(client: Client) -> None:
+    saturday = next_weekday(SATURDAY)
+    monday = saturday + timedelta(days=2)
     params = {
         "duration": "60",
         "emails": "jane@example.com",
-        "from": "2020-10-03",
-        "to": "2020-10-04",
+        "from": str(saturday),
+        "to": str(saturday + timedelta(days=1)),
     }
     flat = await slots(client, **params)
     assert flat["slots"] == []
     assert flat["nextAvailability"] == {
-        "availableDate": "2020-10-05",
+        "availableDate": str(monday),
         "availableSlot": {
-            "start": {"dateTime": "2020-10-05T09:00:00-04:00"},
-            "end": {"dateTime": "2020-10-05T10:00:00-04:00"},
+            "start": {"dateTime": iso(monday, "09:00", NEW_YORK)},
+            "end": {"dateTime": iso(monday, "10:00", NEW_YORK)},
         },
     }
     by_day = await slots(client, "/v2/slots/days", **params)
@@ -278,40 +325,33 @@ async def test_next_availability_when_the_range_is_empty(client: Client) -> None
 
 
 async def test_no_next_availability_for_someone_never_free(client: Client) -> None:
-    body = await slots(
-        client,
-        duration="30",
-        emails="oscar@example.com",
-        **{"from": "2020-10-01", "to": "2020-10-01"},
-    )
-    assert body == {
-        "timezone": "Europe/London",
-        "from": "2020-10-01",
-        "to": "2020-10-01",
-        "slots": [],
-    }
+    body = await slots(client, duration="30", emails="oscar@example.com", **ONE_DAY)
+    assert body == {"timezone": "Europe/London", **ONE_DAY, "slots": []}
+
+
+DAY, NEXT_DAY = str(in_days(3)), str(in_days(4))
 
 
 @pytest.mark.parametrize(
     "params",
     [
-        {"users": JOHN, "from": "2020-10-01", "to": "2020-10-01"},
-        {"duration": "sixty", "users": JOHN, "from": "2020-10-01", "to": "2020-10-01"},
-        {"duration": "0", "users": JOHN, "from": "2020-10-01", "to": "2020-10-01"},
-        {"duration": "60", "from": "2020-10-01", "to": "2020-10-01"},
-        {"duration": "60", "users": JOHN, "to": "2020-10-01"},
-        {"duration": "60", "users": JOHN, "from": "2020-10-01"},
-        {"duration": "60", "users": JOHN, "from": "2020-10-02", "to": "2020-10-01"},
-        {"duration": "60", "users": JOHN, "from": "20201001", "to": "2020-10-01"},
-        {"duration": "60", "users": JOHN, "from": "2020-02-30", "to": "2020-10-01"},
+        {"users": JOHN, "from": DAY, "to": DAY},
+        {"duration": "sixty", "users": JOHN, "from": DAY, "to": DAY},
+        {"duration": "0", "users": JOHN, "from": DAY, "to": DAY},
+        {"duration": "60", "from": DAY, "to": DAY},
+        {"duration": "60", "users": JOHN, "to": DAY},
+        {"duration": "60", "users": JOHN, "from": DAY},
+        {"duration": "60", "users": JOHN, "from": NEXT_DAY, "to": DAY},
+        {"duration": "60", "users": JOHN, "from": DAY.replace("-", ""), "to": DAY},
+        {"duration": "60", "users": JOHN, "from": f"{DAY[:4]}-02-30", "to": DAY},
         {
             "duration": "60",
             "users": JOHN,
-            "from": "2020-10-01",
-            "to": "2020-10-01",
+            "from": DAY,
+            "to": DAY,
             "timezone": "Mars/Olympus",
         },
-        {"duration": "60", "users": "john", "from": "2020-10-01", "to": "2020-10-01"},
+        {"duration": "60", "users": "john", "from": DAY, "to": DAY},
     ],
 )
 async def test_bad_slot_queries_are_400(client: Client, params: dict[str, str]) -> None:
@@ -320,7 +360,7 @@ async def test_bad_slot_queries_are_400(client: Client, params: dict[str, str]) 
 
 
 async def test_unknown_people_are_404(client: Client) -> None:
-    dates = {"from": "2020-10-01", "to": "2020-10-01"}
+    dates = ONE_DAY
     await slots(client, status=404, duration="60", users="0123456789abcdef01234567", **dates)
     await slots(client, status=404, duration="60", emails="nobody@example.com", **dates)
     await slots(client, status=404, duration="60", users=JOHN, emails="nobody@example.com", **dates)
@@ -341,10 +381,10 @@ async def test_create_event_like_the_guide(client: Client) -> None:
     assert event["confirmed"]["flag"] is False
     assert "cancelled" not in event
     (date,) = event["dates"]
-    # Naive times are Paris wall-clock time (CEST in September).
+    # Naive times are Paris wall-clock time.
     assert (date["date"], date["end_date"], date["all_day"]) == (
-        "2020-09-02T08:00:00.000Z",
-        "2020-09-02T09:00:00.000Z",
+        zulu(at(MEETING_DAY, "10:00", PARIS)),
+        zulu(at(MEETING_DAY, "11:00", PARIS)),
         False,
     )
     creator, quentin = event["invitees"]
@@ -363,14 +403,26 @@ async def test_create_event_like_the_guide(client: Client) -> None:
     assert await get_json(client, f"/v2/events/{event['_id']}") == event
 
 
+START = datetime.combine(MEETING_DAY, clock(9), UTC)
+END = START + timedelta(hours=1)
+
+
 @pytest.mark.parametrize(
     ("extra", "start", "end"),
     [
-        ({}, "2020-12-02T10:00:00", "2020-12-02T11:00:00"),
-        ({}, "2020-12-02T04:00:00-05:00", "2020-12-02T05:00:00-05:00"),
-        ({}, "2020-12-02T09:00:00Z", "2020-12-02T10:00:00.000Z"),
-        ({"timezone": "America/New_York"}, "2020-12-02T04:00:00", "2020-12-02T05:00:00"),
-        ({"timezone": "Asia/Kathmandu"}, "2020-12-02T14:45:00", "2020-12-02T15:45:00"),
+        ({}, naive(START, PARIS), naive(END, PARIS)),
+        (
+            {},
+            START.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+            END.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+        ),
+        ({}, START.strftime("%Y-%m-%dT%H:%M:%SZ"), zulu(END)),
+        ({"timezone": NEW_YORK}, naive(START, NEW_YORK), naive(END, NEW_YORK)),
+        (
+            {"timezone": "Asia/Kathmandu"},
+            naive(START, "Asia/Kathmandu"),
+            naive(END, "Asia/Kathmandu"),
+        ),
     ],
 )
 async def test_event_dates_are_stored_in_utc(
@@ -378,8 +430,8 @@ async def test_event_dates_are_stored_in_utc(
 ) -> None:
     dates = [{"all_day": False, "date": start, "end_date": end}]
     event = await post_json(client, "/v2/events", booking(dates=dates, **extra), status=201)
-    assert event["dates"][0]["date"] == "2020-12-02T09:00:00.000Z"
-    assert event["dates"][0]["end_date"] == "2020-12-02T10:00:00.000Z"
+    assert event["dates"][0]["date"] == zulu(START)
+    assert event["dates"][0]["end_date"] == zulu(END)
 
 
 async def test_invitees_as_a_list_and_creator_by_email(client: Client) -> None:
@@ -402,14 +454,14 @@ async def test_invitees_as_a_list_and_creator_by_email(client: Client) -> None:
 
 
 async def test_all_day_event(client: Client) -> None:
-    dates = [{"all_day": True, "date": "2020-10-05", "end_date": "2020-10-06"}]
+    first, second = MEETING_DAY, MEETING_DAY + timedelta(days=1)
+    dates = [{"all_day": True, "date": str(first), "end_date": str(second)}]
     event = await post_json(client, "/v2/events", booking(dates=dates), status=201)
-    assert event["dates"][0]["date"] == "2020-10-04T22:00:00.000Z"
-    assert event["dates"][0]["end_date"] == "2020-10-05T22:00:00.000Z"
-    body = await slots(
-        client, duration="60", users=JOHN, **{"from": "2020-10-05", "to": "2020-10-06"}
-    )
-    assert starts(body)[0] == "2020-10-06T00:00:00+02:00"
+    # All day is Paris midnight to midnight.
+    assert event["dates"][0]["date"] == zulu(at(first, "00:00", PARIS))
+    assert event["dates"][0]["end_date"] == zulu(at(second, "00:00", PARIS))
+    body = await slots(client, duration="60", users=JOHN, **{"from": str(first), "to": str(second)})
+    assert starts(body)[0] == iso(second, "00:00", PARIS)
 
 
 @pytest.mark.parametrize(
@@ -422,10 +474,10 @@ async def test_all_day_event(client: Client) -> None:
         booking(created_by={"user": "0123456789abcdef01234567"}),
         booking(created_by={"user": "john"}),
         booking(created_by={"email": "nobody@example.com"}),
-        booking(dates=[{"date": "2020-09-02T10:00:00"}]),
-        booking(dates=[{"date": "tomorrow", "end_date": "2020-09-02T11:00:00"}]),
-        booking(dates=[{"date": "2020-09-02T11:00:00", "end_date": "2020-09-02T10:00:00"}]),
-        booking(dates={"date": "2020-09-02T10:00:00", "end_date": "2020-09-02T11:00:00"}),
+        booking(dates=[{"date": f"{MEETING_DAY}T10:00:00"}]),
+        booking(dates=[{"date": "tomorrow", "end_date": f"{MEETING_DAY}T11:00:00"}]),
+        booking(dates=[{"date": f"{MEETING_DAY}T11:00:00", "end_date": f"{MEETING_DAY}T10:00:00"}]),
+        booking(dates={"date": f"{MEETING_DAY}T10:00:00", "end_date": f"{MEETING_DAY}T11:00:00"}),
         booking(invitees=[{"full_name": "No Email"}]),
         booking(invitees="quentin@hollywood.com"),
         booking(places=[{"address": "no name"}]),
@@ -475,30 +527,31 @@ async def test_event_list_filters(client: Client) -> None:
     assert await ids(filter="confirmed") == [second["_id"]]
     assert await ids(creator_users=JOHN) == [first["_id"]]
     assert await ids(invitee_emails="X@example.org,nobody@example.com") == [second["_id"]]
-    assert await ids(filter="upcoming") == []
+    assert await ids(filter="upcoming") == [second["_id"], first["_id"]]
+    yesterday = in_days(-1)
+    past = [{"date": f"{yesterday}T10:00:00", "end_date": f"{yesterday}T11:00:00"}]
+    await post_json(client, "/v2/events", booking(title="Gamma", dates=past), status=201)
+    assert await ids(filter="upcoming") == [second["_id"], first["_id"]]
     await get_json(client, "/v2/events", status=400, limit="0")
     await get_json(client, "/v2/events", status=400, filter="past")
 
 
 async def test_events_take_up_their_people_until_cancelled(client: Client) -> None:
-    params = {"duration": "60", "users": JOHN, "from": "2020-10-03", "to": "2020-10-03"}
-    assert "2020-10-03T10:00:00+02:00" in starts(await slots(client, **params))
-    dates = [{"all_day": False, "date": "2020-10-03T10:00:00", "end_date": "2020-10-03T11:30:00"}]
+    saturday = next_weekday(SATURDAY)
+    params = {"duration": "60", "users": JOHN, "from": str(saturday), "to": str(saturday)}
+    assert iso(saturday, "10:00", PARIS) in starts(await slots(client, **params))
+    dates = [{"all_day": False, "date": f"{saturday}T10:00:00", "end_date": f"{saturday}T11:30:00"}]
     event = await post_json(client, "/v2/events", booking(dates=dates), status=201)
     taken = starts(await slots(client, **params))
-    assert "2020-10-03T10:00:00+02:00" not in taken and "2020-10-03T11:30:00+02:00" in taken
+    assert iso(saturday, "10:00", PARIS) not in taken and iso(saturday, "11:30", PARIS) in taken
     # An invitee who is a Vyte user is taken up too.
-    jane = {
-        "duration": "60",
-        "emails": "jane@example.com",
-        "from": "2020-10-05",
-        "to": "2020-10-05",
-    }
+    monday = saturday + timedelta(days=2)
+    jane = {"duration": "60", "emails": "jane@example.com", "from": str(monday), "to": str(monday)}
     dates = [
         {
             "all_day": False,
-            "date": "2020-10-05T10:00:00-04:00",
-            "end_date": "2020-10-05T11:00:00-04:00",
+            "date": iso(monday, "10:00", NEW_YORK),
+            "end_date": iso(monday, "11:00", NEW_YORK),
         }
     ]
     await post_json(
@@ -507,9 +560,9 @@ async def test_events_take_up_their_people_until_cancelled(client: Client) -> No
         booking(dates=dates, invitees={"email": "jane@example.com"}),
         status=201,
     )
-    assert "2020-10-05T10:00:00-04:00" not in starts(await slots(client, **jane))
+    assert iso(monday, "10:00", NEW_YORK) not in starts(await slots(client, **jane))
     response = await client.post(f"/v2/events/{event['_id']}/cancel", headers=AUTH)
-    assert "2020-10-03T10:00:00+02:00" in starts(await slots(client, **params))
+    assert iso(saturday, "10:00", PARIS) in starts(await slots(client, **params))
     assert response.status == 200
 
 
@@ -544,13 +597,14 @@ async def test_event_lifecycle_fires_hooks(client: Client, receiver: Receiver) -
     again = await post_json(client, f"/v2/events/{event['_id']}/confirm", None)
     assert again == confirmed
 
-    dates = [{"date": "2020-09-03T15:00:00+02:00", "end_date": "2020-09-03T16:00:00+02:00"}]
+    moved = at(MEETING_DAY + timedelta(days=1), "15:00", PARIS)
+    dates = [{"date": moved.isoformat(), "end_date": (moved + timedelta(hours=1)).isoformat()}]
     response = await client.put(
         f"/v2/events/{event['_id']}", json={"dates": dates, "title": "Moved"}, headers=AUTH
     )
     updated = await response.json()
     assert response.status == 200 and updated["title"] == "Moved" and updated["__v"] == 2
-    assert updated["dates"][0]["date"] == "2020-09-03T13:00:00.000Z"
+    assert updated["dates"][0]["date"] == zulu(moved)
     assert updated["confirmed"]["date_id"] == updated["dates"][0]["_id"]
     hook = await receiver.next()
     assert hook["action"] == "event.updated" and hook["resource"] == updated
@@ -575,9 +629,10 @@ async def test_event_lifecycle_fires_hooks(client: Client, receiver: Receiver) -
 
 
 async def test_confirm_a_chosen_date_and_place(client: Client) -> None:
+    other_day = MEETING_DAY + timedelta(days=1)
     dates = [
-        {"date": "2020-09-02T10:00:00", "end_date": "2020-09-02T11:00:00"},
-        {"date": "2020-09-03T10:00:00", "end_date": "2020-09-03T11:00:00"},
+        {"date": f"{MEETING_DAY}T10:00:00", "end_date": f"{MEETING_DAY}T11:00:00"},
+        {"date": f"{other_day}T10:00:00", "end_date": f"{other_day}T11:00:00"},
     ]
     places = [{"name": "Office"}, {"name": "Video", "address": "https://meet.example.com/x"}]
     event = await post_json(client, "/v2/events", booking(dates=dates, places=places), status=201)
@@ -707,7 +762,7 @@ async def test_forced_status_with_retry_after_for_a_count(client: Client) -> Non
 async def test_rate_limit_fault_until_cleared_and_only_on_its_path(client: Client) -> None:
     fault = await set_fault(client, status=429, retry_after=0.5, path="/v2/slots")
     assert fault["remaining"] is None and fault["fault"]["retry_after"] == "0.5"
-    params = {"duration": "60", "users": JOHN, "from": "2020-10-01", "to": "2020-10-01"}
+    params = {"duration": "60", "users": JOHN, **ONE_DAY}
     for path in ("/v2/slots", "/v2/slots/days", "/v2/slots"):
         response = await client.get(path, params=params, headers=AUTH)
         assert response.status == 429 and response.headers["Retry-After"] == "0.5"
@@ -785,7 +840,7 @@ async def test_bad_faults_are_400(client: Client, fault: dict[str, Any]) -> None
 
 
 async def test_stats_count_upstream_calls_by_route(client: Client) -> None:
-    params = {"duration": "60", "users": JOHN, "from": "2020-10-01", "to": "2020-10-01"}
+    params = {"duration": "60", "users": JOHN, **ONE_DAY}
     await client.get("/v2/slots", params=params, headers=AUTH)
     await client.get("/v2/slots", params=params, headers={})
     event = await post_json(client, "/v2/events", booking(), status=201)

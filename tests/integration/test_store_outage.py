@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from tests.conftest import AUTH, upstream_calls
-from tests.integration.test_webhooks import booking, wait_operation
+from tests.dates import iso
+from tests.integration.test_webhooks import MEETING_DAY, booking, wait_operation
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -46,7 +47,7 @@ async def test_redis_outage_is_503_and_the_gateway_recovers_by_itself(
     assert (await ready.json())["checks"]["store"].startswith("unavailable")
 
     events_before = await upstream_calls(sandbox_admin, "POST /v2/events")
-    later = booking(None, start="2026-12-03T10:00:00+01:00")
+    later = booking(None, start=iso(MEETING_DAY, "12:00", "Europe/Paris"))
     for method, path, body, headers in (
         ("GET", f"/v1/bookings/{accepted['id']}", None, AUTH),
         ("POST", "/v1/bookings", later, AUTH),
@@ -78,7 +79,7 @@ async def test_redis_outage_is_503_and_the_gateway_recovers_by_itself(
     # The key that failed with 503 was not kept: it works now.
     keyed = await gw.post(
         "/v1/bookings",
-        json=booking(None, start="2026-12-04T10:00:00+01:00"),
+        json=booking(None, start=iso(MEETING_DAY, "15:00", "Europe/Paris")),
         headers={**AUTH, "Idempotency-Key": "outage-1"},
     )
     assert keyed.status == 201

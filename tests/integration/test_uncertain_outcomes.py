@@ -20,8 +20,15 @@ import pytest
 from service import keys
 from service.store.base import StoreUnavailable
 from tests.conftest import AUTH, JOHN, OTHER_TOKEN, upstream_calls
+from tests.dates import iso
 from tests.integration.conftest import Receiver
-from tests.integration.test_webhooks import HOOK_TOKEN, booking, hook_into, wait_operation
+from tests.integration.test_webhooks import (
+    HOOK_TOKEN,
+    MEETING_DAY,
+    booking,
+    hook_into,
+    wait_operation,
+)
 
 OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
 ASYNC = {**AUTH, "Prefer": "respond-async"}
@@ -50,7 +57,7 @@ async def test_keyed_retry_after_a_5xx_finds_the_event_vyte_stored(
     body = booking(None, check_availability=check_availability)
     first = await gateway.post("/v1/bookings", json=body, headers=headers)
     assert first.status in (502, 503)
-    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
 
     second = await gateway.post("/v1/bookings", json=body, headers=headers)
     assert second.status == 201, await second.text()
@@ -58,7 +65,7 @@ async def test_keyed_retry_after_a_5xx_finds_the_event_vyte_stored(
     third = await gateway.post("/v1/bookings", json=body, headers=headers)
     assert third.headers["Idempotent-Replayed"] == "true"
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
-    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+    assert len(await vyte_events(sandbox_admin, str(MEETING_DAY))) == 1
 
 
 async def test_keyed_retry_after_the_hold_lapsed_still_finds_the_event(
@@ -73,7 +80,7 @@ async def test_keyed_retry_after_the_hold_lapsed_still_finds_the_event(
     await gateway.app[keys.STORE].release_hold(f"key-{digest}")
     retried = await gateway.post("/v1/bookings", json=body, headers=headers)
     assert retried.status == 201
-    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
     assert (await retried.json())["id"] == event["_id"]
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
@@ -85,7 +92,7 @@ async def test_a_keyed_retry_keeps_its_hold_while_it_looks_in_vyte(
     headers = {**AUTH, "Idempotency-Key": "no-gap"}
     body = booking(None, check_availability=False)
     assert (await gateway.post("/v1/bookings", json=body, headers=headers)).status == 502
-    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
 
     store = gateway.app[keys.STORE]
     ours = "key-" + hashlib.sha256(b"alpha\0no-gap").hexdigest()[:32]
@@ -115,10 +122,10 @@ async def test_keyed_retry_after_a_plain_failure_creates_the_event(
     )
     headers = {**AUTH, "Idempotency-Key": "plain-failure"}
     assert (await gateway.post("/v1/bookings", json=booking(None), headers=headers)).status == 502
-    assert await vyte_events(sandbox_admin, "2026-12-02") == []
+    assert await vyte_events(sandbox_admin, str(MEETING_DAY)) == []
     retried = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
     assert retried.status == 201
-    assert [e["_id"] for e in await vyte_events(sandbox_admin, "2026-12-02")] == [
+    assert [e["_id"] for e in await vyte_events(sandbox_admin, str(MEETING_DAY))] == [
         (await retried.json())["id"]
     ]
 
@@ -130,7 +137,7 @@ async def test_without_a_key_an_uncertain_create_blocks_the_slot_instead_of_rese
     assert (await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)).status == 503
     again = await gateway.post("/v1/bookings", json=booking(None), headers=AUTH)
     assert again.status == 409
-    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+    assert len(await vyte_events(sandbox_admin, str(MEETING_DAY))) == 1
 
 
 async def test_a_refused_create_frees_the_slot_at_once(
@@ -160,7 +167,7 @@ async def test_keyed_retry_after_the_store_failed_records_the_event_once(
     headers = {**AUTH, "Idempotency-Key": "store-blip"}
     first = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
     assert first.status == 503
-    (event,) = await vyte_events(sandbox_admin, "2026-12-02")
+    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
     second = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
     assert second.status == 201
     assert (await second.json())["id"] == event["_id"]
@@ -207,7 +214,7 @@ async def test_async_create_never_returns_another_callers_booking(
     assert op["booking_id"] is None
     await receiver.wait_for(1)
     assert [b["type"] for b in receiver.bodies()] == ["operation.failed"]
-    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+    assert len(await vyte_events(sandbox_admin, str(MEETING_DAY))) == 1
     # Operations belong to the caller that handed them over.
     assert (await gateway.get(theirs.headers["Location"], headers=AUTH)).status == 404
 
@@ -237,7 +244,7 @@ async def test_async_create_never_takes_an_event_another_request_is_recording(
     assert answer.status == 201
     recorded = await store.get_booking((await answer.json())["id"])
     assert recorded.caller == "beta"
-    assert len(await vyte_events(sandbox_admin, "2026-12-02")) == 1
+    assert len(await vyte_events(sandbox_admin, str(MEETING_DAY))) == 1
 
 
 async def test_fractional_seconds_are_dropped_so_a_lost_create_is_found_again(
@@ -245,12 +252,13 @@ async def test_fractional_seconds_are_dropped_so_a_lost_create_is_found_again(
 ) -> None:
     gw = await gateway_factory(retry_base=0.05, retry_cap=0.2)
     await stored_then_failed(sandbox_admin)
-    body = booking(None, check_availability=False, start="2026-12-02T10:00:00.5+01:00")
+    start = iso(MEETING_DAY, "10:00", "Europe/Paris")
+    body = booking(None, check_availability=False, start=start.replace(":00:00", ":00:00.5"))
     resp = await gw.post("/v1/bookings", json=body, headers=ASYNC)
     op = await wait_operation(gw, resp.headers["Location"])
     assert op["status"] == "succeeded"
     made = await (await gw.get(f"/v1/bookings/{op['booking_id']}", headers=AUTH)).json()
-    assert made["start"] == "2026-12-02T10:00:00+01:00"
+    assert made["start"] == start
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
 

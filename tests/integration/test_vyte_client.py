@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import aiohttp
@@ -17,8 +17,11 @@ from service.vyte.client import VyteClient, VyteOptions
 from service.vyte.models import Creator, EventChanges, NewEvent, NewEventDate, NewInvitee, NewPlace
 from service.vyte.policy import budget
 from tests.conftest import JOHN
+from tests.dates import in_days, iso, zulu
 
 FAKE = "http://vyte.test"
+EVENT_START = datetime.combine(in_days(9), time(8), UTC)
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def new_event(title: str = "Meeting with Quentin Tarantino") -> NewEvent:
     return NewEvent(
         title=title,
         created_by=Creator(user=JOHN),
-        dates=(NewEventDate(date="2031-09-02T08:00:00.000Z", end_date="2031-09-02T09:00:00.000Z"),),
+        dates=(NewEventDate(date=zulu(EVENT_START), end_date=zulu(EVENT_START + HOUR)),),
         invitees=(
             NewInvitee(email="quentin.tarantino@hollywood.com", full_name="Quentin Tarantino"),
         ),
@@ -52,27 +55,29 @@ async def test_every_method_against_the_sandbox(
     org = await vyte.auth_test()
     assert org["_id"]
 
+    first, last = in_days(2), in_days(3)
     slots = await vyte.slots(
         duration=60,
-        first=date(2020, 10, 1),
-        last=date(2020, 10, 2),
+        first=first,
+        last=last,
         timezone="Europe/Paris",
         users=JOHN,
     )
     assert slots.timezone == "Europe/Paris"
-    assert slots.slots and slots.slots[0].start.date_time.endswith("+02:00")
+    paris_offset = iso(first, "00:00", "Europe/Paris")[-6:]
+    assert slots.slots and slots.slots[0].start.date_time.endswith(paris_offset)
     by_day = await vyte.slots_by_day(
         duration=60,
-        first=date(2020, 10, 1),
-        last=date(2020, 10, 2),
+        first=first,
+        last=last,
         timezone="Europe/Paris",
         users=JOHN,
     )
-    assert set(by_day.days) <= {"2020-10-01", "2020-10-02"} and by_day.days
+    assert set(by_day.days) <= {str(first), str(last)} and by_day.days
 
     event = await vyte.create_event(new_event())
     assert re.fullmatch(r"[0-9a-f]{24}", event.id)
-    assert event.dates[0].date.startswith("2031-09-02T08:00:00")
+    assert event.dates[0].date.startswith(zulu(EVENT_START)[:19])
     assert event.created_by.user == JOHN
     assert not event.confirmed.flag and event.cancelled is None
 
@@ -85,11 +90,11 @@ async def test_every_method_against_the_sandbox(
         event.id,
         EventChanges(
             dates=(
-                NewEventDate(date="2031-09-02T09:00:00.000Z", end_date="2031-09-02T10:00:00.000Z"),
+                NewEventDate(date=zulu(EVENT_START + HOUR), end_date=zulu(EVENT_START + 2 * HOUR)),
             )
         ),
     )
-    assert moved.dates[0].date.startswith("2031-09-02T09:00:00")
+    assert moved.dates[0].date.startswith(zulu(EVENT_START + HOUR)[:19])
 
     confirmed = await vyte.confirm_event(event.id)
     assert confirmed.confirmed.flag
@@ -165,8 +170,8 @@ async def test_malformed_bodies_are_upstream_errors(http: aiohttp.ClientSession)
         with pytest.raises(errors.VyteBadResponse):
             await vyte.slots(
                 duration=30,
-                first=date(2026, 1, 1),
-                last=date(2026, 1, 1),
+                first=in_days(2),
+                last=in_days(2),
                 timezone="UTC",
                 users=JOHN,
             )

@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ import pytest
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.dates import at, iso, meeting_day, zulu
 from tests.integration.conftest import Receiver
 
 VYTE = {"Authorization": SANDBOX_API_KEY}
@@ -26,6 +27,10 @@ SECRET_A = b"first-secret-bytes-0123456789"
 SECRET_B = b"second-secret-bytes-abcdefghij"
 WHSEC = (SECRET_A, SECRET_B)
 HOOK_TOKEN = "inbound-token-0123456789"
+PARIS = "Europe/Paris"
+MEETING_DAY = meeting_day()
+MOVED = at(MEETING_DAY, "14:00", PARIS)
+"""Where Vyte moves the meeting to."""
 
 
 def verify(secret: bytes, headers: Any, body: bytes, tolerance: int = 300) -> bool:
@@ -47,7 +52,7 @@ def booking(callback: str | None, **changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "organizer": JOHN,
         "title": "Meeting with Quentin Tarantino",
-        "start": "2026-12-02T10:00:00+01:00",
+        "start": iso(MEETING_DAY, "10:00", PARIS),
         "duration": 60,
         "timezone": "Europe/Paris",
         "invitees": [
@@ -108,7 +113,7 @@ async def test_retries_keep_the_webhook_id_then_fail_and_redeliver(
     created = await (
         await gw.post(
             "/v1/bookings",
-            json=booking(receiver.url, start="2026-12-02T14:00:00+01:00"),
+            json=booking(receiver.url, start=iso(MEETING_DAY, "14:00", PARIS)),
             headers=AUTH,
         )
     ).json()
@@ -203,8 +208,8 @@ async def test_changes_inside_vyte_reach_callers(
             "dates": [
                 {
                     "all_day": False,
-                    "date": "2026-12-02T13:00:00.000Z",
-                    "end_date": "2026-12-02T14:00:00.000Z",
+                    "date": zulu(MOVED),
+                    "end_date": zulu(MOVED + timedelta(hours=1)),
                 }
             ]
         },
@@ -214,7 +219,7 @@ async def test_changes_inside_vyte_reach_callers(
     await receiver.wait_for(3)
     moved = receiver.bodies()[-1]
     assert moved["type"] == "booking.updated"
-    assert moved["data"]["start"] == "2026-12-02T14:00:00+01:00"
+    assert moved["data"]["start"] == MOVED.isoformat()
 
     async with sandbox_admin.post(f"_sandbox/events/{created['id']}/cancel") as r:
         assert r.status == 200
@@ -246,8 +251,8 @@ async def test_one_notification_carrying_two_changes_applies_both(
     moved_dates = [
         {
             "all_day": False,
-            "date": "2026-12-02T13:00:00.000Z",
-            "end_date": "2026-12-02T14:00:00.000Z",
+            "date": zulu(MOVED),
+            "end_date": zulu(MOVED + timedelta(hours=1)),
         }
     ]
     async with sandbox_admin.put(
@@ -258,7 +263,7 @@ async def test_one_notification_carrying_two_changes_applies_both(
     assert (await gw.post(f"/v1/vyte/webhooks/{HOOK_TOKEN}", json=note)).status == 204
     read = await (await gw.get(f"/v1/bookings/{created['id']}", headers=AUTH)).json()
     assert (read["status"], read["version"]) == ("confirmed", 3)
-    assert read["start"] == "2026-12-02T14:00:00+01:00"
+    assert read["start"] == MOVED.isoformat()
     await receiver.wait_for(3)
     assert [b["type"] for b in receiver.bodies()] == [
         "booking.requested",
@@ -280,8 +285,8 @@ async def test_events_made_in_vyte_are_adopted(
             "dates": [
                 {
                     "all_day": False,
-                    "date": "2026-12-09T09:00:00.000Z",
-                    "end_date": "2026-12-09T10:00:00.000Z",
+                    "date": zulu(at(meeting_day(1), "09:00", "UTC")),
+                    "end_date": zulu(at(meeting_day(1), "10:00", "UTC")),
                 }
             ],
             "invitees": [{"email": "z@example.com"}],
@@ -413,7 +418,7 @@ async def test_webhooks_carry_the_request_id_of_the_change(
     assert sync.status == 201
     accepted = await gateway.post(
         "/v1/bookings",
-        json=booking(receiver.url, start="2026-12-03T10:00:00+01:00"),
+        json=booking(receiver.url, start=iso(MEETING_DAY, "16:00", PARIS)),
         headers={**AUTH, "X-Request-ID": "trace-async", "Prefer": "respond-async"},
     )
     assert accepted.status == 202

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, cast
 
 import pytest
@@ -12,6 +11,7 @@ from service.availability import AvailabilityService, Participant
 from service.store.base import Store, StoreUnavailable
 from service.vyte.client import VyteClient
 from service.vyte.models import Slots
+from tests.dates import in_days
 
 TTL = 30.0
 
@@ -30,7 +30,7 @@ class CountingVyte:
 
 async def ask(service: AvailabilityService, who: str) -> None:
     await service.free_windows(
-        Participant(who), duration=30, first=date(2030, 1, 7), last=date(2030, 1, 8), timezone="UTC"
+        Participant(who), duration=30, first=in_days(2), last=in_days(3), timezone="UTC"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +31,14 @@ from service.store.base import (
 )
 from service.store.redis import RedisStore
 from service.store.sqlite import MIGRATIONS, SQLiteStore
+from tests.dates import MONDAY, next_weekday
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 pytest_plugins = ("tests.redis_server",)
 
-T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+T0 = datetime.combine(next_weekday(MONDAY), time(9), UTC)
 PARIS_SUMMER = timezone(timedelta(hours=2))
 ORGANIZER = "5f3feb7821046c3bb9327e6a"
 OTHER_ORGANIZER = "jane@example.com"
@@ -219,7 +220,9 @@ async def test_booking_datetimes_come_back_as_the_same_instants_in_utc(store: St
         make_booking(),
         start=at(0).astimezone(PARIS_SUMMER),
         end=at(60).astimezone(PARIS_SUMMER),
-        created_at=datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=PARIS_SUMMER),
+        created_at=(T0 - timedelta(days=6, hours=-1, microseconds=-123456)).astimezone(
+            PARIS_SUMMER
+        ),
     )
     assert await store.put_booking(local, expected_version=None)
     stored = await store.get_booking(local.id)
@@ -231,7 +234,7 @@ async def test_booking_datetimes_come_back_as_the_same_instants_in_utc(store: St
 
 
 async def test_booking_naive_datetime_is_refused(store: Store) -> None:
-    naive = attrs.evolve(make_booking(), start=datetime(2030, 1, 7, 9, 0))
+    naive = attrs.evolve(make_booking(), start=T0.replace(tzinfo=None))
     with pytest.raises(ValueError, match="naive"):
         await store.put_booking(naive, expected_version=None)
 

@@ -35,6 +35,7 @@ from service.store.base import (
 from service.store.redis import RedisStore
 from service.store.sqlite import SQLiteStore
 from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.dates import in_days, iso
 from tests.unit.test_store_contract import (
     ORGANIZER,
     OTHER_ORGANIZER,
@@ -642,7 +643,7 @@ async def test_two_gateway_replicas_share_slot_answers(
         for _ in range(2)
     ]
     query = (
-        f"/v1/availability?participants={JOHN}&duration=60&from=2020-10-01&to=2020-10-02"
+        f"/v1/availability?participants={JOHN}&duration=60&from={in_days(2)}&to={in_days(3)}"
         "&timezone=Europe/Paris"
     )
     answers = [await (await gw.get(query, headers=AUTH)).json() for gw in replicas]
@@ -670,7 +671,7 @@ async def test_two_gateway_replicas_share_holds_and_idempotency(
             "check_availability": False,
         }
 
-    starts = [f"2026-12-03T10:{m:02d}:00+01:00" for m in (0, 15, 30, 45)] * 3
+    starts = [iso(in_days(3), f"10:{m:02d}", "Europe/Paris") for m in (0, 15, 30, 45)] * 3
     answers = await asyncio.gather(
         *(
             (first, second)[i % 2].post("/v1/bookings", json=body(start), headers=AUTH)
@@ -680,7 +681,7 @@ async def test_two_gateway_replicas_share_holds_and_idempotency(
     assert sorted(answer.status for answer in answers) == [201] + [409] * 11
 
     headers = {**AUTH, "Idempotency-Key": "across-replicas"}
-    later = body("2026-12-04T10:00:00+01:00")
+    later = body(iso(in_days(4), "10:00", "Europe/Paris"))
     created = await first.post("/v1/bookings", json=later, headers=headers)
     assert created.status == 201
     replayed = await second.post("/v1/bookings", json=later, headers=headers)
