@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
@@ -27,6 +27,11 @@ from service.notify.dispatcher import MAX_PER_RECEIVER, Dispatcher
 from service.notify.egress import DEFAULT_DENY_NETWORKS
 from service.store.base import Delivery, DeliveryStatus
 from tests.conftest import AUTH, JOHN
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+
+pytest_plugins = ("tests.redis_server",)
 
 Gateway = Any
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -140,6 +145,17 @@ async def test_the_same_urls_are_accepted_when_nothing_is_denied(
         assert (
             await gw.delete(f"/v1/subscriptions/{(await sub.json())['id']}", headers=AUTH)
         ).status == 204
+
+
+@pytest.fixture
+async def store_gateway(
+    store: str, gateway_factory: GatewayFactory, request: pytest.FixtureRequest
+) -> Gateway:
+    """A gateway on the store the test is parametrized with (Redis: its own server)."""
+    if store == "redis":
+        server: RedisServer = request.getfixturevalue("own_redis_server")
+        return await gateway_factory(store_url=server.url())
+    return await gateway_factory()
 
 
 @attrs.define
@@ -344,9 +360,11 @@ async def test_connection_failures_do_not_say_why(gateway: Gateway) -> None:
     assert delivery.last_error == "connection failed"
 
 
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
 async def test_a_hung_receiver_costs_the_others_nothing(
-    gateway: Gateway, listen: Callable[..., Awaitable[Listener]]
+    store_gateway: Gateway, listen: Callable[..., Awaitable[Listener]]
 ) -> None:
+    gateway = store_gateway
     hung = await listen(hang=True)
     fast = await listen()
     now = datetime.now(UTC)
@@ -386,9 +404,11 @@ async def test_a_hung_receiver_costs_the_others_nothing(
     assert hung.most_held == MAX_PER_RECEIVER and hung.heard == []
 
 
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
 async def test_each_receiver_hears_a_bookings_changes_in_version_order(
-    gateway: Gateway, listen: Callable[..., Awaitable[Listener]]
+    store_gateway: Gateway, listen: Callable[..., Awaitable[Listener]]
 ) -> None:
+    gateway = store_gateway
     slow = await listen(delay=0.1)
     await subscribe(
         gateway, slow.url + "?via=subscription", ["booking.requested", "booking.confirmed"]
