@@ -402,6 +402,12 @@ async def test_a_hung_receiver_costs_the_others_nothing(
         await asyncio.sleep(0.01)
     assert fast.bodies()[0]["data"]["id"] == created["id"]
     assert hung.most_held == MAX_PER_RECEIVER and hung.heard == []
+    # Those put off while the receiver had its share in flight spent no attempt.
+    waiting = [
+        d for d in await gateway.app[keys.STORE].list_deliveries(None, 200) if d.url == hung.url
+    ]
+    assert len(waiting) == backlog
+    assert all(d.attempts == 0 and d.status == DeliveryStatus.PENDING for d in waiting)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
