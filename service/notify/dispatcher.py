@@ -136,6 +136,17 @@ class Dispatcher:
         It does not wait for the attempts: the end of each wakes the loop again (the next
         message for its booking may be waiting on it).
         """
+        try:
+            return await self._start_due()
+        except StoreUnavailable:
+            # The Redis driver can turn a cancellation that lands inside a command into a
+            # connection error; the loop would then go on for ever and shutdown would hang.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
+            raise
+
+    async def _start_due(self) -> int:
         room = self._max_in_flight - len(self._tasks)
         if room <= 0:
             return 0
