@@ -199,6 +199,7 @@ class Checks:
         self.check_shutdown(deployment, container, settings)
         self.check_ports_and_probes(image, container, settings, by_kind)
         self.check_pods(objects, image)
+        self.check_init(deployment, container)
         self.check_image(image)
 
         for note in self.notes:
@@ -251,8 +252,8 @@ class Checks:
         store = settings.get("STORE_URL", "")
         if max(replicas) > 1:
             self.expect(
-                store.startswith("redis://"),
-                f"several replicas need STORE_URL=redis://…, not {store!r}",
+                store.startswith(("redis://", "rediss://")),
+                f"several replicas need STORE_URL=redis(s)://…, not {store!r}",
             )
         for hpa in by_kind.get("HorizontalPodAutoscaler", []):
             self.expect(
@@ -353,6 +354,30 @@ class Checks:
                     image.user.split(":")[0] == uid,
                     f"{name}: runAsUser {uid} is not the image's USER",
                 )
+
+    def check_init(self, deployment: Obj, container: Obj) -> None:
+        """An init container runs `booking-gateway check` on the very settings the gateway gets."""
+        spec = deployment["spec"]["template"]["spec"]
+        checks = [
+            c
+            for c in spec.get("initContainers", [])
+            if c.get("command", [])[:2] == ["booking-gateway", "check"]
+        ]
+        self.expect(
+            len(checks) == 1, "the Deployment needs one `booking-gateway check` init container"
+        )
+        for check in checks:
+            self.expect(
+                check.get("image") == container.get("image"),
+                "the check init container must run the gateway's image",
+            )
+            self.expect(
+                check.get("envFrom") == container.get("envFrom")
+                and check.get("env") == container.get("env"),
+                "the check init container must get exactly the gateway's settings",
+            )
+            flags = set(check["command"][2:]) - {"--allow-vyte-outage"}
+            self.expect(not flags, f"unexpected check flags {sorted(flags)}")
 
     def check_image(self, image: Dockerfile) -> None:
         self.expect(

@@ -1,6 +1,7 @@
 """``python -m bench [PART ...] [--quick]``: the benchmark suite, or some parts of it.
 
-Parts: fanout, warm, kernel, bookings, memory, load, replicas (all by default, in that order).
+Parts: fanout, warm, kernel, bookings, memory, load, replicas, delivery (all by default, in
+that order).
 Every part starts its own processes on 127.0.0.1 (replicas also a redis-server, when installed)
 and stops them; the whole suite takes about four minutes.
 Output is Markdown, ready for bench/RESULTS.md.
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import bookings, fanout, harness, kernel, load, memory, replicas, warm
+from bench import bookings, delivery, fanout, harness, kernel, load, memory, replicas, warm
 
 PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "fanout": fanout.run,
@@ -24,6 +25,7 @@ PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "memory": memory.run,
     "load": load.run,
     "replicas": replicas.run,
+    "delivery": delivery.run,
 }
 
 

@@ -1,7 +1,9 @@
-"""Benchmark of the availability kernel (``find_slots``): throughput and how it scales with S.
+"""Benchmark of the availability kernel (``find_slots``): throughput, how it scales with S, and
+what buffers with ``order=best`` cost against the plain kernel in the same run.
 
-Run: ``python -m bench.kernel`` (``--max-windows 200000`` skips the largest size), or as part
-of ``python -m bench``.
+Run: ``python -m bench.kernel`` (``--max-windows 200000`` skips the largest size;
+``--ranking-only`` runs only the buffers/``order=best`` comparison), or as part of
+``python -m bench``.
 """
 
 import argparse
@@ -22,6 +24,7 @@ if __package__ in (None, ""):
 
 from service.domain.freetime import (
     Interval,
+    Order,
     SlotMatch,
     candidate_starts,
     find_slots,
@@ -40,6 +43,8 @@ FIRST_DAY = date(2026, 1, 5)
 SPANS = (12, 31, 118, 1180)
 NAIVE_SPANS = (3, 12)
 SEED = 20_261_001
+RANKED_BUFFERS = 10
+RANKED_SPANS = (12, 31, 118)
 
 Free = list[list[Interval]]
 
@@ -84,6 +89,32 @@ def run_kernel(free: Free, days: int, required: int) -> list[SlotMatch]:
     )
 
 
+def run_ranked(
+    free: Free,
+    days: int,
+    required: int,
+    grid: Sequence[int] | None = None,
+    *,
+    buffers: int = RANKED_BUFFERS,
+    order: Order = "best",
+) -> list[SlotMatch]:
+    """The kernel as ``order=best`` with buffers asks for it (``grid`` given: as the gateway,
+    which caches the grid of a query range)."""
+    return find_slots(
+        free,
+        first=FIRST_DAY,
+        last=FIRST_DAY + timedelta(days=days - 1),
+        tz=TIME_ZONE,
+        duration_minutes=DURATION,
+        step_minutes=STEP,
+        required=required,
+        grid=grid,
+        buffer_before_minutes=buffers,
+        buffer_after_minutes=buffers,
+        order=order,
+    )
+
+
 def run_naive(free: Free, days: int, required: int) -> list[SlotMatch]:
     """Baseline: for every candidate and participant, scan that participant's raw windows."""
     duration = DURATION * 60
@@ -107,13 +138,9 @@ def _covered(windows: Sequence[Interval], start: int, end: int) -> bool:
 
 
 def best_of(repeat: int, action: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(repeat):
-        gc.collect()
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
+    """Best CPU time of ``repeat`` runs: the kernel is pure computation on one thread, and on a
+    shared machine wall time would add whatever the other processes took."""
+    return interleaved(repeat, [action])[0]
 
 
 def measure(max_windows: int, repeat_most: int, shuffled: bool) -> dict[str, float]:
@@ -123,7 +150,7 @@ def measure(max_windows: int, repeat_most: int, shuffled: bool) -> dict[str, flo
 
     print(f"Kernel: find_slots, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}")
     print(f"python {platform.python_version()} on {platform.machine()}, {date.today()}")
-    print(f"windows {'shuffled' if shuffled else 'in time order'}, time zone {TIME_ZONE}")
+    print(f"windows {'shuffled' if shuffled else 'in time order'}, time zone {TIME_ZONE}; CPU time")
     print()
     print(
         "| days | windows S | merged | grid | required | matches | grid ms | total ms "
@@ -177,6 +204,77 @@ def measure(max_windows: int, repeat_most: int, shuffled: bool) -> dict[str, flo
     print()
     parse_rate = parsing(rng, repeat_most)
     headline["parse_windows_per_s"] = parse_rate
+    print()
+    headline.update(ranking(max_windows, repeat_most))
+    return headline
+
+
+def interleaved(repeat: int, actions: Sequence[Callable[[], object]]) -> list[float]:
+    """Best CPU time of each action, run in turn ``repeat`` times. On a shared machine a slow
+    moment then hits every action alike, and CPU time leaves out the time spent waiting for a
+    core, which says nothing about the code."""
+    timings = [float("inf")] * len(actions)
+    for _ in range(repeat):
+        for index, action in enumerate(actions):
+            gc.collect()
+            started = time.process_time()
+            action()
+            timings[index] = min(timings[index], time.process_time() - started)
+    return timings
+
+
+def ranking(max_windows: int, repeat: int) -> dict[str, float]:
+    """Buffers 10/10 with ``order=best`` (stranded minutes from the sweep) against the plain
+    kernel (no buffers, order by start) on the same windows, in the same run."""
+    rng = random.Random(SEED + 1)
+    headline: dict[str, float] = {}
+    print(
+        f"Ranking: buffers {RANKED_BUFFERS}/{RANKED_BUFFERS} and order=best against the plain "
+        f"kernel, {PARTICIPANTS} participants, duration {DURATION}, step {STEP}; CPU ms, best of "
+        f"{repeat} or more interleaved runs (400k windows' worth); grid built in the call or "
+        "cached (as the gateway does)"
+    )
+    print()
+    print(
+        "| days | windows S | required | grid | plain matches | best matches "
+        "| plain ms | buffers ms | best ms | best windows/s | best / plain |"
+    )
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for days in RANKED_SPANS:
+        free = working_hours(days, rng, shuffled=False)
+        windows = sum(len(w) for w in free)
+        if windows > max_windows:
+            continue
+        last = FIRST_DAY + timedelta(days=days - 1)
+        cached = candidate_starts(FIRST_DAY, last, TIME_ZONE, STEP)
+        for required in (PARTICIPANTS, PARTICIPANTS // 2):
+            # Without buffers the ranked answer holds the plain one's slots, reordered.
+            plain_slots = run_kernel(free, days, required)
+            unbuffered = run_ranked(free, days, required, buffers=0)
+            assert sorted((m.start, m.participants) for m in unbuffered) == [
+                (m.start, m.participants) for m in plain_slots
+            ]
+            best_count = len(run_ranked(free, days, required))
+            # Small sizes take a few ms: more runs there cost little and steady the minimum (about a
+            # second in all for a size).
+            runs = max(repeat, 400_000 // windows)
+            for grid, label in ((None, "built"), (cached, "cached")):
+                plain, buffered, best = interleaved(
+                    runs,
+                    [
+                        partial(run_ranked, free, days, required, grid, buffers=0, order="start"),
+                        partial(run_ranked, free, days, required, grid, order="start"),
+                        partial(run_ranked, free, days, required, grid),
+                    ],
+                )
+                ratio = plain / best
+                headline[f"ranked_{windows}_{required}_{label}_vs_plain"] = ratio
+                print(
+                    f"| {days} | {windows} | {required} | {label} | {len(plain_slots)} "
+                    f"| {best_count} | {plain * 1e3:.2f} | {buffered * 1e3:.2f} "
+                    f"| {best * 1e3:.2f} | {windows / best:,.0f} | {ratio:.2f} |"
+                )
+    print()
     return headline
 
 
@@ -217,8 +315,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-windows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--shuffled", action="store_true", help="windows in random order")
+    parser.add_argument(
+        "--ranking-only", action="store_true", help="only buffers/order=best against plain"
+    )
     args = parser.parse_args(argv)
-    measure(args.max_windows, args.repeat, args.shuffled)
+    if args.ranking_only:
+        ranking(args.max_windows, args.repeat)
+    else:
+        measure(args.max_windows, args.repeat, args.shuffled)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The `booking-gateway` command: `serve [--sandbox]` and `sandbox`."""
+"""The `booking-gateway` command: `serve [--sandbox]`, `sandbox` and `check [--sandbox]`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--sandbox", action="store_true", help="talk to an embedded Vyte emulator instead of Vyte"
     )
+    check = commands.add_parser(
+        "check",
+        help="validate the settings, reach the store and Vyte; exit non-zero on any failure",
+    )
+    check.add_argument(
+        "--sandbox", action="store_true", help="check the settings as `serve --sandbox` reads them"
+    )
+    check.add_argument(
+        "--allow-vyte-outage",
+        action="store_true",
+        help="only warn when Vyte cannot be reached or is failing (a refused key still fails)",
+    )
     sandbox = commands.add_parser("sandbox", help="run only the Vyte emulator")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
@@ -39,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sandbox":
         logging.configure()
         return asyncio.run(_run_sandbox(args.host, args.port, args.seed))
+    if args.command == "check":
+        return _check(args.sandbox, args.allow_vyte_outage)
     try:
         settings = Settings.from_environ(
             os.environ, sandbox=args.sandbox, isatty=sys.stderr.isatty()
@@ -48,6 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.configure(settings.log_level, settings.log_format, settings.secret_values())
     return asyncio.run(serve_forever(settings))
+
+
+def _check(sandbox: bool, allow_vyte_outage: bool) -> int:
+    """Print one line per check on stdout; the calls' own log lines stay out of the way."""
+    from service.check import check
+
+    logging.configure("critical", "json")
+    status, lines = asyncio.run(
+        check(os.environ, sandbox=sandbox, allow_vyte_outage=allow_vyte_outage)
+    )
+    for line in lines:
+        print(line, flush=True)
+    return status
 
 
 async def _run_sandbox(host: str, port: int, seed: Path | None) -> int:

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 
 import aiohttp
 import structlog
@@ -19,18 +20,20 @@ from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
-from service.http.middlewares import bearer_auth, problems, request_context
+from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
+from service.http.resources import webhook_body
 from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
-from service.notify.inbound import VyteHooks, register_hooks
+from service.notify.egress import EgressPolicy
+from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
-from service.notify.operations import OperationWorker
+from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
+from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
 from service.vyte.client import VyteClient, VyteOptions
-from service.vyte.errors import VyteError
 
 WEBHOOK_PREFIX = "/v1/vyte/webhooks/"
 # Seconds between purges of finished deliveries and operations (RETENTION_DAYS).
@@ -44,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
+            request_budget(settings.request_budget),
         ],
         client_max_size=MAX_BODY,
     )
@@ -65,39 +69,45 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    assert settings.vyte_api_key is not None, "Vyte key checked by Settings"
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
-        app[keys.VYTE] = VyteClient(
-            session,
-            VyteOptions(
-                base_url=settings.vyte_base_url,
-                api_key=settings.vyte_api_key,
-                timeout=settings.vyte_timeout,
-                concurrency=settings.vyte_concurrency,
-                budget=settings.request_budget,
-                breaker_threshold=settings.breaker_threshold,
-                breaker_cooldown=settings.breaker_cooldown,
-            ),
-        )
+        app[keys.VYTE] = VyteClient(session, VyteOptions.from_settings(settings))
         yield
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
-    outbox = Outbox(store)
+    outbox = Outbox(store, webhook_body)
     shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
     availability = AvailabilityService(
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
     )
     bookings = BookingService(vyte, store, availability, settings, outbox)
+    worker = OperationWorker(
+        store,
+        bookings,
+        outbox,
+        owner=_owner(),
+        retry_base=settings.retry_base,
+        retry_cap=settings.retry_cap,
+        budget_seconds=settings.request_budget,
+    )
     app[keys.OUTBOX] = outbox
     app[keys.AVAILABILITY] = availability
     app[keys.BOOKINGS] = bookings
     app[keys.HEALTH] = Health(store, vyte)
-    app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings, outbox)
+    app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
+    app[keys.OPERATIONS] = worker
+    app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
+    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
     yield
+    await app[keys.HEALTH].close()
+
+
+def _owner() -> str:
+    """This process's name on the leases it takes."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
@@ -105,27 +115,18 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     finished long ago, hook registration."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
-    owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    worker = app[keys.OPERATIONS]
     async with webhook_session(settings.callback_deny_networks) as session:
         dispatcher = Dispatcher(
             store,
             session,
             settings.webhook_secrets,
             settings.webhook_retry_schedule,
-            owner,
-            settings.egress,
-        )
-        worker = OperationWorker(
-            store,
-            app[keys.BOOKINGS],
-            app[keys.OUTBOX],
-            owner=owner,
-            retry_base=settings.retry_base,
-            retry_cap=settings.retry_cap,
-            budget_seconds=settings.request_budget,
+            _owner(),
+            EgressPolicy(settings.callback_hosts, settings.callback_deny_networks),
         )
         app[keys.DISPATCHER] = dispatcher
-        app[keys.OPERATIONS] = worker
+        app[keys.OUTBOX].on_due(dispatcher.wake)
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),
@@ -138,23 +139,13 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             target = (
                 f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{settings.vyte_webhook_token}"
             )
-            tasks.append(asyncio.create_task(_register_hooks(app[keys.VYTE], target), name="hooks"))
+            health = app[keys.HEALTH]
+            health.hooks = "not registered yet"
+            registering = keep_registering(
+                app[keys.VYTE], target, report=partial(setattr, health, "hooks")
+            )
+            tasks.append(asyncio.create_task(registering, name="hooks"))
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _register_hooks(vyte: VyteClient, target: str) -> None:
-    """Register our Vyte hooks, retrying until Vyte takes them."""
-    delay = 1.0
-    while True:
-        try:
-            created = await register_hooks(vyte, target)
-        except VyteError as err:
-            log.warning("hook_registration_failed", error=str(err), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 300)
-            continue
-        log.info("hooks_registered", created=created)
-        return

@@ -1,4 +1,4 @@
-"""Availability: validate the query, fan out to Vyte per participant, intersect.
+"""Availability: fan out to Vyte per participant, take out our own bookings, intersect.
 
 Each participant's free time is fetched once (cached for SLOT_CACHE_TTL, and
 identical concurrent fetches share one upstream call), the gateway's own active
@@ -11,26 +11,26 @@ import asyncio
 import hashlib
 import json
 import math
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import cache, lru_cache
-from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import attrs
 import structlog
 
 from service import metrics
+from service.commands import AvailabilityQuery
 from service.domain.freetime import (
     Interval,
+    SlotMatch,
     candidate_starts,
     find_slots,
-    format_instant,
     merge_intervals,
     parse_windows,
 )
+from service.domain.participant import Participant, ParticipantState
 from service.errors import (
     FieldError,
     ServiceError,
@@ -38,38 +38,12 @@ from service.errors import (
     UpstreamFailed,
     UpstreamTimeout,
     UpstreamUnavailable,
-    ValidationFailed,
 )
 from service.store.base import SharedCache, Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 
 log = structlog.get_logger("availability")
-
-MAX_PARTICIPANTS = 50
-MAX_DAYS = 62
-QUERY_PARAMS = (
-    "participants",
-    "duration",
-    "from",
-    "to",
-    "timezone",
-    "step",
-    "required",
-    "group",
-    "partial",
-)
-
-_USER_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INT = re.compile(r"^[0-9]{1,6}$")
-
-
-@cache
-def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
-
 
 # Participants' answers kept at most; with the 30 s default TTL that is 333 new queries a
 # second before the bound, rather than the TTL, decides what is dropped.
@@ -85,147 +59,20 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
     return tuple(candidate_starts(first, last, zone, step))
 
 
-def parse_timezone(value: str) -> ZoneInfo | None:
-    """A ZoneInfo for an IANA name, or None when it is not one."""
-    if value not in _zone_names():
-        return None
-    try:
-        return ZoneInfo(value)
-    except (ValueError, KeyError, OSError):
-        return None
-
-
 @attrs.frozen
-class Participant:
-    """A Vyte user id or an email, as the caller wrote it."""
+class Availability:
+    """The answer to a query: each participant's state, and the slots that fit, by start.
 
-    given: str
+    A slot's `participants` are indexes into `query.participants`.
+    """
 
-    @property
-    def is_email(self) -> bool:
-        return "@" in self.given
-
-    @property
-    def key(self) -> str:
-        """Identity for de-duplication and lookups: emails and hex ids are case-insensitive."""
-        return self.given.lower()
-
-
-def parse_participant(value: str) -> Participant | None:
-    value = value.strip()
-    if _USER_ID.match(value) or _EMAIL.match(value):
-        return Participant(value)
-    return None
-
-
-@attrs.frozen
-class AvailabilityQuery:
-    participants: tuple[Participant, ...]
-    duration: int
-    first: date
-    last: date
-    timezone: str
-    step: int
-    required: int
-    group_by_day: bool
-    partial: bool
+    query: AvailabilityQuery
+    participants: tuple[ParticipantState, ...]
+    slots: Sequence[SlotMatch]
 
     @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-
-def parse_query(
-    params: Mapping[str, str], problems: Sequence[FieldError] = ()
-) -> AvailabilityQuery:
-    """Validate every parameter at once; ValidationFailed lists each bad one
-    (together with `problems` already found, such as repeated parameters)."""
-    problems = [*problems]
-    problems += [FieldError(n, "unknown parameter") for n in params if n not in QUERY_PARAMS]
-
-    def integer(name: str, low: int, high: int, default: int | None = None) -> int | None:
-        raw = params.get(name)
-        if raw is None:
-            if default is None:
-                problems.append(FieldError(name, "required"))
-            return default
-        if not _INT.match(raw) or not low <= int(raw) <= high:
-            problems.append(FieldError(name, f"must be an integer from {low} to {high}"))
-            return None
-        return int(raw)
-
-    def day(name: str) -> date | None:
-        raw = params.get(name)
-        if raw is None:
-            problems.append(FieldError(name, "required"))
-            return None
-        try:
-            if not _DATE.match(raw):
-                raise ValueError
-            return date.fromisoformat(raw)
-        except ValueError:
-            problems.append(FieldError(name, "must be a date YYYY-MM-DD"))
-            return None
-
-    participants: list[Participant] = []
-    raw_participants = params.get("participants")
-    if raw_participants is None:
-        problems.append(FieldError("participants", "required"))
-    else:
-        seen: set[str] = set()
-        for item in raw_participants.split(","):
-            parsed = parse_participant(item)
-            if parsed is None:
-                problems.append(
-                    FieldError(
-                        "participants", f"{item.strip()[:80]!r} is not a Vyte user id or an email"
-                    )
-                )
-            elif parsed.key not in seen:
-                seen.add(parsed.key)
-                participants.append(parsed)
-        if not problems and not 1 <= len(participants) <= MAX_PARTICIPANTS:
-            problems.append(
-                FieldError("participants", f"give 1 to {MAX_PARTICIPANTS} participants")
-            )
-
-    duration = integer("duration", 5, 1440)
-    step = integer("step", 5, 1440, default=duration or 60)
-    first, last = day("from"), day("to")
-    if first and last:
-        if first > last:
-            problems.append(FieldError("to", "must not be before from"))
-        elif (last - first).days + 1 > MAX_DAYS:
-            problems.append(FieldError("to", f"the range spans more than {MAX_DAYS} days"))
-
-    timezone = params.get("timezone", "UTC")
-    if parse_timezone(timezone) is None:
-        problems.append(FieldError("timezone", "must be an IANA time zone name"))
-
-    required = None
-    if "required" in params:
-        required = integer("required", 1, max(1, len(participants)))
-    group = params.get("group")
-    if group is not None and group != "day":
-        problems.append(FieldError("group", "the only grouping is 'day'"))
-    partial = params.get("partial", "false")
-    if partial not in ("true", "false"):
-        problems.append(FieldError("partial", "must be true or false"))
-
-    if problems:
-        raise ValidationFailed(problems)
-    assert duration is not None and step is not None and first and last
-    return AvailabilityQuery(
-        participants=tuple(participants),
-        duration=duration,
-        first=first,
-        last=last,
-        timezone=timezone,
-        step=step,
-        required=required or len(participants),
-        group_by_day=group == "day",
-        partial=partial == "true",
-    )
+    def complete(self) -> bool:
+        return all(p.ok for p in self.participants)
 
 
 @attrs.frozen
@@ -405,7 +252,7 @@ class AvailabilityService:
             return _outcome_of(err)
         return _Outcome(free=free)
 
-    async def query(self, q: AvailabilityQuery) -> dict[str, Any]:
+    async def query(self, q: AvailabilityQuery) -> Availability:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
         # One store read for everybody's own bookings, alongside the Vyte fan-out.
         own = asyncio.ensure_future(self.own_bookings(q))
@@ -433,43 +280,7 @@ class AvailabilityService:
             required=q.required,
             grid=_grid(q.first, q.last, zone, q.step),
         )
-        names = [p.given for p in q.participants]
-        # A slot's end is usually another slot's start, and neighbouring slots usually have the
-        # same participants (find_slots hands out the same tuple then): build each text once.
-        texts: dict[int, str] = {}
-        members: tuple[int, ...] | None = None
-        who: list[str] = []
-        slots: list[dict[str, Any]] = []
-        for m in matches:
-            start = texts.get(m.start)
-            if start is None:
-                start = texts[m.start] = format_instant(m.start, zone)
-            end = texts.get(m.end)
-            if end is None:
-                end = texts[m.end] = format_instant(m.end, zone)
-            if m.participants is not members:
-                members = m.participants
-                who = [names[i] for i in members]
-            slots.append({"start": start, "end": end, "participants": who})
-        answer: dict[str, Any] = {
-            "timezone": q.timezone,
-            "from": q.first.isoformat(),
-            "to": q.last.isoformat(),
-            "duration": q.duration,
-            "step": q.step,
-            "required": q.required,
-            "complete": all(o.status == "ok" for o in outcomes),
-            "participants": _statuses(q.participants, outcomes),
-        }
-        if q.group_by_day:
-            days: dict[str, list[dict[str, Any]]] = {}
-            for slot in slots:
-                # The local date opens the formatted start ("2020-10-01T09:00:00+02:00").
-                days.setdefault(slot["start"][:10], []).append(slot)
-            answer["days"] = [{"date": d, "slots": s} for d, s in days.items()]
-        else:
-            answer["slots"] = slots
-        return answer
+        return Availability(query=q, participants=_states(q.participants, outcomes), slots=matches)
 
 
 def subtract(free: Sequence[Interval], busy: Sequence[Interval]) -> list[Interval]:
@@ -493,29 +304,25 @@ def subtract(free: Sequence[Interval], busy: Sequence[Interval]) -> list[Interva
     return out
 
 
-def _statuses(
+def _states(
     participants: Sequence[Participant], outcomes: Sequence[_Outcome]
-) -> list[dict[str, str]]:
-    listed = []
-    for p, o in zip(participants, outcomes, strict=True):
-        entry = {"id": p.given, "status": o.status if o.status == "ok" else "error"}
-        if o.status != "ok":
-            entry["reason"] = o.status
-            entry["detail"] = o.detail or o.status
-        listed.append(entry)
-    return listed
+) -> tuple[ParticipantState, ...]:
+    return tuple(
+        ParticipantState(p, o.status, None if o.status == "ok" else o.detail or o.status)
+        for p, o in zip(participants, outcomes, strict=True)
+    )
 
 
 def _raise_for_failures(q: AvailabilityQuery, outcomes: Sequence[_Outcome]) -> None:
     unknown = [
         p.given for p, o in zip(q.participants, outcomes, strict=True) if o.status == "unknown"
     ]
-    statuses = _statuses(q.participants, outcomes)
+    states = _states(q.participants, outcomes)
     if unknown:
         raise UnknownParticipant(
             f"Vyte does not know: {', '.join(unknown)}",
             errors=[FieldError("participants", f"unknown participant {u}") for u in unknown],
-            extra={"participants": statuses},
+            participants=states,
         )
     failed = [o for o in outcomes if o.status != "ok"]
     if not failed or q.partial:
@@ -526,9 +333,9 @@ def _raise_for_failures(q: AvailabilityQuery, outcomes: Sequence[_Outcome]) -> N
     if "unavailable" in kinds:
         waits = [o.retry_after for o in failed if o.retry_after is not None]
         headers = {"Retry-After": str(max(1, math.ceil(max(waits))))} if waits else {}
-        err = UpstreamUnavailable(detail, headers=headers, extra={"participants": statuses})
+        err = UpstreamUnavailable(detail, headers=headers, participants=states)
     elif "timeout" in kinds:
-        err = UpstreamTimeout(detail, extra={"participants": statuses})
+        err = UpstreamTimeout(detail, participants=states)
     else:
-        err = UpstreamFailed(detail, extra={"participants": statuses})
+        err = UpstreamFailed(detail, participants=states)
     raise err

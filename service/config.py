@@ -7,11 +7,12 @@ import binascii
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
-from service.notify.egress import DEFAULT_DENY_NETWORKS, EgressPolicy, Network, parse_deny_networks
+from service.domain.networks import DEFAULT_DENY_NETWORKS as DENY
+from service.domain.networks import Network, parse_deny_networks
 
 T = TypeVar("T")
 
@@ -32,6 +33,17 @@ DEFAULT_WEBHOOK_SCHEDULE = (
 SANDBOX_CALLER = "sandbox"
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the documented token of the local demo mode
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# redis-py's TLS options that rediss:// URLs may carry as query options (redis-py reads
+# them from the URL itself); the value is the set of values allowed, or None for any.
+REDIS_TLS_OPTIONS: Mapping[str, tuple[str, ...] | None] = {
+    "ssl_ca_certs": None,
+    "ssl_ca_path": None,
+    "ssl_certfile": None,
+    "ssl_keyfile": None,
+    "ssl_password": None,
+    "ssl_cert_reqs": ("none", "optional", "required"),
+    "ssl_check_hostname": ("true", "false"),
+}
 
 
 class ConfigError(Exception):
@@ -71,7 +83,7 @@ class Settings:
     retry_cap: float = 300.0
     callback_hosts: tuple[str, ...] = ()
     #: CIDRs no webhook is sent to, checked on input and after DNS resolution (DESIGN §3.5)
-    callback_deny_networks: tuple[Network, ...] = DEFAULT_DENY_NETWORKS
+    callback_deny_networks: tuple[Network, ...] = DENY
     shutdown_timeout: float = 20.0
     #: seconds /readyz answers 503 before the listener closes, so load balancers stop
     #: sending new requests first (keep drain_delay + shutdown_timeout under the grace period)
@@ -79,6 +91,14 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
     #: days finished webhook deliveries and operations are kept (listed, redeliverable)
     retention_days: float = 7.0
+    #: callers (names from API_TOKENS) that see, change and list every booking
+    admin_callers: frozenset[str] = frozenset()
+    #: webhook subscriptions one caller may hold
+    max_subscriptions: int = 20
+    #: seconds between re-reads of active bookings from Vyte; 0 disables
+    resync_interval: float = 300.0
+    #: seconds a create whose outcome is unknown is looked for in Vyte before its slot goes
+    unknown_outcome_timeout: float = 600.0
     sandbox: bool = False
 
     @classmethod
@@ -118,7 +138,8 @@ class Settings:
             api_tokens=tokens,
             store_url=get("STORE_URL", _store_url, DEFAULT_STORE_URL),
             webhook_secrets=get("WEBHOOK_SECRET", _webhook_secrets, ()),
-            public_url=get("PUBLIC_URL", _http_url, None),
+            # Vyte only accepts https hook targets; the sandbox's own loopback gateway is http.
+            public_url=get("PUBLIC_URL", _http_url if sandbox else _https_url, None),
             vyte_webhook_token=get("VYTE_WEBHOOK_TOKEN", _path_token, None),
             host=get("HOST", str, "127.0.0.1"),
             port=get("PORT", _bounded_int(1, 65535), 8080),
@@ -137,15 +158,25 @@ class Settings:
             retry_base=get("RETRY_BASE", _bounded_float(0, 86400), 1.0),
             retry_cap=get("RETRY_CAP", _bounded_float(0, 86400), 300.0),
             callback_hosts=get("CALLBACK_HOSTS", _csv, ()),
-            callback_deny_networks=get(
-                "CALLBACK_DENY_NETWORKS", parse_deny_networks, DEFAULT_DENY_NETWORKS
-            ),
+            callback_deny_networks=get("CALLBACK_DENY_NETWORKS", parse_deny_networks, DENY),
             shutdown_timeout=get("SHUTDOWN_TIMEOUT", _bounded_float(0, 3600), 20.0),
             drain_delay=get("DRAIN_DELAY", _bounded_float(0, 3600), 0.0),
             webhook_retry_schedule=get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, DEFAULT_WEBHOOK_SCHEDULE
             ),
             retention_days=get("RETENTION_DAYS", _bounded_float(0.001, 3650), 7.0),
+            admin_callers=get(
+                "ADMIN_CALLERS",
+                _admin_callers(frozenset(tokens.values())),
+                frozenset({SANDBOX_CALLER}) & frozenset(tokens.values())
+                if sandbox
+                else frozenset(),
+            ),
+            max_subscriptions=get("MAX_SUBSCRIPTIONS", _bounded_int(0, 10000), 20),
+            resync_interval=get("RESYNC_INTERVAL", _bounded_float(0, 86400), 300.0),
+            unknown_outcome_timeout=get(
+                "UNKNOWN_OUTCOME_TIMEOUT", _bounded_float(0.001, 7 * 86400), 600.0
+            ),
             sandbox=sandbox,
         )
         if settings.public_url and not settings.vyte_webhook_token:
@@ -155,13 +186,8 @@ class Settings:
         return settings
 
     @property
-    def egress(self) -> EgressPolicy:
-        """Where webhooks may go: CALLBACK_HOSTS and CALLBACK_DENY_NETWORKS together."""
-        return EgressPolicy(self.callback_hosts, self.callback_deny_networks)
-
-    @property
     def store_is_redis(self) -> bool:
-        return self.store_url.startswith("redis://")
+        return self.store_url.startswith(("redis://", "rediss://"))
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string the settings hold, as it may appear in text: for log redaction.
@@ -176,9 +202,11 @@ class Settings:
         for key in self.webhook_secrets:
             encoded = base64.b64encode(key).decode()
             values += [f"whsec_{encoded}", encoded]
-        password = urlsplit(self.store_url).password
-        if password:
-            values.append(password)
+        store = urlsplit(self.store_url)
+        if store.password:
+            # As written in the URL and as sent (percent-decoded).
+            values += [store.password, unquote(store.password)]
+        values += [v for k, v in parse_qsl(store.query) if k == "ssl_password" and v]
         return tuple(values)
 
 
@@ -221,6 +249,23 @@ def _http_url(raw: str) -> str:
     return raw
 
 
+def _https_url(raw: str) -> str:
+    if urlsplit(raw).scheme != "https":
+        raise ValueError("must be an https URL (Vyte only accepts https hook targets)")
+    return _http_url(raw)
+
+
+def _admin_callers(callers: frozenset[str]) -> Callable[[str], frozenset[str]]:
+    def parse(raw: str) -> frozenset[str]:
+        names = frozenset(name.strip() for name in raw.split(",") if name.strip())
+        if unknown := sorted(names - callers):
+            # Caller names are not secrets (unlike the tokens beside them).
+            raise ValueError(f"not a caller of API_TOKENS: {', '.join(unknown)}")
+        return names
+
+    return parse
+
+
 def _path_token(raw: str) -> str | None:
     """The inbound hook's secret: it is a path segment, so URL-safe characters only."""
     token = raw.strip()
@@ -234,15 +279,29 @@ def _path_token(raw: str) -> str | None:
 def _store_url(raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
-    if raw.startswith("redis://"):
-        parts = urlsplit(raw)
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            raise ValueError("redis://host:port/db with a valid port") from None
-        if parts.hostname:
-            return raw
-    raise ValueError("must be sqlite:///path or redis://host:port/db")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("must be sqlite:///path, redis://host:port/db or rediss://host:port/db")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{parts.scheme}://host:port/db with a valid port") from None
+    if not parts.hostname:
+        raise ValueError(f"{parts.scheme}://host:port/db needs a host")
+    if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        raise ValueError(f"{parts.scheme}://host:port/db with a database number")
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in REDIS_TLS_OPTIONS:
+            allowed = ", ".join(REDIS_TLS_OPTIONS)
+            raise ValueError(f"unknown option {name!r} (options: {allowed})")
+        if parts.scheme == "redis":
+            raise ValueError(f"option {name!r} needs rediss:// (Redis over TLS)")
+        choices = REDIS_TLS_OPTIONS[name]
+        if not value or (choices is not None and value not in choices):
+            # Never echo the value: ssl_password is a secret.
+            hint = f"one of {', '.join(choices)}" if choices else "a value"
+            raise ValueError(f"option {name!r} must be {hint}")
+    return raw
 
 
 def _csv(raw: str) -> tuple[str, ...]:

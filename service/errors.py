@@ -6,9 +6,11 @@ Clients branch on `type`, a stable relative URI: `/problems/<slug>`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
+
+from service.domain.participant import ParticipantState
 
 
 @attrs.frozen
@@ -30,13 +32,14 @@ class ServiceError(Exception):
         *,
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
+        participants: Sequence[ParticipantState] = (),
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = tuple(errors)
         self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
+        #: an availability query's participants, each with how reading it went
+        self.participants = tuple(participants)
 
     @property
     def type(self) -> str:
@@ -57,10 +60,6 @@ class Unauthorized(ServiceError):
 
 class NotFound(ServiceError):
     status, slug, title = 404, "not-found", "Not found"
-
-
-class MethodNotAllowed(ServiceError):
-    status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
 class Conflict(ServiceError):

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from service.health import Health
     from service.notify.dispatcher import Dispatcher
     from service.notify.inbound import VyteHooks
-    from service.notify.operations import OperationWorker
+    from service.notify.operations import Operations, OperationWorker
     from service.notify.outbox import Outbox
+    from service.notify.subscriptions import Subscriptions
     from service.store.base import Store
     from service.vyte.client import VyteClient
 
@@ -28,3 +29,5 @@ OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 OPERATIONS: web.AppKey[OperationWorker] = web.AppKey("operations")
 VYTE_HOOKS: web.AppKey[VyteHooks] = web.AppKey("vyte_hooks")
+ASYNC_OPERATIONS: web.AppKey[Operations] = web.AppKey("async_operations")
+SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey("subscriptions")

@@ -55,6 +55,12 @@ BREAKER_STATE = Gauge(
     ["host"],
     registry=REGISTRY,
 )
+VYTE_UP = Gauge(
+    "gateway_vyte_up",
+    "1 while Vyte answers this process (breaker closed, last calls or probe fine), else 0;"
+    " never part of readiness",
+    registry=REGISTRY,
+)
 BREAKER_TRANSITIONS = Counter(
     "gateway_circuit_transitions",
     "Circuit breaker changes of state, by upstream host and the state entered",

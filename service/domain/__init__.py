@@ -1,1 +1,2 @@
-"""Pure domain code: free-time arithmetic, the booking state machine, webhook signatures."""
+"""Pure domain code: free-time arithmetic, participants, the booking state machine, webhook
+signatures. Standard library and attrs only."""

@@ -3,15 +3,18 @@
 Instants are integer POSIX seconds; ``zoneinfo`` is only used to build the grid and to format.
 """
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from itertools import compress
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import attrs
 
 __all__ = [
     "Interval",
+    "Order",
     "SlotMatch",
     "candidate_starts",
     "find_slots",
@@ -23,6 +26,9 @@ __all__ = [
 
 Interval = tuple[int, int]
 """``[start, end)`` in integer POSIX seconds."""
+
+Order = Literal["start", "best"]
+"""How ``find_slots`` lists its slots (DESIGN §3.1 ``order``)."""
 
 _SECOND = timedelta(seconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,6 +46,8 @@ class SlotMatch:
     end: int
     participants: tuple[int, ...]
     """Indices into the participant list, ascending (= request order)."""
+    stranded_minutes: int | None = None
+    """With ``order="best"``: the minutes this slot strands (see ``find_slots``); else None."""
 
 
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
@@ -150,43 +158,186 @@ def find_slots(
     step_minutes: int,
     required: int,
     grid: Sequence[int] | None = None,
+    buffer_before_minutes: int = 0,
+    buffer_after_minutes: int = 0,
+    not_before: datetime | None = None,
+    order: Order = "start",
+    limit: int | None = None,
 ) -> list[SlotMatch]:
-    """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free.
+    """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free
+    (DESIGN §3.1 rules 2, 3 and 5).
 
     ``free[i]`` is participant i's raw windows (any order, may overlap or touch). A participant
-    is free for a slot when it lies entirely inside the union of their windows. Sorted by start.
-    Costs O(S log S) in the number of windows S plus the grid and the output.
+    is free for a slot when the buffered slot ``[t - buffer_before, t + duration + buffer_after)``
+    lies entirely inside the union of their windows. Candidates with ``t < not_before`` (an aware
+    instant: the caller's now + notice) are dropped.
+
+    ``order="start"`` lists slots by start. ``order="best"`` lists them by more participants
+    free, then fewer stranded minutes, then earlier start, and every slot carries
+    ``stranded_minutes``: for each participant free for the slot, W is the merged window holding
+    the buffered slot, and a gap it leaves, ``(t - buffer_before) - W.start`` or
+    ``W.end - (t + duration + buffer_after)``, is stranded when it is longer than nothing and
+    shorter than the meeting (compared to the second). Windows come to the second, so a gap
+    need not be whole minutes: the stranded seconds of all gaps of the slot are added up and the
+    sum is rounded up to whole minutes (any stranded time counts as at least one minute). The
+    ranking uses that reported integer, so a caller can check the order from the answer alone.
+    ``limit`` keeps the first ``limit`` slots of the ordered list.
+
+    Costs O(S log S) in the number of windows S plus the grid and the output. ``order="best"``
+    adds two sorted lists of positions per merged window's start range, walked beside the
+    matches (see ``_stranded``), and one sort of the matches by rank.
 
     ``grid``, when given, must be ``candidate_starts(first, last, tz, step_minutes)``: a caller
     answering the same ranges again can build it once.
     """
     count = len(free)
+    _check_arguments(
+        count, duration_minutes, required, buffer_before_minutes, buffer_after_minutes, order, limit
+    )
+    if grid is None:
+        grid = candidate_starts(first, last, tz, step_minutes)
+    if not_before is not None:
+        grid = grid[bisect_left(grid, _ceil_seconds(not_before)) :]
+    if not grid:
+        return []
+    duration = duration_minutes * 60
+    before = buffer_before_minutes * 60
+    # The meeting and what must be free after it: the buffered slot ends at t + reach.
+    reach = duration + buffer_after_minutes * 60
+    best = order == "best"
+    grid_first = grid[0]
+    last_start = grid[-1] - grid_first
+
+    toggles, ranges = _start_ranges(free, grid_first, last_start, before, reach, duration, best)
+    # order="start" can stop at the limit; "best" has to see every match before it ranks.
+    wanted = limit if limit is not None and not best else len(grid)
+    starts, members = _sweep(toggles, count, grid, required, wanted)
+    if not best:
+        return [SlotMatch(t, t + duration, who) for t, who in zip(starts, members, strict=True)]
+    return _ranked(starts, members, grid_first, duration, count, ranges, limit)
+
+
+def _check_arguments(
+    count: int,
+    duration_minutes: int,
+    required: int,
+    buffer_before_minutes: int,
+    buffer_after_minutes: int,
+    order: str,
+    limit: int | None,
+) -> None:
+    """Raise ValueError for arguments find_slots cannot answer."""
     if duration_minutes < 1:
         raise ValueError(f"duration must be at least one minute, got {duration_minutes}")
     if not 1 <= required <= count:
         raise ValueError(f"required must be between 1 and {count}, got {required}")
-    if grid is None:
-        grid = candidate_starts(first, last, tz, step_minutes)
-    if not grid:
-        return []
-    duration = duration_minutes * 60
-    grid_first, grid_last = grid[0], grid[-1]
+    if buffer_before_minutes < 0 or buffer_after_minutes < 0:
+        raise ValueError(
+            "buffers must not be negative, got "
+            f"{buffer_before_minutes} before and {buffer_after_minutes} after"
+        )
+    if order not in ("start", "best"):
+        raise ValueError(f"order must be 'start' or 'best', got {order!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
 
-    # Participant i is free for [t, t + duration) iff t lies in [start, end - duration] for one
-    # of its merged intervals. Merged intervals are separated by a gap, so these start ranges
-    # are too: each participant's boundaries strictly alternate on/off and never coincide, and a
-    # boundary is a bare toggle. Packing (position, participant) into one int keeps the sort on
-    # plain ints; position <= t iff code < (t + 1) * count.
+
+@attrs.frozen
+class _StartRanges:
+    """For order=best (see _stranded): lo and hi of long start ranges, (position, length) of
+    short ones, each sorted."""
+
+    lows: list[int]
+    highs: list[int]
+    short_opens: list[int]
+    short_closes: list[int]
+
+
+def _start_ranges(
+    free: Sequence[Sequence[Interval]],
+    grid_first: int,
+    last_start: int,
+    before: int,
+    reach: int,
+    duration: int,
+    best: bool,
+) -> tuple[list[int], _StartRanges]:
+    """The sorted toggles of every participant's start ranges (and, for order=best, the
+    ranges themselves)."""
+    count = len(free)
+    # Participant i is free for [t, t + duration) iff t lies in [lo, hi] = [start + before,
+    # end - reach] for one of its merged intervals. Merged intervals are separated by a gap, so
+    # these start ranges are too: each participant's boundaries strictly alternate on/off and
+    # never coincide, and a boundary is a bare toggle. Packing (position, participant) into one
+    # int keeps the sort on plain ints, and positions relative to the first candidate keep the
+    # ints small, which sort fastest; position <= t - first iff code < (t - first + 1) * count.
     toggles: list[int] = []
+    # For order=best (see _stranded): lo and hi of long ranges, (position, length) of short ones.
+    lows: list[int] = []
+    highs: list[int] = []
+    short_opens: list[int] = []
+    short_closes: list[int] = []
     for participant, windows in enumerate(free):
         for start, end in merge_intervals(windows):
-            last_start = end - duration
-            if last_start < start or last_start < grid_first or start > grid_last:
+            lo = start + before - grid_first
+            hi = end - reach - grid_first
+            if hi < lo or hi < 0 or lo > last_start:
                 continue
-            toggles.append(start * count + participant)
-            toggles.append((last_start + 1) * count + participant)
+            toggles.append(lo * count + participant)
+            toggles.append((hi + 1) * count + participant)
+            if best:
+                length = hi - lo
+                if length < duration:
+                    short_opens.append(lo * duration + length)
+                    short_closes.append((hi + 1) * duration + length)
+                else:
+                    lows.append(lo)
+                    highs.append(hi)
     toggles.sort()
+    for positions in (lows, highs, short_opens, short_closes):
+        positions.sort()
+    return toggles, _StartRanges(lows, highs, short_opens, short_closes)
 
+
+def _ranked(
+    starts: list[int],
+    members: list[tuple[int, ...]],
+    grid_first: int,
+    duration: int,
+    count: int,
+    ranges: _StartRanges,
+    limit: int | None,
+) -> list[SlotMatch]:
+    """The matches in order=best order, each with its stranded minutes, cut to ``limit``."""
+    stranded = _stranded(
+        starts,
+        grid_first,
+        duration,
+        ranges.lows,
+        ranges.highs,
+        ranges.short_opens,
+        ranges.short_closes,
+    )
+    # Fewer participants missing, then fewer stranded minutes: one int (stranded seconds stay
+    # below 2 * duration per participant); a stable sort on it keeps start order for ties.
+    per_missing = 2 * count * (duration // 60) + 1
+    ranks = [
+        (count - len(who)) * per_missing + minutes
+        for who, minutes in zip(members, stranded, strict=True)
+    ]
+    ranked = sorted(range(len(ranks)), key=ranks.__getitem__)
+    if limit is not None:
+        del ranked[limit:]
+    return [SlotMatch(starts[i], starts[i] + duration, members[i], stranded[i]) for i in ranked]
+
+
+def _sweep(
+    toggles: Sequence[int], count: int, grid: Sequence[int], required: int, wanted: int
+) -> tuple[list[int], list[tuple[int, ...]]]:
+    """Walk the grid beside the sorted toggles: the first ``wanted`` starts at which at least
+    ``required`` participants are free, and who they are (neighbouring starts with the same
+    participants share one tuple)."""
+    grid_first = grid[0]
     active = [False] * count
     active_count = 0
     members: tuple[int, ...] = ()
@@ -194,10 +345,11 @@ def find_slots(
     everyone = range(count)
     position = 0
     total = len(toggles)
-    slots: list[SlotMatch] = []
+    starts: list[int] = []
+    who: list[tuple[int, ...]] = []
     for t in grid:
-        limit = (t + 1) * count
-        while position < total and toggles[position] < limit:
+        bound = (t - grid_first + 1) * count
+        while position < total and toggles[position] < bound:
             participant = toggles[position] % count
             if active[participant]:
                 active[participant] = False
@@ -211,8 +363,80 @@ def find_slots(
             if members_stale:
                 members = tuple(compress(everyone, active))
                 members_stale = False
-            slots.append(SlotMatch(t, t + duration, members))
-    return slots
+            starts.append(t)
+            who.append(members)
+            if len(starts) == wanted:
+                break
+    return starts, who
+
+
+def _stranded(
+    starts: Sequence[int],
+    origin: int,
+    duration: int,
+    lows: Sequence[int],
+    highs: Sequence[int],
+    short_opens: Sequence[int],
+    short_closes: Sequence[int],
+) -> list[int]:
+    """Stranded minutes of each start (ascending), from the sweep's ranges (relative to
+    ``origin``), with nothing scanned per start, participant or window.
+
+    A merged window W gives its participant the range ``[lo, hi]`` of starts it is free for
+    (``lo = W.start + before``, ``hi = W.end - reach``); a start t in it leaves the gaps
+    ``t - lo`` and ``hi - t``, each stranded while it is below ``duration``. Summed over the
+    ranges holding t that is ``slope * t + offset``, both piecewise constant:
+    - a short range (``hi - lo < duration``) strands both gaps at every t: ``hi - lo`` in all,
+      added at lo and taken away after hi (sorted as ``position * duration + length``);
+    - a long range adds ``t - lo`` from lo until ``lo + duration`` and ``hi - t`` from
+      ``hi - duration + 1`` until after hi (each is 0 at its edge). These four changes happen
+      where lo or hi says, so the sorted lows and highs, each walked by two pointers, give
+      them all in order.
+    The changes add up in any order, so each pointer catches up only when a start needs it.
+    """
+    slope = offset = 0
+    opened = first_done = second_begun = closed = 0
+    short_opened = short_closed = 0
+    longs, shorts = len(lows), len(short_opens)
+    minutes: list[int] = []
+    for t in starts:
+        at = t - origin
+        while opened < longs and lows[opened] <= at:
+            slope += 1
+            offset -= lows[opened]
+            opened += 1
+        done = at - duration
+        while first_done < longs and lows[first_done] <= done:
+            slope -= 1
+            offset += lows[first_done]
+            first_done += 1
+        begun = at + duration - 1
+        while second_begun < longs and highs[second_begun] <= begun:
+            slope -= 1
+            offset += highs[second_begun]
+            second_begun += 1
+        while closed < longs and highs[closed] < at:
+            slope += 1
+            offset -= highs[closed]
+            closed += 1
+        bound = (at + 1) * duration
+        while short_opened < shorts and short_opens[short_opened] < bound:
+            offset += short_opens[short_opened] % duration
+            short_opened += 1
+        while short_closed < shorts and short_closes[short_closed] < bound:
+            offset -= short_closes[short_closed] % duration
+            short_closed += 1
+        # Rounded up: a stranded second counts as a minute.
+        minutes.append(-(-(slope * at + offset) // 60))
+    return minutes
+
+
+def _ceil_seconds(moment: datetime) -> int:
+    """The first whole POSIX second at or after an aware instant."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"not_before must be an aware date-time, got {moment!r}")
+    since = moment - _EPOCH
+    return since.days * _SECONDS_PER_DAY + since.seconds + (1 if since.microseconds else 0)
 
 
 def format_instant(ts: int, tz: ZoneInfo) -> str:

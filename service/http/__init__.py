@@ -1,1 +1,2 @@
-"""The HTTP edge: middlewares, request parsing, handlers and routes."""
+"""The HTTP edge, the only part that reads or writes the API's wire format: request schemas,
+resources, problems, middlewares, handlers and routes."""

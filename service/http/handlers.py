@@ -1,32 +1,29 @@
-"""Request handlers: parse input, call one use-case, shape the answer."""
+"""Handlers of availability and bookings: read the request into a command, call one use
+case, shape its answer."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aiohttp import web
 
 from service import keys
-from service.availability import parse_query
-from service.bookings import check_booking_id, parse_booking
-from service.errors import FieldError, ValidationFailed
+from service.bookings import check_booking_id
+from service.budget import claim_lease
+from service.commands import NewBooking
+from service.errors import FieldError
 from service.http.idempotency import idempotency_key, run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
-from service.notify.operations import new_operation, operation_resource
-from service.representation import booking_resource
+from service.http.requests import availability_query, booking_command, empty_body
+from service.http.resources import availability_answer, booking_resource, operation_resource
 from service.store.base import OperationType
-from service.vyte.policy import budget
 
 
 async def availability(request: web.Request) -> web.Response:
     raw = request.rel_url.query
     repeated = [FieldError(n, "given more than once") for n in set(raw) if len(raw.getall(n)) > 1]
-    query = parse_query(dict(raw), repeated)
-    settings = request.app[keys.SETTINGS]
-    with budget(settings.request_budget):
-        answer = await request.app[keys.AVAILABILITY].query(query)
-    return json_response(answer)
+    query, by_day = availability_query(raw, repeated)
+    answer = await request.app[keys.AVAILABILITY].query(query)
+    return json_response(availability_answer(answer, by_day))
 
 
 async def create_booking(request: web.Request) -> web.Response:
@@ -37,16 +34,16 @@ async def create_booking(request: web.Request) -> web.Response:
 
     async def handle() -> web.Response:
         body = await read_json(request)
-        assert body is not None
-        booking_request = parse_booking(body, settings.egress)
+        booking_request = booking_command(
+            body, settings.callback_hosts, settings.callback_deny_networks
+        )
         if prefers_async(request):
-            return await _accept(request, OperationType.CREATE, None, body)
+            return await _accept(request, OperationType.CREATE, None, booking_request)
         key = idempotency_key(request)
-        with budget(settings.request_budget):
-            if key is None:
-                booking = await app[keys.BOOKINGS].create(caller, booking_request)
-            else:
-                booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
+        if key is None:
+            booking = await app[keys.BOOKINGS].create(caller, booking_request)
+        else:
+            booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
         return json_response(
             booking_resource(booking),
             status=201,
@@ -58,9 +55,7 @@ async def create_booking(request: web.Request) -> web.Response:
 
 async def get_booking(request: web.Request) -> web.Response:
     single_query(request, ())
-    settings = request.app[keys.SETTINGS]
-    with budget(settings.request_budget):
-        booking = await request.app[keys.BOOKINGS].get(request.match_info["booking_id"])
+    booking = await request.app[keys.BOOKINGS].get(request.match_info["booking_id"])
     return json_response(booking_resource(booking))
 
 
@@ -74,23 +69,19 @@ async def cancel_booking(request: web.Request) -> web.Response:
 
 async def _transition(request: web.Request, action: str) -> web.Response:
     app = request.app
-    settings = app[keys.SETTINGS]
     single_query(request, ())
     booking_id = request.match_info["booking_id"]
 
     async def handle() -> web.Response:
-        body = await read_json(request, allow_empty=True)
-        if body:
-            raise ValidationFailed([FieldError(name, "unknown field") for name in body])
+        empty_body(await read_json(request, allow_empty=True))
         service = app[keys.BOOKINGS]
         if prefers_async(request):
             kind = OperationType.CONFIRM if action == "confirm" else OperationType.CANCEL
             return await _accept(request, kind, check_booking_id(booking_id), None)
-        with budget(settings.request_budget):
-            if action == "confirm":
-                booking = await service.confirm(booking_id)
-            else:
-                booking = await service.cancel(booking_id)
+        if action == "confirm":
+            booking = await service.confirm(booking_id)
+        else:
+            booking = await service.cancel(booking_id)
         return json_response(booking_resource(booking))
 
     return await run_idempotent(request, app[keys.STORE], request[CALLER], lease(request), handle)
@@ -99,7 +90,7 @@ async def _transition(request: web.Request, action: str) -> web.Response:
 def lease(request: web.Request) -> float:
     """How long an Idempotency-Key stays claimed by a request still running."""
     settings = request.app[keys.SETTINGS]
-    return settings.request_budget + settings.vyte_timeout + 30
+    return claim_lease(settings.request_budget, settings.vyte_timeout)
 
 
 def prefers_async(request: web.Request) -> bool:
@@ -115,13 +106,11 @@ async def _accept(
     request: web.Request,
     kind: OperationType,
     booking_id: str | None,
-    body: dict[str, Any] | None,
+    command: NewBooking | None,
 ) -> web.Response:
     """Store the operation durably, then answer 202; the worker applies it."""
-    app = request.app
-    op = new_operation(kind, request[CALLER], booking_id, body)
-    await app[keys.STORE].add_operation(op)
-    app[keys.OPERATIONS].wake()
+    operations = request.app[keys.ASYNC_OPERATIONS]
+    op = await operations.accept(kind, request[CALLER], booking_id, command)
     return json_response(
         operation_resource(op),
         status=202,

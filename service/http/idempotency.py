@@ -16,7 +16,7 @@ from service.errors import (
     ServiceError,
     ValidationFailed,
 )
-from service.http.problems import from_service_error
+from service.http.problems import problem_for
 from service.store.base import (
     IDEMPOTENCY_TTL,
     IdempotencyState,
@@ -87,7 +87,7 @@ async def run_idempotent(
     try:
         response = await handle()
     except ServiceError as err:
-        response = from_service_error(err)
+        response = problem_for(err, request.path)
     except BaseException:
         await store.abandon_idempotent(caller, key)
         raise

@@ -1,4 +1,4 @@
-"""Request context (id, access log, metrics), problem rendering and bearer auth."""
+"""Request context (id, access log, metrics), problems, bearer auth and the request budget."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from service import metrics
-from service.errors import ServiceError, ServiceUnavailable, Unauthorized
-from service.http.problems import from_http_exception, from_service_error, problem_response
-from service.store.base import StoreUnavailable
+from service.budget import budget
+from service.errors import Unauthorized
+from service.http.problems import problem_for
 
 log = structlog.get_logger("http")
 access_log = structlog.get_logger("access")
 
 REQUEST_ID = "X-Request-ID"
-STORE_RETRY_AFTER = 1  # seconds a caller waits after a 503 for an unreachable store
 CALLER: web.RequestKey[str] = web.RequestKey("caller", str)
 
 
@@ -71,26 +70,23 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     """Every error becomes application/problem+json; no traceback ever leaves."""
     try:
         return await handler(request)
-    except ServiceError as err:
-        return from_service_error(err)
-    except StoreUnavailable as err:
-        # Nothing was accepted: the caller may retry once the store is back.
-        log.warning("store_unavailable", path=request.path, error=str(err))
-        return from_service_error(
-            ServiceUnavailable(
-                "the booking store is unavailable; retry shortly",
-                headers={"Retry-After": str(STORE_RETRY_AFTER)},
-            )
-        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        return problem_response(
-            500, slug="internal-error", title="Internal error", detail="unexpected error"
-        )
+        return problem_for(exc, request.path)
+    except Exception as exc:
+        return problem_for(exc, request.path)
+
+
+def request_budget(seconds: float) -> Middleware:
+    """Give each request `seconds` for its upstream work, retries and waits included."""
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        with budget(seconds):
+            return await handler(request)
+
+    return limit
 
 
 def bearer_auth(tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...]) -> Middleware:

@@ -1,4 +1,5 @@
-"""Reading request input strictly: JSON bodies and query strings."""
+"""The raw request: its JSON body (415, 413, or 400 when it is not JSON) and its query string
+(400 for a parameter given twice or not known)."""
 
 from __future__ import annotations
 

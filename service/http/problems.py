@@ -1,4 +1,4 @@
-"""RFC 9457 problem+json responses."""
+"""RFC 9457 problem+json responses: every error a caller sees is shaped here."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
 from aiohttp import web
 
-from service.errors import FieldError, ServiceError
+from service.errors import FieldError, ServiceError, ServiceUnavailable
+from service.http.resources import participant_states
+from service.store.base import StoreUnavailable
+
+log = structlog.get_logger("http")
+STORE_RETRY_AFTER = 1  # seconds a caller waits after a 503 for an unreachable store
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -61,6 +67,7 @@ def problem_response(
 
 
 def from_service_error(err: ServiceError) -> web.Response:
+    extra = {"participants": participant_states(err.participants)} if err.participants else None
     return problem_response(
         err.status,
         slug=err.slug,
@@ -68,7 +75,28 @@ def from_service_error(err: ServiceError) -> web.Response:
         detail=err.detail,
         errors=err.errors,
         headers=err.headers,
-        extra=err.extra,
+        extra=extra,
+    )
+
+
+def problem_for(exc: Exception, path: str) -> web.Response:
+    """The one place an error becomes the problem a caller sees."""
+    if isinstance(exc, ServiceError):
+        return from_service_error(exc)
+    if isinstance(exc, StoreUnavailable):
+        # Nothing was accepted: the caller may retry once the store is back.
+        log.warning("store_unavailable", path=path, error=str(exc))
+        return from_service_error(
+            ServiceUnavailable(
+                "the booking store is unavailable; retry shortly",
+                headers={"Retry-After": str(STORE_RETRY_AFTER)},
+            )
+        )
+    if isinstance(exc, web.HTTPException):
+        return from_http_exception(exc)
+    log.error("unhandled_error", path=path, exc_info=exc)
+    return problem_response(
+        500, slug="internal-error", title="Internal error", detail="unexpected error"
     )
 
 

@@ -1,1 +1,2 @@
-"""Webhooks: the outbox and its dispatcher, inbound Vyte hooks, asynchronous operations."""
+"""Webhooks: the outbox and its dispatcher, subscriptions, inbound Vyte hooks, asynchronous
+operations."""

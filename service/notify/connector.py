@@ -11,7 +11,7 @@ from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from service.notify.egress import Network, address_denied
+from service.domain.networks import Network, address_denied
 
 
 class AddressNotAllowed(OSError):

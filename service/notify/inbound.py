@@ -7,49 +7,52 @@ out-of-order deliveries harmless.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
-import cattrs
 import structlog
 
-from service.bookings import BookingService, booking_from_event, status_of
+from service.backoff import exponential
+from service.bookings import BookingService
 from service.domain.booking import BookingStatus
-from service.errors import Conflict, FieldError, ValidationFailed
-from service.notify.outbox import Outbox
+from service.errors import Conflict
 from service.store.base import Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
-from service.vyte.models import Event, HookNotification, converter
+from service.vyte.mapping import (
+    booking_from_event,
+    parse_notifications,
+    status_of,
+    upstream_problem,
+)
+from service.vyte.models import Event, HookNotification
 
 log = structlog.get_logger("vyte_hooks")
 
+# Seconds between attempts to register the hooks: the first retry, and the longest wait.
+HOOK_RETRY_BASE = 1.0
+HOOK_RETRY_CAP = 300.0
 ACTIONS = ("event.created", "event.confirmed", "event.cancelled", "event.updated")
-
-
-def parse_notifications(body: Any) -> list[HookNotification]:
-    """One notification object or a list of them."""
-    items = body if isinstance(body, list) else [body]
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(converter.structure(item, HookNotification))
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
-            raise ValidationFailed([FieldError(f"[{i}]", "not a Vyte hook notification")]) from None
-    return out
 
 
 class VyteHooks:
     """Applies Vyte's notifications to the gateway's bookings."""
 
-    def __init__(
-        self, vyte: VyteClient, store: Store, bookings: BookingService, outbox: Outbox
-    ) -> None:
+    def __init__(self, vyte: VyteClient, store: Store, bookings: BookingService) -> None:
         self._vyte = vyte
         self._store = store
         self._bookings = bookings
-        self._outbox = outbox
+
+    async def receive(self, body: object) -> None:
+        """Apply the notifications of one hook request (Vyte's JSON, one or a list)."""
+        notifications = parse_notifications(body)
+        try:
+            for notification in notifications:
+                await self.handle(notification)
+        except vyte_errors.VyteError as err:
+            raise upstream_problem(err) from err
 
     async def handle(self, notification: HookNotification) -> str:
         """Apply one notification; returns what changed (for logs and tests)."""
@@ -83,10 +86,7 @@ class VyteHooks:
                 continue  # the same read may have moved the times too
             if (seen.start, seen.end) != (current.start, current.end):
                 moved = current.changed(now, start=seen.start, end=seen.end)
-                deliveries = await self._outbox.plan("booking.updated", moved, now)
-                if await self._store.put_booking(
-                    moved, expected_version=current.version, deliveries=deliveries
-                ):
+                if await self._bookings.save(moved, "booking.updated", current.version):
                     changes.append("updated")
                     break
                 continue
@@ -119,3 +119,24 @@ async def register_hooks(vyte: VyteClient, target_url: str) -> int:
                     await vyte.delete_hook(hook.id)
             kept.add((hook.action, hook.target_url))
     return created
+
+
+async def keep_registering(
+    vyte: VyteClient, target_url: str, report: Callable[[str], None] = lambda _: None
+) -> None:
+    """Register our hooks, retrying (1 s, doubling, at most 5 min apart) until Vyte takes them;
+    `report` hears each outcome ("ok", or why not) for readiness to show."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            created = await register_hooks(vyte, target_url)
+        except vyte_errors.VyteError as err:
+            delay = exponential(attempt, HOOK_RETRY_BASE, HOOK_RETRY_CAP, jitter=0.0)
+            report(f"not registered: {err.outcome}")
+            log.warning("hook_registration_failed", error=str(err), retry_in=delay)
+            await asyncio.sleep(delay)
+            continue
+        report("ok")
+        log.info("hooks_registered", created=created)
+        return

@@ -7,21 +7,21 @@ wins); a permanent one marks the operation failed and announces `operation.faile
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import attrs
 import structlog
 
-from service.bookings import BookingService, parse_booking
-from service.errors import NotFound, ServiceError
+from service.backoff import exponential
+from service.bookings import BookingService
+from service.budget import budget
+from service.commands import NewBooking, UnreadableCommand, decode_booking, encode_booking
+from service.errors import FieldError, NotFound, ServiceError, ValidationFailed
 from service.logging import current_request_id
 from service.notify.loop import poll
-from service.notify.outbox import Outbox, webhook_body
+from service.ports import Outbox
 from service.store.base import (
     Operation,
     OperationStatus,
@@ -29,7 +29,6 @@ from service.store.base import (
     Store,
 )
 from service.vyte.client import retry_after_seconds
-from service.vyte.policy import budget
 
 log = structlog.get_logger("operations")
 
@@ -37,21 +36,8 @@ _BATCH = 20
 _IDLE_POLL = 0.5
 
 
-def operation_resource(op: Operation) -> dict[str, Any]:
-    return {
-        "id": op.id,
-        "type": op.type.value,
-        "status": op.status.value,
-        "booking_id": op.booking_id,
-        "attempts": op.attempts,
-        "last_error": op.last_error,
-        "created_at": op.created_at.isoformat(timespec="seconds"),
-        "updated_at": op.updated_at.isoformat(timespec="seconds"),
-    }
-
-
 def new_operation(
-    kind: OperationType, caller: str, booking_id: str | None, request: Mapping[str, Any] | None
+    kind: OperationType, caller: str, booking_id: str | None, command: NewBooking | None
 ) -> Operation:
     now = datetime.now(UTC)
     return Operation(
@@ -60,7 +46,7 @@ def new_operation(
         status=OperationStatus.PENDING,
         caller=caller,
         booking_id=booking_id,
-        request=json.dumps(request or {}, separators=(",", ":")),
+        request=encode_booking(command) if command is not None else "{}",
         attempts=0,
         last_error=None,
         maybe_sent=False,
@@ -75,8 +61,45 @@ def retry_delay(attempts: int, base: float, cap: float, retry_after: float | Non
     """Delay before attempt `attempts + 1`: about base, doubling, jittered, capped."""
     if retry_after is not None:
         return float(min(retry_after, max(cap, base)))
-    nominal: float = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return nominal * random.uniform(0.5, 1.0)
+    return exponential(attempts, base, cap, jitter=0.5)
+
+
+class Operations:
+    """Asynchronous requests as callers see them: accepted durably, then looked up."""
+
+    def __init__(self, store: Store, accepted: Callable[[], None]) -> None:
+        self._store = store
+        # Tells the worker there is an operation to apply now.
+        self._accepted = accepted
+
+    async def accept(
+        self,
+        kind: OperationType,
+        caller: str,
+        booking_id: str | None,
+        command: NewBooking | None = None,
+    ) -> Operation:
+        """Store the operation (the create's validated `command`); the worker applies it."""
+        op = new_operation(kind, caller, booking_id, command)
+        await self._store.add_operation(op)
+        self._accepted()
+        return op
+
+    async def get(self, caller: str, operation_id: str) -> Operation:
+        op = await self._store.get_operation(operation_id)
+        if op is None or op.caller != caller:
+            # Another caller's operation is not there for this one.
+            raise NotFound("no such operation")
+        return op
+
+
+def _command(op: Operation) -> NewBooking:
+    """The validated create an operation keeps (read back, never validated again)."""
+    try:
+        return decode_booking(op.request)
+    except UnreadableCommand as err:
+        # Nothing to apply, and retrying will not change that: fail the operation for good.
+        raise ValidationFailed([FieldError("request", str(err))]) from None
 
 
 class OperationWorker:
@@ -145,8 +168,7 @@ class OperationWorker:
 
     async def _perform(self, op: Operation) -> str:
         if op.type == OperationType.CREATE:
-            req = parse_booking(json.loads(op.request))
-            booking = await self._bookings.create_once(op.caller, req, op.id)
+            booking = await self._bookings.create_once(op.caller, _command(op), op.id)
             return booking.id
         if op.booking_id is None:
             raise NotFound("operation names no booking")
@@ -166,16 +188,10 @@ class OperationWorker:
                 last_error=error,
                 updated_at=now,
             )
-            deliveries = await self._outbox.plan_body(
-                "operation.failed",
-                webhook_body("operation.failed", operation_resource(failed), now),
-                await self._callback_url(op),
-                op.booking_id,
-                now,
-                message_key=f"{op.id}:failed",
-                owner=op.caller,
-            )
+            deliveries = await self._outbox.plan_failure(failed, await self._callback_url(op), now)
             await self._store.update_operation(failed, deliveries)
+            if deliveries:
+                self._outbox.due()
             log.warning("operation_failed", operation=op.id, error=error)
             return
         delay = retry_delay(
@@ -194,8 +210,10 @@ class OperationWorker:
 
     async def _callback_url(self, op: Operation) -> str | None:
         if op.type == OperationType.CREATE:
-            url = json.loads(op.request).get("callback_url")
-            return url if isinstance(url, str) else None
+            try:
+                return _command(op).callback_url
+            except ValidationFailed:
+                return None
         if op.booking_id:
             booking = await self._store.get_booking(op.booking_id)
             return booking.callback_url if booking else None

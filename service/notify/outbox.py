@@ -1,16 +1,16 @@
-"""Turning a booking change into outbox deliveries (one per receiving URL)."""
+"""The outbox: the deliveries announcing a change (one per receiving URL), and the signal
+that they are due."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from service.domain.booking import Booking
 from service.logging import current_request_id
-from service.representation import booking_resource
-from service.store.base import Delivery, DeliveryStatus, Store
+from service.store.base import Delivery, DeliveryStatus, Operation, Store
 
 EVENT_TYPES = (
     "booking.requested",
@@ -19,13 +19,8 @@ EVENT_TYPES = (
     "booking.updated",
     "operation.failed",
 )
-
-
-def webhook_body(event_type: str, data: object, now: datetime) -> str:
-    return json.dumps(
-        {"type": event_type, "timestamp": now.isoformat(timespec="seconds"), "data": data},
-        separators=(",", ":"),
-    )
+#: the exact JSON body of a webhook announcing `event_type` of a booking or an operation
+Render = Callable[[str, Booking | Operation, datetime], str]
 
 
 def _message_id(key: str | None, url: str) -> str:
@@ -37,16 +32,27 @@ def _message_id(key: str | None, url: str) -> str:
 class Outbox:
     """Plans deliveries; the store writes them atomically with the change itself."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, render: Render) -> None:
         self._store = store
+        self._render = render
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_due(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (the dispatcher's wake-up) whenever deliveries are due now."""
+        self._listeners.append(listener)
+
+    def due(self) -> None:
+        """Deliveries were just written (or made due again): send them now."""
+        for listener in self._listeners:
+            listener()
 
     async def plan(
         self, event_type: str, booking: Booking, now: datetime, *, subscriptions: bool = True
     ) -> list[Delivery]:
-        body = webhook_body(event_type, booking_resource(booking), now)
-        return await self.plan_body(
+        """The deliveries announcing `booking`'s change: to its callback and subscribers."""
+        return await self._plan(
             event_type,
-            body,
+            self._render(event_type, booking, now),
             booking.callback_url,
             booking.id,
             now,
@@ -54,7 +60,22 @@ class Outbox:
             owner=booking.caller,
         )
 
-    async def plan_body(
+    async def plan_failure(
+        self, op: Operation, callback_url: str | None, now: datetime
+    ) -> list[Delivery]:
+        """The `operation.failed` deliveries of `op`, the same ids however often planned."""
+        event_type = "operation.failed"
+        return await self._plan(
+            event_type,
+            self._render(event_type, op, now),
+            callback_url,
+            op.booking_id,
+            now,
+            message_key=f"{op.id}:failed",
+            owner=op.caller,
+        )
+
+    async def _plan(
         self,
         event_type: str,
         body: str,

@@ -9,7 +9,7 @@ async def open_store(url: str) -> Store:
         from service.store.sqlite import SQLiteStore
 
         return await SQLiteStore.open(url)
-    if url.startswith("redis://"):
+    if url.startswith(("redis://", "rediss://")):
         from service.store.redis import RedisStore
 
         return await RedisStore.open(url)

@@ -1,12 +1,15 @@
-"""JSON encoding of the records a store keeps, shared by every backend.
+"""How every backend encodes what it keeps: instants as integer microseconds, records as JSON.
 
-Datetimes are written as ISO 8601 in UTC and always read back timezone-aware UTC.
+Instants in indexes and columns are integer microseconds since the Unix epoch (UTC):
+exact, and compared numerically. Datetimes inside JSON records are ISO 8601 in UTC.
+Both are always read back timezone-aware UTC.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TypeVar
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
 
 from cattrs.preconf.json import JsonConverter, make_converter
 
@@ -18,6 +21,39 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment.isoformat()} cannot be stored")
     return moment.astimezone(UTC)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """`moment` as integer microseconds since the epoch."""
+    return (as_utc(moment) - _EPOCH) // _MICROSECOND
+
+
+def from_us(value: int | str) -> datetime:
+    """The instant `to_us` encoded (a decimal string is accepted, as Redis answers)."""
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+def from_ms(value: int | str) -> datetime:
+    """An instant given in milliseconds since the epoch (the Redis clock)."""
+    return _EPOCH + timedelta(milliseconds=int(value))
+
+
+def after_us(moment: datetime, seconds: float) -> int:
+    """`seconds` after `moment`, as `to_us` encodes it."""
+    return to_us(moment + timedelta(seconds=seconds))
+
+
+def ms(seconds: float) -> int:
+    """A duration as whole milliseconds, at least one (what PEXPIRE takes)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _parse_datetime(value: object, _: object) -> datetime:

@@ -1,6 +1,6 @@
 """VyteClient: every upstream call, over one long-lived ClientSession.
 
-Each call runs inside the current request budget (see `policy.budget`; a call
+Each call runs inside the current request budget (see `service.budget`; a call
 made outside any request gets one of its own), behind the per-host circuit breaker
 and the process-wide concurrency limit. GETs are retried with full-jitter backoff on
 connection errors, 429, 502, 503 and 504, honouring Retry-After while it fits in the
@@ -26,6 +26,9 @@ import cattrs
 import structlog
 
 from service import metrics
+from service.backoff import exponential
+from service.budget import budget, remaining
+from service.config import Settings
 from service.logging import current_request_id
 from service.vyte import errors
 from service.vyte.models import (
@@ -34,10 +37,9 @@ from service.vyte.models import (
     Hook,
     NewEvent,
     Slots,
-    SlotsByDay,
     converter,
 )
-from service.vyte.policy import STATE_VALUE, CircuitBreaker, backoff, budget, remaining
+from service.vyte.policy import STATE_VALUE, CircuitBreaker
 
 T = TypeVar("T")
 log = structlog.get_logger("vyte")
@@ -50,18 +52,22 @@ RETRY_AFTER_LIMIT = 3600.0
 _MIN_ATTEMPT = 0.25
 
 
+# What Settings leaves unset is Settings' own default: one place for every default.
+_DEFAULTS = Settings()
+
+
 @attrs.frozen
 class VyteOptions:
     base_url: str
     api_key: str = attrs.field(repr=False)
     #: seconds per attempt
-    timeout: float = 10.0
+    timeout: float = _DEFAULTS.vyte_timeout
     #: upstream calls in flight per process
-    concurrency: int = 64
+    concurrency: int = _DEFAULTS.vyte_concurrency
     #: seconds a call may take, retries and waits included, when no tighter budget is set
-    budget: float = 15.0
-    breaker_threshold: int = 5
-    breaker_cooldown: float = 10.0
+    budget: float = _DEFAULTS.request_budget
+    breaker_threshold: int = _DEFAULTS.breaker_threshold
+    breaker_cooldown: float = _DEFAULTS.breaker_cooldown
     #: attempts of an idempotent call (the first one included)
     attempts: int = 3
     #: full-jitter exponential backoff between attempts: first delay up to `backoff_base`
@@ -71,6 +77,21 @@ class VyteOptions:
     max_retry_after: float = 5.0
     #: how long a call may wait for one of the `concurrency` slots before it is refused
     queue_wait: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VyteOptions:
+        """The options the service's settings give (VYTE_*, REQUEST_BUDGET, BREAKER_*)."""
+        if settings.vyte_api_key is None:
+            raise ValueError("no Vyte API key (Settings require one unless --sandbox)")
+        return cls(
+            base_url=settings.vyte_base_url,
+            api_key=settings.vyte_api_key,
+            timeout=settings.vyte_timeout,
+            concurrency=settings.vyte_concurrency,
+            budget=settings.request_budget,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_cooldown=settings.breaker_cooldown,
+        )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -138,22 +159,6 @@ class VyteClient:
         params = self._slot_params(duration, first, last, timezone, users, emails)
         data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
         return self._structure(data, Slots)
-
-    async def slots_by_day(
-        self,
-        *,
-        duration: int,
-        first: date,
-        last: date,
-        timezone: str,
-        users: str | None = None,
-        emails: str | None = None,
-    ) -> SlotsByDay:
-        params = self._slot_params(duration, first, last, timezone, users, emails)
-        data = await self._call(
-            "GET", "/v2/slots/days", params=params, endpoint="GET /v2/slots/days"
-        )
-        return self._structure(data, SlotsByDay)
 
     async def create_event(self, event: NewEvent) -> Event:
         data = await self._call(
@@ -285,7 +290,7 @@ class VyteClient:
         options = self._options
         if method != "GET" or attempt >= options.attempts or not is_retryable(err):
             return None
-        delay = backoff(attempt, options.backoff_base, options.backoff_cap)
+        delay = exponential(attempt, options.backoff_base, options.backoff_cap)
         if isinstance(err, errors.VyteUnavailable) and err.retry_after is not None:
             if err.retry_after > options.max_retry_after:
                 return None

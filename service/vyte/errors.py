@@ -1,4 +1,5 @@
-"""What can go wrong upstream, as exception types (DESIGN §4 maps them to HTTP)."""
+"""What can go wrong upstream, as exception types (`mapping.upstream_problem` turns them
+into the gateway's errors, DESIGN §4)."""
 
 from __future__ import annotations
 

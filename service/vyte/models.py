@@ -30,17 +30,6 @@ class Slots:
 
 
 @attrs.frozen
-class DaySlots:
-    slots: tuple[SlotWindow, ...]
-
-
-@attrs.frozen
-class SlotsByDay:
-    timezone: str
-    days: dict[str, DaySlots]
-
-
-@attrs.frozen
 class Creator:
     user: str | None = None
     email: str | None = None

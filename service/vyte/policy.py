@@ -1,49 +1,13 @@
-"""How the gateway treats the upstream: request budgets, retries and the circuit breaker."""
+"""The circuit breaker the gateway keeps in front of the upstream."""
 
 from __future__ import annotations
 
-import contextvars
-import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import attrs
 
 from service.vyte.errors import CircuitOpen
-
-#: monotonic deadline by which the current incoming request must be done with Vyte
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "vyte_deadline", default=None
-)
-
-
-@contextmanager
-def budget(seconds: float) -> Iterator[None]:
-    """Give the code inside at most `seconds` (wall time) for upstream work.
-
-    A tighter budget already in force is kept.
-    """
-    deadline = time.monotonic() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-def remaining(default: float) -> float:
-    """Seconds left in the current budget (`default` when none is set)."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return default
-    return deadline - time.monotonic()
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff for retry number `attempt` (1-based)."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 class BreakerState:

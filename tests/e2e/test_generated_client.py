@@ -1,16 +1,15 @@
 """A Python client generated from openapi.yaml (openapi-python-client, offline, into tmp_path)
-runs the seed flow against `booking-gateway serve --sandbox`: availability -> create ->
-confirm -> read. The generated code is never committed; this is how another team gets it."""
+runs the seed flow (tests/e2e/seed_flow.py) against `booking-gateway serve --sandbox`. The
+generated code is never committed; this is how another team gets it."""
 
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
-import time
 import typing
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,14 +17,14 @@ from typing import Any
 import pytest
 
 from service.config import SANDBOX_TOKEN
-from tests.conftest import JOHN
 from tests.contract import SPEC_PATH
 from tests.e2e.process import Process, start
+from tests.e2e.seed_flow import Answer, BookingView, run_seed_flow
 
 pytestmark = pytest.mark.e2e
 
 PACKAGE = "booking_gateway_client"
-# The same configuration the README gives other teams.
+# The same configuration docs/clients.md gives other teams: the document is YAML text.
 GENERATOR_CONFIG = f"""\
 project_name_override: booking-gateway-client
 package_name_override: {PACKAGE}
@@ -33,7 +32,6 @@ post_hooks: []
 content_type_overrides:
   application/yaml: text/plain
 """
-PARIS_SUMMER = timezone(timedelta(hours=2))
 
 
 @pytest.fixture
@@ -84,102 +82,122 @@ def load(name: str) -> Any:
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
-def test_seed_flow_through_the_generated_client(
+class OpenApiPythonClientFlow:
+    """The seed flow's calls, through openapi-python-client's typed functions and models."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.models = load("models")
+        self.api = {
+            name: load(f"api.{tag}.{name}")
+            for tag, name in [
+                ("health", "get_open_api_document"),
+                ("availability", "get_availability"),
+                ("bookings", "create_booking"),
+                ("bookings", "get_booking"),
+                ("bookings", "confirm_booking"),
+                ("bookings", "cancel_booking"),
+                ("operations", "get_operation"),
+            ]
+        }
+
+    def answer(self, response: Any) -> Answer:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        parsed, models = response.parsed, self.models
+        if isinstance(parsed, models.Problem):
+            assert parsed.status == response.status_code
+            return Answer(response.status_code, headers, problem=(parsed.status, parsed.type_))
+        if isinstance(parsed, models.Operation):
+            assert isinstance(parsed.status, models.OperationStatus)
+            booking_id = parsed.booking_id if isinstance(parsed.booking_id, str) else None
+            operation = (parsed.id, parsed.status.value, booking_id)
+            return Answer(response.status_code, headers, operation=operation)
+        assert isinstance(parsed, models.Booking), response
+        assert isinstance(parsed.status, models.BookingStatus)
+        view = BookingView(
+            parsed.id, parsed.status.value, parsed.version, parsed.title, parsed.start, parsed.end
+        )
+        return Answer(response.status_code, headers, booking=view)
+
+    def openapi_document(self) -> str:
+        text = self.api["get_open_api_document"].sync(client=self.client)
+        assert isinstance(text, str)
+        return text
+
+    def availability(
+        self, participant: str, first: date, last: date, timezone: str, duration: int
+    ) -> list[tuple[datetime, datetime]]:
+        answer = self.api["get_availability"].sync(
+            client=self.client,
+            participants=participant,
+            duration=duration,
+            from_=first,
+            to=last,
+            timezone=timezone,
+        )
+        assert isinstance(answer, self.models.Availability), answer
+        assert answer.complete is True
+        assert [p.id for p in answer.participants] == [participant]
+        return [(slot.start, slot.end) for slot in answer.slots]
+
+    def create(
+        self,
+        body: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        respond_async: bool = False,
+    ) -> Answer:
+        models = self.models
+        request = models.BookingRequest(
+            organizer=body["organizer"],
+            title=body["title"],
+            start=body["start"],
+            end=body["end"],
+            timezone=body["timezone"],
+            invitees=[models.InviteeRequest(**i) for i in body["invitees"]],
+            place=models.PlaceRequest(**body["place"]),
+        )
+        extra = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        if respond_async:
+            extra["prefer"] = "respond-async"
+        return self.answer(
+            self.api["create_booking"].sync_detailed(client=self.client, body=request, **extra)
+        )
+
+    def operation(self, operation_id: str) -> Answer:
+        call = self.api["get_operation"].sync_detailed
+        return self.answer(call(client=self.client, operation_id=operation_id))
+
+    def get(self, booking_id: str) -> Answer:
+        call = self.api["get_booking"].sync_detailed
+        return self.answer(call(client=self.client, booking_id=booking_id))
+
+    def confirm(self, booking_id: str) -> Answer:
+        call = self.api["confirm_booking"].sync_detailed
+        return self.answer(call(client=self.client, booking_id=booking_id))
+
+    def cancel(self, booking_id: str) -> Answer:
+        call = self.api["cancel_booking"].sync_detailed
+        return self.answer(call(client=self.client, booking_id=booking_id))
+
+
+def test_seed_flow_through_openapi_python_client(
     client_package: ModuleType, served: Process
 ) -> None:
-    get_availability = load("api.availability.get_availability")
-    bookings = {n: load(f"api.bookings.{n}") for n in ("create_booking", "confirm_booking")}
-    get_booking = load("api.bookings.get_booking")
-    get_operation = load("api.operations.get_operation")
     models = load("models")
-
-    # Bodies are typed models, not Any (the trap of a oneOf between two `required` lists).
-    hints = typing.get_type_hints(bookings["create_booking"].sync)
+    create_booking = load("api.bookings.create_booking")
+    # Bodies are typed models, not Any (the trap of a oneOf between two `required` lists);
+    # 201 and 202 are typed apart.
+    hints = typing.get_type_hints(create_booking.sync_detailed)
     assert hints["body"] is models.BookingRequest
+    parsed = set(typing.get_args(typing.get_type_hints(create_booking._parse_response)["return"]))
+    assert {models.Booking, models.Operation, models.Problem} <= parsed
+    # Fields the gateway fills in are optional in the request model.
+    minimal = models.BookingRequest(
+        organizer="x@example.com", title="t", start=datetime.now(UTC), invitees=[]
+    )
+    assert "timezone" not in minimal.to_dict() and "check_availability" not in minimal.to_dict()
 
     client = client_package.AuthenticatedClient(base_url=served.url, token=SANDBOX_TOKEN)
     with client:
-        # 1. When is John Doe free for an hour on 1-2 October 2020 (Paris)?
-        answer = get_availability.sync(
-            client=client,
-            participants=JOHN,
-            duration=60,
-            from_=date(2020, 10, 1),
-            to=date(2020, 10, 2),
-            timezone="Europe/Paris",
-        )
-        assert isinstance(answer, models.Availability), answer
-        assert answer.complete is True
-        assert [p.id for p in answer.participants] == [JOHN]
-        assert answer.slots[0].start == datetime(2020, 10, 1, 0, 0, tzinfo=PARIS_SUMMER)
-        # 2. Choose one: 10:00-11:00 on 1 October.
-        chosen = next(s for s in answer.slots if s.start.hour == 10)
-
-        # 3. Create the event (vyteme), safely retryable.
-        request = models.BookingRequest(
-            organizer=JOHN,
-            title="Meeting with Quentin Tarantino",
-            start=chosen.start,
-            end=chosen.end,
-            timezone="Europe/Paris",
-            invitees=[
-                models.InviteeRequest(
-                    email="quentin.tarantino@hollywood.com", full_name="Quentin Tarantino"
-                )
-            ],
-            place=models.PlaceRequest(name="Place for the meeting."),
-        )
-        created = bookings["create_booking"].sync_detailed(
-            client=client, body=request, idempotency_key="seed-flow-1"
-        )
-        assert created.status_code == 201, created.content
-        booking = created.parsed
-        assert isinstance(booking, models.Booking)
-        assert booking.status == models.BookingStatus.REQUESTED and booking.version == 1
-        assert (booking.start, booking.end) == (chosen.start, chosen.end)
-        assert created.headers["Location"] == f"/v1/bookings/{booking.id}"
-        replay = bookings["create_booking"].sync_detailed(
-            client=client, body=request, idempotency_key="seed-flow-1"
-        )
-        assert replay.headers["Idempotent-Replayed"] == "true"
-        assert replay.parsed == booking
-
-        # 4. Confirm it, then read it back.
-        confirmed = bookings["confirm_booking"].sync(client=client, booking_id=booking.id)
-        assert isinstance(confirmed, models.Booking)
-        assert (confirmed.status, confirmed.version) == (models.BookingStatus.CONFIRMED, 2)
-        read = get_booking.sync(client=client, booking_id=booking.id)
-        assert read == confirmed
-
-        # Errors come back typed as problems.
-        missing = get_booking.sync(client=client, booking_id="0" * 24)
-        assert isinstance(missing, models.Problem)
-        assert (missing.status, missing.type_) == (404, "/problems/not-found")
-        taken = bookings["create_booking"].sync(client=client, body=request)
-        assert isinstance(taken, models.Problem) and taken.type_ == "/problems/slot-unavailable"
-
-        # The same flow, asynchronously: 202 with an operation to follow.
-        later = models.BookingRequest(
-            organizer=JOHN,
-            title="Follow-up",
-            start=datetime(2020, 10, 2, 15, 0, tzinfo=PARIS_SUMMER),
-            duration=30,
-            timezone="Europe/Paris",
-            invitees=request.invitees,
-        )
-        accepted = bookings["create_booking"].sync_detailed(
-            client=client, body=later, prefer="respond-async"
-        )
-        assert accepted.status_code == 202, accepted.content
-        operation = accepted.parsed
-        assert isinstance(operation, models.Operation)
-        assert accepted.headers["Location"] == f"/v1/operations/{operation.id}"
-        deadline = time.monotonic() + 15
-        while operation.status == models.OperationStatus.PENDING:
-            assert time.monotonic() < deadline, operation
-            time.sleep(0.1)
-            operation = get_operation.sync(client=client, operation_id=operation.id)
-            assert isinstance(operation, models.Operation)
-        assert operation.status == models.OperationStatus.SUCCEEDED, operation.last_error
-        made = get_booking.sync(client=client, booking_id=operation.booking_id)
-        assert isinstance(made, models.Booking) and made.title == "Follow-up"
+        run_seed_flow(OpenApiPythonClientFlow(client), "openapi-python-client")

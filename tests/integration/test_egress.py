@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from service import keys
+from service.domain.networks import DEFAULT_DENY_NETWORKS
 from service.notify.connector import address_refused, webhook_session
 from service.notify.dispatcher import MAX_PER_RECEIVER, Dispatcher
-from service.notify.egress import DEFAULT_DENY_NETWORKS
 from service.store.base import Delivery, DeliveryStatus
 from tests.conftest import AUTH, JOHN
 

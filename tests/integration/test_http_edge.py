@@ -92,7 +92,8 @@ async def test_health(gateway_factory: Any) -> None:
     assert resp.status == 200, await resp.text()
     down = await gateway_factory(vyte_base_url="http://127.0.0.1:9")
     resp = await down.get("/readyz")
-    assert resp.status == 503
+    # Vyte is shared by every replica: its outage is reported, never a reason to be unready.
+    assert resp.status == 200
     assert (await resp.json())["checks"]["vyte"].startswith("unavailable")
     assert (await down.get("/livez")).status == 200
 

@@ -19,9 +19,10 @@ import pytest
 from aioresponses import aioresponses
 
 from service import keys, metrics
+from service.backoff import exponential
 from service.vyte import errors
 from service.vyte.client import RETRY_AFTER_LIMIT, is_retryable, retry_after_seconds
-from service.vyte.policy import BreakerState, CircuitBreaker, backoff
+from service.vyte.policy import BreakerState, CircuitBreaker
 from tests.conftest import AUTH, JOHN, upstream_calls
 from tests.dates import in_days, iso
 
@@ -260,7 +261,7 @@ def test_what_is_retryable() -> None:
 
 def test_backoff_is_full_jitter_and_capped() -> None:
     for attempt in range(1, 10):
-        delays = [backoff(attempt, 0.1, 2.0) for _ in range(200)]
+        delays = [exponential(attempt, 0.1, 2.0) for _ in range(200)]
         assert all(0 <= d <= min(2.0, 0.1 * 2 ** (attempt - 1)) for d in delays)
         assert len(set(delays)) > 1
 

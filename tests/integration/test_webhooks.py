@@ -453,12 +453,14 @@ async def test_a_failure_announced_twice_after_a_crash_is_one_webhook(
     two writes makes it do both again, which must not make a second message."""
     from service import keys
     from service.errors import UnknownParticipant
+    from service.http.requests import booking_command
     from service.notify.operations import new_operation
     from service.store.base import DeliveryStatus, OperationType
 
     store = gateway.app[keys.STORE]
     worker = gateway.app[keys.OPERATIONS]
-    op = new_operation(OperationType.CREATE, "alpha", None, booking(receiver.url))
+    command = booking_command(booking(receiver.url), ())
+    op = new_operation(OperationType.CREATE, "alpha", None, command)
     await store.add_operation(op)
     refusal = UnknownParticipant("Vyte does not know the organizer")
     await worker._failed_attempt(op, refusal)

@@ -121,3 +121,106 @@ def test_public_url_needs_a_webhook_token() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_environ({**REQUIRED, "PUBLIC_URL": "https://gw.example.com"})
     assert set(caught.value.problems) == {"VYTE_WEBHOOK_TOKEN"}
+
+
+def test_new_settings_have_the_designed_defaults() -> None:
+    s = Settings.from_environ(REQUIRED)
+    assert s.admin_callers == frozenset()
+    assert (s.max_subscriptions, s.resync_interval, s.unknown_outcome_timeout) == (20, 300, 600)
+    s = Settings.from_environ(
+        {
+            **REQUIRED,
+            "ADMIN_CALLERS": " crm , billing,crm",
+            "MAX_SUBSCRIPTIONS": "3",
+            "RESYNC_INTERVAL": "0",
+            "UNKNOWN_OUTCOME_TIMEOUT": "1.5",
+        }
+    )
+    assert s.admin_callers == {"crm", "billing"}
+    assert (s.max_subscriptions, s.resync_interval, s.unknown_outcome_timeout) == (3, 0, 1.5)
+
+
+def test_sandbox_makes_the_demo_caller_an_admin_unless_told_otherwise() -> None:
+    assert Settings.from_environ({}, sandbox=True).admin_callers == {"sandbox"}
+    # Own tokens in the sandbox: the demo caller does not exist, so it is no admin.
+    assert Settings.from_environ({"API_TOKENS": "a:b"}, sandbox=True).admin_callers == frozenset()
+    env = {"API_TOKENS": "a:tok-a,b:tok-b", "ADMIN_CALLERS": "b"}
+    assert Settings.from_environ(env, sandbox=True).admin_callers == {"b"}
+
+
+def test_admin_callers_must_be_callers_of_api_tokens() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**REQUIRED, "ADMIN_CALLERS": "crm,ops,audit"})
+    assert set(caught.value.problems) == {"ADMIN_CALLERS"}
+    assert "audit, ops" in caught.value.problems["ADMIN_CALLERS"]
+    assert "tok-" not in str(caught.value)
+
+
+def test_public_url_must_be_https_outside_the_sandbox() -> None:
+    env = {
+        **REQUIRED,
+        "PUBLIC_URL": "http://gw.example.com",
+        "VYTE_WEBHOOK_TOKEN": "a-token-of-enough-length",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(env)
+    assert set(caught.value.problems) == {"PUBLIC_URL"}
+    assert "PUBLIC_URL" in str(caught.value) and "https" in str(caught.value)
+    assert Settings.from_environ(env, sandbox=True).public_url == "http://gw.example.com"
+    https = Settings.from_environ({**env, "PUBLIC_URL": "https://gw.example.com"})
+    assert https.public_url == "https://gw.example.com"
+
+
+def test_rediss_urls_carry_credentials_and_tls_options() -> None:
+    url = (
+        "rediss://gateway:p%40ss@redis.internal:6380/2?ssl_ca_certs=/etc/tls/ca.crt"
+        "&ssl_certfile=/etc/tls/tls.crt&ssl_keyfile=/etc/tls/tls.key&ssl_cert_reqs=required"
+        "&ssl_password=key-passphrase-1&ssl_check_hostname=false"
+    )
+    s = Settings.from_environ({**REQUIRED, "STORE_URL": url})
+    assert s.store_url == url and s.store_is_redis
+    assert {"p@ss", "p%40ss"} <= set(s.secret_values())
+    assert "key-passphrase-1" in s.secret_values()
+    assert Settings.from_environ({**REQUIRED, "STORE_URL": "rediss://r:6379"}).store_is_redis
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://r:6379/0?ssl_ca_certs=/ca.crt", "needs rediss://"),
+        ("rediss://r:6379/0?ssl_ca_cert=/ca.crt", "unknown option 'ssl_ca_cert'"),
+        ("rediss://r:6379/0?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("rediss://r:6379/0?ssl_certfile=", "ssl_certfile"),
+        ("rediss://r:6379/zero", "database number"),
+        ("rediss://:6379/0", "needs a host"),
+        ("rediss://r:port/0", "valid port"),
+    ],
+)
+def test_bad_redis_urls_are_refused_with_the_reason(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**REQUIRED, "STORE_URL": url})
+    assert set(caught.value.problems) == {"STORE_URL"}
+    assert says in caught.value.problems["STORE_URL"]
+
+
+def test_redis_option_values_are_never_echoed() -> None:
+    url = "rediss://r:6379/0?ssl_password=&ssl_cert_reqs=very-secret-value"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**REQUIRED, "STORE_URL": url})
+    assert "very-secret-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_SUBSCRIPTIONS", "-1"),
+        ("MAX_SUBSCRIPTIONS", "many"),
+        ("RESYNC_INTERVAL", "-5"),
+        ("UNKNOWN_OUTCOME_TIMEOUT", "0"),
+        ("UNKNOWN_OUTCOME_TIMEOUT", "nan"),
+    ],
+)
+def test_new_numeric_settings_are_bounded(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**REQUIRED, name: value})
+    assert set(caught.value.problems) == {name}

@@ -12,16 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.config import ConfigError, Settings
-from service.notify.connector import AddressNotAllowed, GuardedResolver, guarded_socket_factory
-from service.notify.egress import (
+from service.domain.networks import (
     DEFAULT_DENY_NETWORKS,
-    EgressPolicy,
-    Refusal,
     address_denied,
     inet_aton,
     literal_address,
     parse_deny_networks,
 )
+from service.notify.connector import AddressNotAllowed, GuardedResolver, guarded_socket_factory
+from service.notify.egress import EgressPolicy, Refusal
 
 REQUIRED = {"VYTE_API_KEY": "k" * 50, "API_TOKENS": "crm:tok-1"}
 DEFAULT = EgressPolicy()
@@ -66,11 +65,6 @@ def test_a_bad_deny_list_stops_start_up_naming_the_variable(raw: str) -> None:
         Settings.from_environ({**REQUIRED, "CALLBACK_DENY_NETWORKS": raw})
     assert set(caught.value.problems) == {"CALLBACK_DENY_NETWORKS"}
     assert "CALLBACK_DENY_NETWORKS" in str(caught.value)
-
-
-def test_settings_combine_hosts_and_networks_into_one_policy() -> None:
-    env = {**REQUIRED, "CALLBACK_HOSTS": "*.internal", "CALLBACK_DENY_NETWORKS": "none"}
-    assert Settings.from_environ(env).egress == EgressPolicy(("*.internal",), ())
 
 
 LOOPBACK_SPELLINGS = [

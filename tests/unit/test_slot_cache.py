@@ -7,7 +7,8 @@ from typing import Any, cast
 import pytest
 
 from service import availability
-from service.availability import AvailabilityService, Participant
+from service.availability import AvailabilityService
+from service.domain.participant import Participant
 from service.store.base import Store, StoreUnavailable
 from service.vyte.client import VyteClient
 from service.vyte.models import Slots

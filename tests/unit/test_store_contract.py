@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from service.domain.booking import Booking, BookingStatus, Invitee, Place
+from service.store import codec
 from service.store.base import (
     Delivery,
     DeliveryStatus,
@@ -28,6 +29,8 @@ from service.store.base import (
     StoredResponse,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
+    UnresolvedCreate,
 )
 from service.store.redis import RedisStore
 from service.store.sqlite import MIGRATIONS, SQLiteStore
@@ -123,6 +126,7 @@ def make_booking(
     *,
     organizer: str = ORGANIZER,
     status: BookingStatus = BookingStatus.REQUESTED,
+    caller: str | None = "crm",
 ) -> Booking:
     return Booking(
         id=booking_id,
@@ -136,7 +140,7 @@ def make_booking(
         place=Place(name="Place for the meeting."),
         message=None,
         callback_url="https://crm.internal/hooks/bookings",
-        caller="crm",
+        caller=caller,
         version=1,
         created_at=T0 - timedelta(days=1),
         updated_at=T0 - timedelta(days=1),
@@ -163,6 +167,7 @@ def make_delivery(
         created_at=T0 - timedelta(seconds=1),
         updated_at=T0 - timedelta(seconds=1),
         request_id=f"req-{delivery_id}",
+        trace_context=f"00-{delivery_id.encode().hex():0>32}-00f067aa0ba902b7-01",
     )
 
 
@@ -187,6 +192,7 @@ def make_operation(
         created_at=T0 - timedelta(seconds=1),
         updated_at=T0 - timedelta(seconds=1),
         request_id=f"req-{operation_id}",
+        trace_context=f"00-{operation_id.encode().hex():0>32}-b7ad6b7169203331-01",
     )
 
 
@@ -392,6 +398,42 @@ async def test_hold_release(store: Store) -> None:
     await store.release_hold("h1")
     await store.release_hold("unknown")
     assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h2", ttl=60)
+
+
+async def test_a_reschedule_hold_ignores_only_its_own_booking(store: Store) -> None:
+    moving = make_booking("ev1", 0, 60)
+    other = make_booking("ev2", 120, 180)
+    for booking in (moving, other):
+        assert await store.put_booking(booking, expected_version=None)
+    # 10:00-11:00 moves to 10:30-11:30: its own time is free for it, and for it alone.
+    assert not await store.acquire_hold(ORGANIZER, at(30), at(90), "r1", ttl=60)
+    assert await store.acquire_hold(ORGANIZER, at(30), at(90), "r1", ttl=60, ignore_booking="ev1")
+    # Another booking's time is not, nor a hold already taken.
+    assert not await store.acquire_hold(
+        ORGANIZER, at(100), at(130), "r2", ttl=60, ignore_booking="ev1"
+    )
+    assert not await store.acquire_hold(
+        ORGANIZER, at(80), at(100), "r3", ttl=60, ignore_booking="ev1"
+    )
+    assert not await store.acquire_hold(ORGANIZER, at(85), at(95), "c1", ttl=60)
+    # Written with its hold released, the old time is free at once; the new one is taken.
+    moved = moving.changed(T0, start=at(30), end=at(90))
+    assert await store.put_booking(moved, expected_version=1, release_hold="r1")
+    assert await store.acquire_hold(ORGANIZER, at(0), at(30), "c2", ttl=60)
+    assert not await store.acquire_hold(ORGANIZER, at(60), at(90), "c3", ttl=60)
+
+
+async def test_concurrent_reschedules_and_a_create_into_one_slot_one_wins(store: Store) -> None:
+    for i, start in enumerate((0, 120, 240)):
+        assert await store.put_booking(
+            make_booking(f"ev{i}", start, start + 60), expected_version=None
+        )
+    attempts = [
+        store.acquire_hold(ORGANIZER, at(60), at(120), "m0", ttl=60, ignore_booking="ev0"),
+        store.acquire_hold(ORGANIZER, at(61), at(121), "m1", ttl=60, ignore_booking="ev1"),
+        store.acquire_hold(ORGANIZER, at(90), at(100), "create", ttl=60),
+    ]
+    assert (await asyncio.gather(*attempts)).count(True) == 1
 
 
 async def test_concurrent_overlapping_holds_exactly_one_wins(store: Store) -> None:
@@ -712,6 +754,90 @@ async def test_subscriptions_add_list_delete(store: Store) -> None:
     assert await store.list_subscriptions() == [second]
 
 
+def make_subscription(
+    sub_id: str,
+    *,
+    caller: str = "crm",
+    url: str = URL_A,
+    events: tuple[str, ...] = ("booking.confirmed",),
+) -> Subscription:
+    return Subscription(id=sub_id, url=url, events=events, caller=caller, created_at=T0)
+
+
+async def test_subscriptions_list_per_caller_in_order(store: Store) -> None:
+    mine = [make_subscription("s1"), make_subscription("s3", url=URL_B)]
+    theirs = make_subscription("s2", caller="billing")
+    for sub in (mine[0], theirs, mine[1]):
+        assert await store.add_subscription(sub) == (sub, True)
+    assert await store.list_subscriptions("crm") == mine
+    assert await store.list_subscriptions("billing") == [theirs]
+    assert await store.list_subscriptions("nobody") == []
+    assert await store.list_subscriptions() == [mine[0], theirs, mine[1]]
+    assert await store.delete_subscription("s1")
+    assert await store.list_subscriptions("crm") == [mine[1]]
+
+
+async def test_an_identical_subscription_answers_the_existing_one(store: Store) -> None:
+    first = make_subscription("s1", events=("booking.confirmed", "booking.cancelled"))
+    assert await store.add_subscription(first, limit=5) == (first, True)
+    # Same caller, URL and events (in another order, repeated): the stored one comes back.
+    again = make_subscription(
+        "s2", events=("booking.cancelled", "booking.confirmed", "booking.cancelled")
+    )
+    assert await store.add_subscription(again, limit=5) == (first, False)
+    # Another caller, URL or set of events is a subscription of its own.
+    others = [
+        make_subscription("s3", caller="billing", events=first.events),
+        make_subscription("s4", url=URL_B, events=first.events),
+        make_subscription("s5", events=("booking.confirmed",)),
+    ]
+    for sub in others:
+        assert await store.add_subscription(sub, limit=5) == (sub, True)
+    assert [sub.id for sub in await store.list_subscriptions()] == ["s1", "s3", "s4", "s5"]
+    # Once deleted, the same one can be added again.
+    assert await store.delete_subscription("s1")
+    assert await store.add_subscription(again, limit=5) == (again, True)
+
+
+async def test_subscription_limit_is_per_caller(store: Store) -> None:
+    for i in range(3):
+        await store.add_subscription(make_subscription(f"s{i}", url=f"{URL_A}/{i}"), limit=3)
+    with pytest.raises(SubscriptionLimitReached):
+        await store.add_subscription(make_subscription("s9", url=f"{URL_A}/9"), limit=3)
+    # At the limit an identical one still answers the existing one; others' are not counted.
+    existing = make_subscription("s0", url=f"{URL_A}/0")
+    assert await store.add_subscription(make_subscription("sx", url=f"{URL_A}/0"), limit=3) == (
+        existing,
+        False,
+    )
+    other = make_subscription("b1", caller="billing")
+    assert await store.add_subscription(other, limit=3) == (other, True)
+    # Freeing one makes room again.
+    assert await store.delete_subscription("s1")
+    assert (await store.add_subscription(make_subscription("s9", url=f"{URL_A}/9"), limit=3))[1]
+    assert len(await store.list_subscriptions("crm")) == 3
+
+
+async def test_concurrent_subscription_adds_never_pass_the_limit(store: Store) -> None:
+    adds = [
+        store.add_subscription(make_subscription(f"s{i}", url=f"{URL_A}/{i}"), limit=4)
+        for i in range(12)
+    ]
+    duplicates = [
+        store.add_subscription(make_subscription(f"d{i}", caller="billing"), limit=100)
+        for i in range(6)
+    ]
+    results = await asyncio.gather(*adds, *duplicates, return_exceptions=True)
+    added = [r for r in results[:12] if isinstance(r, tuple)]
+    assert len(added) == 4
+    assert sum(isinstance(r, SubscriptionLimitReached) for r in results[:12]) == 8
+    assert len(await store.list_subscriptions("crm")) == 4
+    # Of the identical ones exactly one was stored; the others answered it.
+    (kept,) = await store.list_subscriptions("billing")
+    assert sorted(r[1] for r in results[12:] if isinstance(r, tuple)) == [False] * 5 + [True]
+    assert all(r[0] == kept for r in results[12:] if isinstance(r, tuple))
+
+
 # -- operations -----------------------------------------------------------------------------
 
 
@@ -791,6 +917,410 @@ async def test_operations_keep_order_per_booking(store: Store) -> None:
     assert ids(await store.claim_operations(at(5), 10, "w1", lease=600)) == ["op2"]
 
 
+# -- listing --------------------------------------------------------------------------------
+
+
+async def walk(store: Store, limit: int, **filters: Any) -> list[Booking]:
+    """Every booking a paged listing hands out, page after page, checking each page."""
+    seen: list[Booking] = []
+    after: tuple[datetime, str] | None = None
+    for _ in range(1000):
+        page = await store.list_bookings(after=after, limit=limit, **filters)
+        assert len(page.bookings) <= limit
+        keys = [(b.start, b.id) for b in page.bookings]
+        assert keys == sorted(keys)
+        if after is not None:
+            assert all(key > after for key in keys)
+        seen += page.bookings
+        if page.next_after is None:
+            return seen
+        assert page.next_after >= max(keys, default=page.next_after)
+        after = page.next_after
+    raise AssertionError("the listing never ended")
+
+
+def listing_ids(bookings: list[Booking]) -> list[str]:
+    return [booking.id for booking in bookings]
+
+
+async def put_all(store: Store, *bookings: Booking) -> None:
+    for booking in bookings:
+        assert await store.put_booking(booking, expected_version=None)
+
+
+async def test_listing_is_ordered_by_start_then_id_in_keyset_pages(store: Store) -> None:
+    # Ties on start are ordered by id; ids given out of order.
+    starts = {"ev5": 60, "ev1": 60, "ev3": 0, "ev2": 120, "ev4": 60, "ev0": -30}
+    await put_all(store, *(make_booking(i, s, s + 30) for i, s in starts.items()))
+    expected = sorted(starts, key=lambda i: (starts[i], i))
+    assert expected == ["ev0", "ev3", "ev1", "ev4", "ev5", "ev2"]
+    for limit in (1, 2, 4, 6, 50):
+        assert listing_ids(await walk(store, limit, caller=None)) == expected
+    first = await store.list_bookings(caller=None, limit=2)
+    assert listing_ids(first.bookings) == ["ev0", "ev3"]
+    assert first.next_after == (at(0), "ev3")
+    # A page that ends exactly at the last booking says so.
+    whole = await store.list_bookings(caller=None, limit=6)
+    assert len(whole.bookings) == 6 and whole.next_after is None
+    # The listing is of whole records, owner included.
+    assert whole.bookings[0] == make_booking("ev0", -30, 0)
+
+
+async def test_listing_shows_a_caller_its_own_and_admins_everything(store: Store) -> None:
+    await put_all(
+        store,
+        make_booking("a1", 0, 30, caller="crm"),
+        make_booking("b1", 10, 40, caller="billing", organizer=OTHER_ORGANIZER),
+        make_booking("u1", 20, 50, caller=None, organizer=OTHER_ORGANIZER),
+        make_booking("a2", 30, 60, caller="crm", organizer=OTHER_ORGANIZER),
+    )
+    assert listing_ids(await walk(store, 10, caller="crm")) == ["a1", "a2"]
+    assert listing_ids(await walk(store, 10, caller="billing")) == ["b1"]
+    assert listing_ids(await walk(store, 10, caller="nobody")) == []
+    # Unowned (adopted) bookings are for admins only.
+    assert listing_ids(await walk(store, 10, caller=None)) == ["a1", "b1", "u1", "a2"]
+    unowned = await store.get_booking("u1")
+    assert unowned is not None and unowned.caller is None
+    owned = await store.get_booking("b1")
+    assert owned is not None and owned.caller == "billing"
+
+
+async def test_listing_filters_by_organizer_status_and_start_range(store: Store) -> None:
+    jane = "Jane.Doe@Example.com"
+    await put_all(
+        store,
+        make_booking("e1", 0, 30),
+        make_booking("e2", 30, 60, organizer=jane),
+        make_booking("e3", 60, 90, organizer=jane, status=BookingStatus.CONFIRMED),
+        make_booking("e4", 90, 120, status=BookingStatus.CANCELLED),
+        make_booking("e5", 120, 150, organizer=jane, status=BookingStatus.CANCELLED),
+    )
+    for spelling in (jane, jane.lower(), jane.upper()):
+        assert listing_ids(await walk(store, 2, caller="crm", organizer=spelling)) == [
+            "e2",
+            "e3",
+            "e5",
+        ]
+    active = [BookingStatus.REQUESTED, BookingStatus.CONFIRMED]
+    assert listing_ids(await walk(store, 2, caller="crm", statuses=active)) == ["e1", "e2", "e3"]
+    cancelled = [BookingStatus.CANCELLED]
+    assert listing_ids(await walk(store, 1, caller=None, statuses=cancelled)) == ["e4", "e5"]
+    assert listing_ids(
+        await walk(store, 2, caller="crm", organizer=jane, statuses=[BookingStatus.CANCELLED])
+    ) == ["e5"]
+    assert listing_ids(await walk(store, 2, caller="crm", statuses=[])) == [
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+        "e5",
+    ]
+    # from <= start < to
+    assert listing_ids(await walk(store, 2, caller="crm", start_from=at(30), start_to=at(90))) == [
+        "e2",
+        "e3",
+    ]
+    assert listing_ids(await walk(store, 2, caller="crm", start_from=at(31))) == ["e3", "e4", "e5"]
+    assert listing_ids(await walk(store, 2, caller="crm", start_to=at(30))) == ["e1"]
+    assert listing_ids(await walk(store, 2, caller="crm", start_from=at(90), start_to=at(90))) == []
+    # Every filter at once.
+    assert listing_ids(
+        await walk(
+            store,
+            1,
+            caller="crm",
+            organizer=jane,
+            statuses=active,
+            start_from=at(30),
+            start_to=at(61),
+        )
+    ) == ["e2", "e3"]
+
+
+async def test_listing_follows_status_changes_owners_and_reschedules(store: Store) -> None:
+    first, second = make_booking("e1", 0, 30), make_booking("e2", 60, 90)
+    await put_all(store, first, second)
+    await cancel(store, first)
+    cancelled = [BookingStatus.CANCELLED]
+    assert listing_ids(await walk(store, 5, caller="crm", statuses=cancelled)) == ["e1"]
+    requested = [BookingStatus.REQUESTED]
+    assert listing_ids(await walk(store, 5, caller="crm", statuses=requested)) == ["e2"]
+    # Moved earlier: listed at its new start, once.
+    moved = second.changed(T0, start=at(-60), end=at(-30))
+    assert await store.put_booking(moved, expected_version=1)
+    assert listing_ids(await walk(store, 1, caller="crm")) == ["e2", "e1"]
+    assert listing_ids(await walk(store, 5, caller="crm", start_from=at(0))) == ["e1"]
+    # Another organizer's: it leaves the first organizer's listing.
+    handed = moved.changed(T0, organizer=OTHER_ORGANIZER)
+    assert await store.put_booking(handed, expected_version=2)
+    assert listing_ids(await walk(store, 5, caller="crm", organizer=ORGANIZER)) == ["e1"]
+    assert listing_ids(await walk(store, 5, caller="crm", organizer=OTHER_ORGANIZER)) == ["e2"]
+
+
+async def test_listing_pages_stay_stable_while_bookings_are_written(store: Store) -> None:
+    existing = [make_booking(f"ev{i:02d}", i * 10, i * 10 + 5) for i in range(12)]
+    await put_all(store, *existing)
+    seen: list[Booking] = []
+    after: tuple[datetime, str] | None = None
+    for round_ in range(100):
+        page = await store.list_bookings(caller="crm", after=after, limit=3)
+        seen += page.bookings
+        # Between pages: new bookings before and after the cursor, at the same start as
+        # existing ones, and status changes of existing ones.
+        await put_all(
+            store,
+            make_booking(f"new-a{round_}", -100 + round_, 0),
+            make_booking(f"new-b{round_}", round_ * 10 + 1, 200),
+            make_booking(f"ev{round_:02d}x", round_ * 10, round_ * 10 + 5),
+        )
+        if round_ < len(existing):
+            changed = existing[round_].changed(T0, status=BookingStatus.CONFIRMED)
+            assert await store.put_booking(changed, expected_version=1)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    listed = listing_ids(seen)
+    assert len(listed) == len(set(listed))
+    for booking in existing:
+        assert listed.count(booking.id) == 1
+    keys = [(b.start, b.id) for b in seen]
+    assert keys == sorted(keys)
+
+
+async def test_listing_with_no_room_lists_nothing(store: Store) -> None:
+    await put_all(store, make_booking("e1"))
+    page = await store.list_bookings(caller=None, limit=0)
+    assert page.bookings == []
+
+
+# -- resync ---------------------------------------------------------------------------------
+
+
+async def test_resync_hands_each_active_booking_out_once_per_interval(store: Store) -> None:
+    now = at(0)
+    await put_all(
+        store,
+        make_booking("live1", 30, 90),
+        make_booking("live2", -30, 30, status=BookingStatus.CONFIRMED),  # under way
+        make_booking("live3", 600, 660),
+        make_booking("gone", 60, 120, status=BookingStatus.CANCELLED),
+        make_booking("ended", -120, -60),
+        make_booking("ending", -60, 0),  # ends right now: over
+    )
+    handed = await store.claim_resync(now, 10, "r1", interval=300)
+    assert sorted(listing_ids(handed)) == ["live1", "live2", "live3"]
+    assert handed[0] == await store.get_booking(handed[0].id)
+    # Not again within the interval, to anyone.
+    assert await store.claim_resync(now, 10, "r1", interval=300) == []
+    assert await store.claim_resync(now + timedelta(seconds=299), 10, "r2", interval=300) == []
+    later = now + timedelta(seconds=300)
+    assert sorted(listing_ids(await store.claim_resync(later, 10, "r2", interval=300))) == [
+        "live1",
+        "live2",
+        "live3",
+    ]
+    # Once it ended, a booking is no longer re-read.
+    much_later = at(100)
+    assert listing_ids(await store.claim_resync(much_later, 10, "r1", interval=300)) == ["live3"]
+
+
+async def test_resync_spreads_by_limit_least_recently_handed_first(store: Store) -> None:
+    await put_all(store, *(make_booking(f"ev{i}", 60 + i, 120 + i) for i in range(5)))
+    now = at(0)
+    first = await store.claim_resync(now, 2, "r1", interval=60)
+    second = await store.claim_resync(now + timedelta(seconds=1), 2, "r2", interval=60)
+    third = await store.claim_resync(now + timedelta(seconds=2), 2, "r1", interval=60)
+    assert [len(first), len(second), len(third)] == [2, 2, 1]
+    assert sorted(listing_ids(first + second + third)) == [f"ev{i}" for i in range(5)]
+    # After the interval the ones handed out first come first.
+    again = await store.claim_resync(now + timedelta(seconds=61), 2, "r2", interval=60)
+    assert listing_ids(again) == listing_ids(first)
+    assert await store.claim_resync(now + timedelta(seconds=61), 0, "r2", interval=60) == []
+
+
+async def test_concurrent_resync_claims_hand_each_booking_to_one(store: Store) -> None:
+    await put_all(store, *(make_booking(f"ev{i}", 60 + i, 120 + i) for i in range(20)))
+    claims = await asyncio.gather(
+        *(store.claim_resync(at(0), 3, f"r{i}", interval=300) for i in range(10))
+    )
+    handed = [booking.id for batch in claims for booking in batch]
+    assert sorted(handed) == sorted(f"ev{i}" for i in range(20))
+
+
+async def test_resync_picks_up_a_booking_moved_into_the_future(store: Store) -> None:
+    old = make_booking("ev1", -120, -60)
+    await put_all(store, old)
+    assert await store.claim_resync(at(0), 10, "r1", interval=300) == []
+    moved = old.changed(T0, start=at(60), end=at(120))
+    assert await store.put_booking(moved, expected_version=1)
+    assert await store.claim_resync(at(0), 10, "r1", interval=300) == [moved]
+
+
+async def test_resync_interval_must_be_positive(store: Store) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        await store.claim_resync(at(0), 10, "r1", interval=0)
+
+
+# -- unresolved creates -----------------------------------------------------------------------
+
+
+def make_unresolved(
+    record_id: str = "u1",
+    *,
+    hold_id: str = "hold-u1",
+    start: float = 0,
+    end: float = 60,
+    key: str | None = "key-1",
+    due: datetime = T0,
+) -> UnresolvedCreate:
+    return UnresolvedCreate(
+        id=record_id,
+        caller="crm",
+        command='{"title":"Meeting with Quentin Tarantino"}',
+        idempotency_key=key,
+        hold_id=hold_id,
+        organizer=ORGANIZER,
+        start=at(start),
+        end=at(end),
+        deadline=T0 + timedelta(minutes=10),
+        next_check_at=due,
+        attempts=0,
+        last_error=None,
+        created_at=T0 - timedelta(seconds=1),
+        updated_at=T0 - timedelta(seconds=1),
+        request_id=f"req-{record_id}",
+        trace_context="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+
+
+async def test_unresolved_create_is_kept_with_its_hold_tied_to_it(store: Store) -> None:
+    record = make_unresolved()
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), record.hold_id, ttl=SHORT)
+    assert await store.add_unresolved(record)
+    assert await store.get_unresolved("u1") == record
+    assert await store.get_unresolved("nope") is None
+    await asyncio.sleep(WAIT)
+    # Past the hold's own ttl the time is still held, and taking it again under its own id
+    # (a retry) does not start it lapsing.
+    assert not await store.acquire_hold(ORGANIZER, at(30), at(40), "other", ttl=60)
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), record.hold_id, ttl=SHORT)
+    await asyncio.sleep(WAIT)
+    assert not await store.acquire_hold(ORGANIZER, at(30), at(40), "other", ttl=60)
+    # Adding it again changes nothing.
+    assert await store.add_unresolved(attrs.evolve(record, attempts=5))
+    assert await store.get_unresolved("u1") == record
+
+
+async def test_unresolved_create_takes_its_lapsed_hold_back_when_free(store: Store) -> None:
+    lapsed = make_unresolved("u1", hold_id="h1", start=0, end=60)
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=SHORT)
+    await asyncio.sleep(WAIT)
+    assert await store.add_unresolved(lapsed)
+    assert not await store.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    # Lost meanwhile to another hold: recorded all the same, but not held.
+    assert await store.acquire_hold(ORGANIZER, at(120), at(180), "winner", ttl=60)
+    lost = make_unresolved("u2", hold_id="h2", start=150, end=210)
+    assert not await store.add_unresolved(lost)
+    assert await store.get_unresolved("u2") == lost
+    # It holds nothing: the rest of its time is anyone's.
+    assert await store.acquire_hold(ORGANIZER, at(190), at(200), "third", ttl=60)
+
+
+async def test_unresolved_creates_are_claimed_by_one_reconciler_at_a_time(store: Store) -> None:
+    for record in (
+        make_unresolved("u1", hold_id="h1", start=0, end=60),
+        make_unresolved("u2", hold_id="h2", start=60, end=120, due=at(5)),
+        make_unresolved("u3", hold_id="h3", start=120, end=180),
+    ):
+        await store.add_unresolved(record)
+    claimed = await store.claim_unresolved(T0, 10, "r1", lease=60)
+    assert [r.id for r in claimed] == ["u1", "u3"]
+    assert await store.claim_unresolved(T0, 10, "r2", lease=60) == []
+    # A look that decided nothing: saved, claim dropped, due again later.
+    seconds = [T0 + timedelta(seconds=n) for n in range(100)]
+    looked = attrs.evolve(
+        claimed[0], attempts=1, next_check_at=seconds[10], last_error="not yet", updated_at=T0
+    )
+    await store.update_unresolved(looked)
+    assert await store.get_unresolved("u1") == looked
+    assert await store.claim_unresolved(seconds[5], 10, "r2", lease=60) == []
+    assert [r.id for r in await store.claim_unresolved(seconds[10], 10, "r2", lease=60)] == ["u1"]
+    assert await store.claim_unresolved(seconds[30], 10, "r3", lease=60) == []
+    # A lapsed lease lets another reconciler take it over.
+    assert [r.id for r in await store.claim_unresolved(seconds[61], 10, "r3", lease=60)] == ["u3"]
+    due = await store.claim_unresolved(at(5), 10, "r3", lease=60)
+    assert [r.id for r in due] == ["u1", "u2", "u3"]
+
+
+async def test_concurrent_unresolved_claims_hand_each_record_to_one(store: Store) -> None:
+    for i in range(12):
+        await store.add_unresolved(
+            make_unresolved(f"u{i}", hold_id=f"h{i}", start=i * 60, end=i * 60 + 60)
+        )
+    claims = await asyncio.gather(
+        *(store.claim_unresolved(T0, 2, f"r{i}", lease=60) for i in range(8))
+    )
+    handed = [r.id for batch in claims for r in batch]
+    assert sorted(handed) == sorted(f"u{i}" for i in range(12))
+
+
+async def test_finishing_a_found_create_writes_the_booking_in_one_step(store: Store) -> None:
+    record = make_unresolved(key="key-1")
+    assert await store.begin_idempotent("crm", "key-1", "fp", lease=600) is None
+    assert await store.add_unresolved(record)
+    booking = make_booking("ev1", 0, 60)
+    delivery = make_delivery("d1")
+    response = StoredResponse(status=201, body='{"id":"ev1"}')
+    assert await store.finish_unresolved(
+        "u1", booking=booking, deliveries=[delivery], response=response
+    )
+    assert await store.get_unresolved("u1") is None
+    assert await store.get_booking("ev1") == booking
+    assert await store.get_delivery("d1") == delivery
+    kept = await store.begin_idempotent("crm", "key-1", "fp", lease=600)
+    assert kept is not None and kept.state == IdempotencyState.DONE and kept.response == response
+    # The hold is gone; the booking itself now keeps the time.
+    assert not await store.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    await cancel(store, booking)
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    assert not await store.finish_unresolved("u1")
+
+
+async def test_finishing_an_absent_create_lets_its_time_go(store: Store) -> None:
+    assert await store.add_unresolved(make_unresolved())
+    assert not await store.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    assert await store.finish_unresolved("u1")
+    assert await store.get_unresolved("u1") is None
+    assert await store.claim_unresolved(T0, 10, "r1", lease=60) == []
+    assert await store.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    assert not await store.finish_unresolved("u1")
+
+
+async def test_finishing_with_a_stale_version_changes_nothing(store: Store) -> None:
+    assert await store.add_unresolved(make_unresolved())
+    adopted = make_booking("ev1", 0, 60, caller=None)
+    await put_all(store, adopted)
+    mine = attrs.evolve(adopted.changed(T0), caller="crm")
+    assert not await store.finish_unresolved("u1", booking=mine, expected_version=None)
+    assert await store.get_unresolved("u1") is not None
+    assert await store.get_booking("ev1") == adopted
+    assert await store.finish_unresolved("u1", booking=mine, expected_version=1)
+    assert await store.get_booking("ev1") == mine
+
+
+async def test_unresolved_creates_survive_a_restart(
+    open_store: Callable[[], Awaitable[Store]],
+) -> None:
+    store = await open_store()
+    record = make_unresolved()
+    assert await store.add_unresolved(record)
+    await store.close()
+    reopened = await open_store()
+    assert await reopened.get_unresolved("u1") == record
+    assert not await reopened.acquire_hold(ORGANIZER, at(0), at(60), "other", ttl=60)
+    assert [r.id for r in await reopened.claim_unresolved(T0, 10, "r1", lease=60)] == ["u1"]
+
+
 # -- lifecycle ------------------------------------------------------------------------------
 
 
@@ -855,6 +1385,11 @@ async def test_cancelled_write_leaves_the_store_usable(store: Store) -> None:
 # -- SQLite specifics -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.sqlite3"
+
+
 async def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
     path = tmp_path / "not" / "there" / "yet.sqlite3"
     store = await SQLiteStore.open(f"sqlite:///{path}")
@@ -917,6 +1452,91 @@ async def test_sqlite_migrates_a_first_version_file_keeping_its_rows(tmp_path: P
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    db.close()
+
+
+async def test_sqlite_migrates_a_second_version_file_to_owners_and_listing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    owned, unowned = make_booking("ev1", 0, 60), make_booking("ev2", 30, 90, caller=None)
+    subscription = Subscription(
+        id="s1", url=URL_A, events=("booking.confirmed",), caller="crm", created_at=T0
+    )
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0] + MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        for booking in (owned, unowned):
+            db.execute(
+                "INSERT INTO bookings (id, organizer, start_us, end_us, status, version, record)"
+                " VALUES (?, ?, ?, ?, 'requested', 1, ?)",
+                (
+                    booking.id,
+                    booking.organizer.upper(),
+                    codec.to_us(booking.start),
+                    codec.to_us(booking.end),
+                    codec.dumps(booking),
+                ),
+            )
+        db.execute(
+            "INSERT INTO subscriptions (id, url, events, caller, created_us)"
+            " VALUES ('s1', ?, '[\"booking.confirmed\"]', 'crm', ?)",
+            (URL_A, codec.to_us(T0)),
+        )
+        db.execute(
+            "INSERT INTO operations (id, type, status, caller, booking_id, request, attempts,"
+            " maybe_sent, next_attempt_us, created_us, updated_us)"
+            " VALUES ('op1', 'confirm', 'pending', 'crm', 'ev1', '{}', 0, 0, 0, 0, 0)"
+        )
+    db.close()
+    store = await SQLiteStore.open(f"sqlite:///{path}")
+    try:
+        # Owners come from the records; the one without is for admins only.
+        assert listing_ids(await walk(store, 1, caller="crm")) == ["ev1"]
+        assert listing_ids(await walk(store, 1, caller=None)) == ["ev1", "ev2"]
+        assert listing_ids(await walk(store, 1, caller=None, organizer=ORGANIZER)) == [
+            "ev1",
+            "ev2",
+        ]
+        # Both are due for a resync; what was there keeps working.
+        handed = await store.claim_resync(at(0), 10, "r1", interval=300)
+        assert sorted(listing_ids(handed)) == ["ev1", "ev2"]
+        assert await store.list_subscriptions("crm") == [subscription]
+        assert await store.add_subscription(attrs.evolve(subscription, id="s2")) == (
+            subscription,
+            False,
+        )
+        operation = await store.get_operation("op1")
+        assert operation is not None and operation.trace_context is None
+    finally:
+        await store.close()
+
+
+async def test_sqlite_listing_and_resync_read_through_indexes(store_path: Path) -> None:
+    store = await SQLiteStore.open(f"sqlite:///{store_path}")
+    statements: list[str] = []
+    try:
+        await put_all(store, *(make_booking(f"ev{i}", i, i + 30) for i in range(20)))
+        assert store._db is not None
+        await store._db.set_trace_callback(statements.append)
+        after = (at(3), "ev3")
+        requested = [BookingStatus.REQUESTED]
+        await store.list_bookings(caller="crm", statuses=requested, start_from=at(1), limit=5)
+        await store.list_bookings(caller="crm", after=after, start_to=at(10), limit=5)
+        await store.list_bookings(caller=None, organizer="Jane@Example.com", limit=5)
+        await store.list_bookings(caller=None, after=after, limit=5)
+        await store.claim_resync(at(0), 5, "r1", interval=60)
+        await store._db.set_trace_callback(None)
+    finally:
+        await store.close()
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) >= 5
+    with sqlite3.connect(store_path) as db:
+        for statement in reads:
+            plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}"))
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (statement, plan)
+            assert "TEMP B-TREE" not in plan, (statement, plan)
     db.close()
 
 

@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.booking import Booking, BookingStatus
 from service.store import open_store
-from service.store import redis as redis_store
 from service.store.base import (
     Delivery,
     DeliveryStatus,
@@ -31,8 +30,11 @@ from service.store.base import (
     Store,
     StoredResponse,
     StoreUnavailable,
+    Subscription,
 )
 from service.store.redis import RedisStore
+from service.store.redis import bookings as redis_bookings
+from service.store.redis import queues as redis_queues
 from service.store.sqlite import SQLiteStore
 from tests.conftest import AUTH, JOHN, upstream_calls
 from tests.dates import in_days, iso
@@ -46,6 +48,7 @@ from tests.unit.test_store_contract import (
     make_booking,
     make_delivery,
     make_operation,
+    make_unresolved,
 )
 
 if TYPE_CHECKING:
@@ -367,6 +370,154 @@ async def test_store_recovers_when_redis_restarts(own_redis_server: RedisServer)
         await store.close()
 
 
+# -- listing, resync, unresolved creates across replicas ------------------------------------
+
+
+async def walk_pages(store: Store, **filters: Any) -> tuple[list[Booking], int]:
+    """Every booking of a paged listing, and how many calls it took."""
+    found: list[Booking] = []
+    after: tuple[datetime, str] | None = None
+    for calls in range(1, 100):
+        page = await store.list_bookings(after=after, limit=10, **filters)
+        found += page.bookings
+        if page.next_after is None:
+            return found, calls
+        after = page.next_after
+    raise AssertionError("the listing never ended")
+
+
+async def test_owner_and_organizer_together_cost_a_bounded_look_ahead(
+    replicas: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = replicas[0]
+    monkeypatch.setattr(redis_bookings, "LIST_LOOKAHEAD", 5)
+    # ORGANIZER: 12 of billing's bookings, then one of crm's; crm has 20 more elsewhere.
+    theirs = [make_booking(f"b{i:02d}", i, i + 1, caller="billing") for i in range(12)]
+    mine = make_booking("c1", 20, 21, caller="crm")
+    elsewhere = [
+        make_booking(f"c{i:02d}", 100 + i, 101 + i, caller="crm", organizer=OTHER_ORGANIZER)
+        for i in range(10, 30)
+    ]
+    for booking in [*theirs, mine, *elsewhere]:
+        assert await store.put_booking(booking, expected_version=None)
+    # The organizer's 13 are fewer than crm's 21: walked, the owner checked record by
+    # record, each call passing over five others' at most. A page may come back empty, but
+    # says where to go on.
+    first = await store.list_bookings(caller="crm", organizer=ORGANIZER, limit=10)
+    assert first.bookings == []
+    assert first.next_after == (theirs[4].start, theirs[4].id)
+    assert await walk_pages(store, caller="crm", organizer=ORGANIZER) == ([mine], 3)
+    # billing's 12 are fewer than OTHER_ORGANIZER's 20: walked the other way round.
+    assert await walk_pages(store, caller="billing", organizer=OTHER_ORGANIZER) == ([], 3)
+    # What one index answers alone is never cut short: 21 in full pages of 10.
+    assert await walk_pages(store, caller="crm") == ([mine, *elsewhere], 3)
+
+
+async def test_replicas_share_the_resync_work(replicas: tuple[RedisStore, RedisStore]) -> None:
+    first, second = replicas
+    for i in range(30):
+        assert await first.put_booking(
+            make_booking(f"ev{i}", 60 + i, 90 + i), expected_version=None
+        )
+    rounds = [
+        store.claim_resync(at(0), 4, f"replica{i % 2}", interval=300)
+        for i, store in enumerate(alternate(first, second, 12))
+    ]
+    handed = [b.id for batch in await asyncio.gather(*rounds) for b in batch]
+    assert sorted(handed) == sorted(f"ev{i}" for i in range(30))
+
+
+async def test_replicas_reconcile_each_unresolved_create_once(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = replicas
+    for i in range(10):
+        record = make_unresolved(f"u{i}", hold_id=f"h{i}", start=i * 60, end=i * 60 + 60)
+        assert await first.add_unresolved(record)
+    claims = [
+        store.claim_unresolved(T0, 2, f"replica{i % 2}", lease=60)
+        for i, store in enumerate(alternate(first, second, 8))
+    ]
+    handed = [r.id for batch in await asyncio.gather(*claims) for r in batch]
+    assert sorted(handed) == sorted(f"u{i}" for i in range(10))
+    # Finished on one replica (found and not), the other sees the time change at once.
+    assert await second.finish_unresolved("u0", booking=make_booking("ev0", 0, 60))
+    assert await second.finish_unresolved("u1")
+    assert not await first.acquire_hold(ORGANIZER, at(0), at(60), "x0", ttl=60)
+    assert await first.acquire_hold(ORGANIZER, at(60), at(120), "x1", ttl=60)
+    assert not await first.finish_unresolved("u1")
+
+
+async def test_a_tied_hold_and_its_index_never_expire_until_finished(
+    replicas: tuple[RedisStore, RedisStore], raw: Redis
+) -> None:
+    store = replicas[0]
+    assert await store.acquire_hold(ORGANIZER, at(200), at(260), "short", ttl=60)
+    assert await store.add_unresolved(make_unresolved("u1", hold_id="h1"))
+    hold, index = f"{store.prefix}hold:h1", f"{store.prefix}holds:{ORGANIZER}"
+    assert await raw.pttl(hold) == -1
+    assert await raw.pttl(index) == -1
+    # Another hold of the organizer does not give the index a lifetime again.
+    assert await store.acquire_hold(ORGANIZER, at(300), at(360), "later", ttl=60)
+    assert await raw.pttl(index) == -1
+    assert await store.finish_unresolved("u1")
+    assert await raw.exists(hold) == 0
+    await store.release_hold("later")
+    assert await store.acquire_hold(ORGANIZER, at(400), at(460), "again", ttl=60)
+    assert 0 < await raw.pttl(index) <= 60_000
+    # Nothing of the record is left but the queue's sequence counter.
+    assert await raw.keys(f"{store.prefix}unresolved*") == [f"{store.prefix}unresolved:seq"]
+
+
+async def test_data_written_before_the_new_indexes_is_indexed_on_open(
+    redis_server: RedisServer, raw: Redis
+) -> None:
+    """What an older version left (no owners, listing keys, resync turns or per-caller
+    subscription index) is indexed once when a store opens, and then works as new data."""
+    await redis_server.flush(DB)
+    store = await RedisStore.open(redis_server.url(DB))
+    owned, unowned = make_booking("ev1", 0, 60), make_booking("ev2", 30, 90, caller=None)
+    sub = Subscription(
+        id="s1", url=URL_A, events=("booking.confirmed",), caller="crm", created_at=T0
+    )
+    try:
+        for booking in (owned, unowned):
+            assert await store.put_booking(booking, expected_version=None)
+        await store.add_subscription(sub)
+    finally:
+        await store.close()
+    prefix = store.prefix
+    for key in ("ev1", "ev2"):
+        await raw.hdel(f"{prefix}booking:{key}", "caller", "organizer_key", "list_key")
+    added = [
+        *await raw.keys(f"{prefix}bookings:by-*"),
+        f"{prefix}bookings:resync",
+        f"{prefix}subscriptions:caller:crm",
+        f"{prefix}subscriptions:identity",
+        f"{prefix}schema",
+    ]
+    await raw.delete(*added)
+
+    reopened = await RedisStore.open(redis_server.url(DB))
+    try:
+        assert [b.id for b in (await reopened.list_bookings(caller="crm")).bookings] == ["ev1"]
+        everything = await reopened.list_bookings(caller=None, organizer=ORGANIZER.upper())
+        assert [b.id for b in everything.bookings] == ["ev1", "ev2"]
+        handed = await reopened.claim_resync(at(0), 10, "r1", interval=60)
+        assert sorted(b.id for b in handed) == ["ev1", "ev2"]
+        assert await reopened.list_subscriptions("crm") == [sub]
+        assert await reopened.add_subscription(attrs.evolve(sub, id="s2")) == (sub, False)
+        assert await reopened.delete_subscription("s1")
+        assert await reopened.list_subscriptions("crm") == []
+        # Changed after the migration, a booking moves in the listing as new ones do.
+        cancelled = owned.changed(T0, status=BookingStatus.CANCELLED)
+        assert await reopened.put_booking(cancelled, expected_version=1)
+        requested = await reopened.list_bookings(caller="crm", statuses=[BookingStatus.REQUESTED])
+        assert requested.bookings == []
+    finally:
+        await reopened.close()
+
+
 # -- layout ----------------------------------------------------------------------------------
 
 
@@ -375,7 +526,7 @@ async def test_keys_stay_under_the_prefix_and_temporary_ones_expire(
 ) -> None:
     await redis_server.flush(DB)
     store = await RedisStore.open(redis_server.url(DB), prefix="tenant-a:")
-    other = await RedisStore.open(redis_server.url(DB), prefix="tenant-b:")
+    other: RedisStore | None = None
     try:
         assert await store.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
         assert await store.begin_idempotent("crm", "k1", "fp1", lease=60) is None
@@ -391,6 +542,7 @@ async def test_keys_stay_under_the_prefix_and_temporary_ones_expire(
             assert 0 < await raw.pttl(key) <= 60_000, key
 
         # The other prefix is another store: nothing is shared.
+        other = await RedisStore.open(redis_server.url(DB), prefix="tenant-b:")
         assert await other.acquire_hold(ORGANIZER, at(0), at(60), "h1", ttl=60)
         assert await other.get_booking("ev1") is None
         assert await other.claim_deliveries(T0, 10, "w", lease=30) == []
@@ -401,7 +553,8 @@ async def test_keys_stay_under_the_prefix_and_temporary_ones_expire(
         assert await raw.keys("tenant-a:idempotency:*") == []
     finally:
         await store.close()
-        await other.close()
+        if other is not None:
+            await other.close()
 
 
 async def test_a_cancelled_booking_leaves_the_active_index(
@@ -424,7 +577,7 @@ async def test_a_cancelled_booking_leaves_the_active_index(
 async def test_purge_pages_past_records_it_keeps_and_leaves_no_index_behind(
     replicas: tuple[RedisStore, RedisStore], raw: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_store, "_PURGE_BATCH", 2)
+    monkeypatch.setattr(redis_queues, "PURGE_BATCH", 2)
     store = replicas[0]
     cutoff = T0
     old, recent = T0 - timedelta(days=1), T0 + timedelta(days=1)
@@ -613,9 +766,17 @@ async def test_bookings_and_holds_behave_like_the_reference(twin: Twin, seed: in
                 bookings[current.id] = changed
         elif action < 0.8:
             hold_id = f"h{step}"
+            # Now and then a reschedule's hold, whose own booking's time counts as free.
+            ignored = rng.choice(list(bookings)) if bookings and rng.random() < 0.3 else None
             await twin.both(
                 methodcaller(
-                    "acquire_hold", rng.choice(organizers), at(start), at(end), hold_id, ttl=3600
+                    "acquire_hold",
+                    rng.choice(organizers),
+                    at(start),
+                    at(end),
+                    hold_id,
+                    ttl=3600,
+                    ignore_booking=ignored,
                 )
             )
             holds.append(hold_id)
@@ -625,6 +786,68 @@ async def test_bookings_and_holds_behave_like_the_reference(twin: Twin, seed: in
         await twin.both(methodcaller("active_bookings", [organizer], at(start), at(end)))
     for organizer in organizers:
         await twin.both(methodcaller("active_bookings", [organizer], at(-10_000), at(10_000)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_listings_and_resync_behave_like_the_reference(twin: Twin, seed: int) -> None:
+    rng = random.Random(seed)
+    organizers = [ORGANIZER, OTHER_ORGANIZER, "Jane@Example.com"]
+    callers = ["crm", "crm", "billing", None]
+    bookings: dict[str, Booking] = {}
+    clock = 0
+    for step in range(120):
+        start = rng.randrange(0, 600, 30)  # many share a start: ties ordered by id
+        if rng.random() < 0.6 or not bookings:
+            booking = make_booking(
+                f"ev{rng.randrange(1000):03d}-{step}",
+                start,
+                start + rng.choice([15, 30, 60]),
+                organizer=rng.choice(organizers),
+                status=rng.choice(list(BookingStatus)),
+                caller=rng.choice(callers),
+            )
+            await twin.both(methodcaller("put_booking", booking, expected_version=None))
+            bookings[booking.id] = booking
+        else:
+            current = rng.choice(list(bookings.values()))
+            changes: dict[str, Any] = rng.choice(
+                [
+                    {"status": rng.choice(list(BookingStatus))},
+                    {"start": at(start), "end": at(start + 45)},
+                    {"organizer": rng.choice(organizers).upper()},
+                ]
+            )
+            changed = current.changed(at(1), **changes)
+            await twin.both(methodcaller("put_booking", changed, expected_version=current.version))
+            bookings[current.id] = changed
+        if step % 10 == 9:
+            filters: dict[str, Any] = {"caller": rng.choice([*callers, "nobody"])}
+            if rng.random() < 0.4:
+                filters["organizer"] = rng.choice(organizers).swapcase()
+            if rng.random() < 0.4:
+                filters["statuses"] = rng.sample(list(BookingStatus), rng.randint(1, 2))
+            if rng.random() < 0.3:
+                filters["start_from"] = at(rng.randrange(0, 600, 30))
+            if rng.random() < 0.3:
+                filters["start_to"] = at(rng.randrange(0, 700, 30))
+            # Page by page, the same pages.
+            after: tuple[datetime, str] | None = None
+            limit = rng.randint(1, 7)
+            for _ in range(200):
+                expected = await twin.reference.list_bookings(after=after, limit=limit, **filters)
+                assert (
+                    await twin.redis.list_bookings(after=after, limit=limit, **filters) == expected
+                )
+                if expected.next_after is None:
+                    break
+                after = expected.next_after
+            clock += rng.choice([0, 100, 400])
+            now = at(rng.randrange(0, 700, 30)) + timedelta(seconds=clock)
+            handed = [
+                sorted(b.id for b in await store.claim_resync(now, 5, "r", interval=300))
+                for store in (twin.reference, twin.redis)
+            ]
+            assert handed[0] == handed[1]
 
 
 # -- two gateway replicas on one Redis -------------------------------------------------------

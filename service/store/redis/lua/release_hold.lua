@@ -1,0 +1,3 @@
+-- ARGV: prefix, hold id.
+release_hold(arg())
+return 1
