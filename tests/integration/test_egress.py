@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -25,6 +26,8 @@ from service import keys
 from service.domain.networks import DEFAULT_DENY_NETWORKS
 from service.notify.connector import address_refused, webhook_session
 from service.notify.dispatcher import MAX_PER_RECEIVER, Dispatcher
+from service.notify.egress import EgressPolicy
+from service.store import open_store
 from service.store.base import Delivery, DeliveryStatus
 from tests.conftest import AUTH, JOHN
 
@@ -438,3 +441,20 @@ async def test_each_receiver_hears_a_bookings_changes_in_version_order(
             ]
             assert versions == expected, (booking_id, via)
     assert slow.most_held > 1  # different bookings were delivered side by side
+
+
+async def test_a_cancelled_dispatcher_stops_even_when_woken_at_that_moment(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/stop.sqlite3")
+    try:
+        async with webhook_session(()) as session:
+            dispatcher = Dispatcher(store, session, (), (1.0,), "w", EgressPolicy(deny=()))
+            running = asyncio.create_task(dispatcher.run())
+            await asyncio.sleep(0.1)  # nothing due: parked waiting to be woken
+            dispatcher.wake()  # as a finished attempt or a new booking would, just as
+            running.cancel()  # shutdown cancels it
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(running, 2)
+    finally:
+        await store.close()
