@@ -31,6 +31,9 @@ MAX_INVITEES = 50
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
+# Years a date or time may name (DESIGN §3.1, §3.2): refused here, before Vyte or the breaker.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+_YEARS = f"the year must be from {FIRST_YEAR} to {LAST_YEAR}"
 
 # -- field types and their rules ------------------------------------------------------------
 Title = NewType("Title", str)
@@ -83,6 +86,8 @@ def _instant(value: Any, _: object) -> datetime:
         raise Invalid("must be an ISO 8601 date-time with an offset")
     if parsed.tzinfo is None or not _OFFSET.search(value):
         raise Invalid("must carry a UTC offset, e.g. +02:00 or Z")
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
     # Vyte keeps whole seconds; so do we, or a booking and its event would not match.
     return parsed.astimezone(UTC).replace(microsecond=0)
 
@@ -172,9 +177,12 @@ def _query_date(value: Any, _: object) -> date:
     try:
         if not isinstance(value, str) or not _DATE.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise Invalid("must be a date YYYY-MM-DD") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
+    return day
 
 
 def _grouping(value: Any, _: object) -> str:
@@ -273,6 +281,25 @@ class SubscriptionBody:
     events: EventTypes
 
 
+# Availability's rules beyond Vyte's (DESIGN §3.1 rule 5).
+NoticeMinutes = NewType("NoticeMinutes", int)
+BufferMinutes = NewType("BufferMinutes", int)
+Ordering = NewType("Ordering", str)
+SlotLimit = NewType("SlotLimit", int)
+
+
+def _ordering(value: Any, _: object) -> str:
+    if value not in ("start", "best"):
+        raise Invalid("must be 'start' or 'best'")
+    return str(value)
+
+
+converter.register_structure_hook(NoticeMinutes, _query_int(0, 43_200))
+converter.register_structure_hook(BufferMinutes, _query_int(0, 720))
+converter.register_structure_hook(Ordering, _ordering)
+converter.register_structure_hook(SlotLimit, _query_int(1, 1000))
+
+
 @attrs.frozen
 class AvailabilityParams:
     """GET /v1/availability."""
@@ -286,6 +313,11 @@ class AvailabilityParams:
     required: QueryCount | None = None
     group: Grouping | None = None
     partial: Flag = Flag(False)
+    notice: NoticeMinutes = NoticeMinutes(0)
+    buffer_before: BufferMinutes = BufferMinutes(0)
+    buffer_after: BufferMinutes = BufferMinutes(0)
+    order: Ordering = Ordering("start")
+    limit: SlotLimit | None = None
 
 
 @attrs.frozen
@@ -318,6 +350,8 @@ def booking_command(
             problems.append(FieldError("end", "must be after start"))
         elif end - body.start > timedelta(days=1):
             problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
+        elif end.year > LAST_YEAR:
+            problems.append(FieldError("end", _YEARS))
     if problems:
         raise ValidationFailed(problems)
     assert end is not None
@@ -368,6 +402,8 @@ def availability_query(
     count = len(p.participants)
     if p.required is not None and not 1 <= p.required <= count:
         problems.append(FieldError("required", f"must be an integer from 1 to {count}"))
+    if p.order == "best" and p.group == "day":
+        problems.append(FieldError("order", "'best' ranks across days: not with group=day"))
     if problems:
         raise ValidationFailed(problems)
     query = AvailabilityQuery(
@@ -379,6 +415,11 @@ def availability_query(
         step=p.step or p.duration,
         required=p.required or count,
         partial=p.partial,
+        notice=p.notice,
+        buffer_before=p.buffer_before,
+        buffer_after=p.buffer_after,
+        order="best" if p.order == "best" else "start",
+        limit=p.limit,
     )
     return query, p.group == "day"
 

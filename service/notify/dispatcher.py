@@ -15,7 +15,7 @@ import attrs
 import structlog
 from yarl import URL
 
-from service import metrics
+from service import metrics, tracing
 from service.domain.signatures import signature_header
 from service.notify.connector import address_refused
 from service.notify.egress import EgressPolicy, Refusal
@@ -208,6 +208,7 @@ class Dispatcher:
         except Exception:
             log.exception("webhook_error", delivery=delivery.id)
 
+    @tracing.delivery_attempt
     async def _post(self, delivery: Delivery) -> str | None:
         # The rules as they are now, not as they were when the URL was accepted.
         refusal = self._egress.refusal(delivery.url)
@@ -221,6 +222,7 @@ class Dispatcher:
         }
         if delivery.request_id is not None:
             headers["X-Request-ID"] = delivery.request_id
+        tracing.inject(headers)
         if self._secrets:
             headers["webhook-signature"] = signature_header(
                 self._secrets, delivery.id, timestamp, delivery.payload
