@@ -25,7 +25,9 @@ from service.http.middlewares import bearer_auth, problems, request_budget, requ
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
 from service.http.tracing import request_span
+from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
+from service.notify.egress import EgressPolicy
 from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
@@ -131,9 +133,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     worker = app[keys.OPERATIONS]
-    async with aiohttp.ClientSession() as session:
+    async with webhook_session(settings.callback_deny_networks) as session:
         dispatcher = Dispatcher(
-            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, _owner()
+            store,
+            session,
+            settings.webhook_secrets,
+            settings.webhook_retry_schedule,
+            _owner(),
+            EgressPolicy(settings.callback_hosts, settings.callback_deny_networks),
         )
         app[keys.DISPATCHER] = dispatcher
         app[keys.OUTBOX].on_due(dispatcher.wake)

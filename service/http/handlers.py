@@ -34,7 +34,9 @@ async def create_booking(request: web.Request) -> web.Response:
 
     async def handle() -> web.Response:
         body = await read_json(request)
-        booking_request = booking_command(body, settings.callback_hosts)
+        booking_request = booking_command(
+            body, settings.callback_hosts, settings.callback_deny_networks
+        )
         if prefers_async(request):
             return await _accept(request, OperationType.CREATE, None, booking_request)
         key = idempotency_key(request)
