@@ -252,7 +252,9 @@ class BookingService:
             created_at=now,
             updated_at=now,
         )
-        if not await self.save(booking, "booking.requested", None, release_hold=hold):
+        # An event Vyte answers already confirmed (its booking page's auto_confirm) is
+        # recorded so and announced once, as booking.confirmed (docs/webhooks.md).
+        if not await self.save(booking, _EVENT_FOR[booking.status], None, release_hold=hold):
             # Already known: adopted from Vyte's webhook in between, or recorded by an
             # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
