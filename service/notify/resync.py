@@ -9,7 +9,6 @@ here sends the same webhooks, once, as one Vyte reported.
 from __future__ import annotations
 
 import asyncio
-import collections
 from datetime import UTC, datetime
 
 import structlog
@@ -23,16 +22,18 @@ from service.vyte.client import VyteClient
 
 log = structlog.get_logger("resync")
 
-# Bookings claimed at a time: one claim is one store round trip.
+# Bookings claimed at a time; each claim is read over one TICK, so one process reads at most
+# BATCH per TICK: a backlog (1,000 due after a restart) is spread out, not a burst, and the
+# reads keep that spacing in the intervals after (each booking is due an interval after its
+# last claim).
 BATCH = 100
-# The claimed reads are spread over this share of the interval, so a slow pass still ends
-# before its bookings are due again.
-SPREAD = 0.5
+# The tick is this share of the interval (at most MAX_TICK seconds): how often a process
+# looks for due bookings, and the time it spreads each claim over.
+TICK_SHARE = 1 / 20
+MAX_TICK = 5.0
 # At most this many reads at once, and at most an eighth of VYTE_CONCURRENCY: availability
 # queries keep the rest.
 MAX_PERMITS = 4
-# Seconds between looks for due bookings when there are none (a share of the interval).
-MAX_IDLE = 5.0
 
 
 def resync_permits(vyte_concurrency: int) -> int:
@@ -61,10 +62,7 @@ class Resync:
         self._interval = interval
         self._owner = owner
         self._permits = asyncio.Semaphore(permits)
-        self._idle = min(interval / 20, MAX_IDLE)
-        # When each booking read in the last interval was handed to this process: the pace
-        # that reads them all within SPREAD of an interval.
-        self._handed: collections.deque[float] = collections.deque()
+        self._tick = min(interval * TICK_SHARE, MAX_TICK)
 
     async def run(self) -> None:
         while True:
@@ -78,22 +76,17 @@ class Resync:
                 log.exception("worker_error", worker="resync")
                 read = 0
             if not read:
-                await asyncio.sleep(self._idle)
+                await asyncio.sleep(self._tick)
 
     async def run_once(self) -> int:
         """Claim the bookings due (this process alone reads them this interval), read each
-        from Vyte and apply it; returns how many were claimed."""
-        loop = asyncio.get_running_loop()
+        from Vyte and apply it, spread over a tick; returns how many were claimed."""
         claimed = await self._store.claim_resync(
             datetime.now(UTC), BATCH, self._owner, self._interval
         )
         if not claimed:
             return 0
-        now = loop.time()
-        self._handed.extend([now] * len(claimed))
-        while self._handed and self._handed[0] <= now - self._interval:
-            self._handed.popleft()
-        gap = self._interval * SPREAD / len(self._handed)
+        gap = self._tick / len(claimed)
         async with asyncio.TaskGroup() as group:
             for i, booking in enumerate(claimed):
                 if i:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from service.notify import resync
 from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
 from tests.conftest import AUTH, JOHN, GatewayFactory
 from tests.dates import at, iso, meeting_day, zulu
@@ -180,13 +181,18 @@ async def test_reads_leave_most_of_vyte_concurrency_to_others(
     assert reads.most_in_flight == 2
 
 
-async def test_reads_are_spread_over_the_interval(
-    gateway_factory: GatewayFactory, reads: Reads
+async def test_a_backlog_is_read_a_batch_per_tick_not_in_a_burst(
+    gateway_factory: GatewayFactory, reads: Reads, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    interval = 2.0
+    monkeypatch.setattr(resync, "BATCH", 4)  # sixteen bookings due at once: four batches
+    interval = 4.0
+    tick = interval * resync.TICK_SHARE
     firsts = await first_pass(gateway_factory, reads, resync_interval=interval)
-    # Sixteen quick reads, yet the first pass takes about half the interval, not a burst.
-    assert 0.35 * interval <= firsts[-1] - firsts[0] <= interval
+    # Each batch is spread over a tick and the next starts after it: at least three ticks
+    # from the first read to the last, and the whole backlog well inside the interval.
+    assert 3 * tick * 0.9 <= firsts[-1] - firsts[0] <= interval / 2
+    gaps = [later - earlier for earlier, later in itertools.pairwise(firsts)]
+    assert max(gaps) < tick  # evenly: no batch read at once, then a pause
 
 
 async def test_replicas_on_one_redis_read_each_booking_once_per_interval(
