@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from service import metrics
 from service.notify import resync
 from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
 from tests.conftest import AUTH, JOHN, GatewayFactory
@@ -112,6 +113,8 @@ async def test_changes_made_inside_vyte_reach_the_callback_without_hooks(
     receiver: Receiver,
 ) -> None:
     interval = 1.0
+    changed = metrics.RESYNC_READS.labels("changed")
+    changes_before = changed._value.get()
     gw = await gateway_factory(resync_interval=interval)  # no PUBLIC_URL: no Vyte hooks
     created = await book(gw, 40, receiver.url)
     await receiver.wait_for(1)
@@ -134,6 +137,7 @@ async def test_changes_made_inside_vyte_reach_the_callback_without_hooks(
         assert (await r.json())["deliveries"] == []  # Vyte's hooks played no part
     read = await (await gw.get(f"/v1/bookings/{event_id}", headers=AUTH)).json()
     assert read["status"] == "cancelled"
+    assert changed._value.get() - changes_before == 2
 
 
 async def test_a_requested_event_moved_inside_vyte_is_updated(

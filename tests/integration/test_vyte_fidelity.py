@@ -158,3 +158,26 @@ async def test_a_create_answered_confirmed_is_recorded_and_announced_once_as_con
     await asyncio.sleep(0.3)
     assert [b["type"] for b in receiver.bodies()] == ["booking.confirmed"]
     assert receiver.bodies()[0]["data"]["status"] == "confirmed"
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_hooks_vyte_sends_as_an_object_or_an_array_are_applied(
+    batch: bool,
+    gateway_factory: GatewayFactory,
+    sandbox_admin: aiohttp.ClientSession,
+    receiver: Receiver,
+) -> None:
+    await sandbox_admin.patch("_sandbox/settings", json={"hook_batch": batch})
+    gw = await gateway_factory(vyte_webhook_token=HOOK_TOKEN)
+    # The test server's port is known only once it runs: register its hooks by hand.
+    target = str(gw.make_url(f"/v1/vyte/webhooks/{HOOK_TOKEN}"))
+    assert await inbound.register_hooks(gw.app[keys.VYTE], target) == len(ACTIONS)
+    created = await (
+        await gw.post("/v1/bookings", json=booking_body(receiver.url), headers=AUTH)
+    ).json()
+    await sandbox_admin.post(f"_sandbox/events/{created['id']}/confirm")
+    async with sandbox_admin.post("_sandbox/deliveries/drain") as r:
+        delivered = (await r.json())["deliveries"]
+    assert [(d["action"], d["status"]) for d in delivered][-1] == ("event.confirmed", 204)
+    await receiver.wait_for(2)
+    assert [b["type"] for b in receiver.bodies()] == ["booking.requested", "booking.confirmed"]
