@@ -112,7 +112,7 @@ async def test_changes_made_inside_vyte_reach_the_callback_without_hooks(
     sandbox_admin: aiohttp.ClientSession,
     receiver: Receiver,
 ) -> None:
-    interval = 1.0
+    interval = 1.5
     changed = metrics.RESYNC_READS.labels("changed")
     changes_before = changed._value.get()
     gw = await gateway_factory(resync_interval=interval)  # no PUBLIC_URL: no Vyte hooks
@@ -146,7 +146,7 @@ async def test_a_requested_event_moved_inside_vyte_is_updated(
     receiver: Receiver,
 ) -> None:
     # Vyte announces no edit of a still-requested event: only a re-read finds it.
-    interval = 1.0
+    interval = 1.5
     gw = await gateway_factory(resync_interval=interval)
     created = await book(gw, 41, receiver.url)
     await receiver.wait_for(1)
