@@ -16,6 +16,7 @@ import structlog
 from service import metrics
 from service.domain.booking import Booking
 from service.notify.inbound import VyteHooks
+from service.notify.loop import being_cancelled
 from service.store.base import Store, StoreUnavailable
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
@@ -69,9 +70,11 @@ class Resync:
             try:
                 read = await self.run_once()
             except StoreUnavailable:
+                being_cancelled()
                 log.warning("store_unavailable", worker="resync")
                 read = 0
             except Exception:
+                being_cancelled()
                 # The resync is what catches lost hooks: log, then carry on.
                 log.exception("worker_error", worker="resync")
                 read = 0
