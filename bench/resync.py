@@ -116,7 +116,7 @@ async def _measure(sandbox: Server, gateway: Server, seconds: float) -> dict[str
 
 
 def run(quick: bool) -> dict[str, float]:
-    print("## 9. Resync of 1,000 active bookings under availability load\n")
+    print("## 10. Resync of 1,000 active bookings under availability load\n")
     seconds = 5.0 if quick else 15.0
     env = {
         "RESYNC_INTERVAL": str(INTERVAL),

@@ -14,20 +14,25 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from service import keys
+from service import keys, tracing
 from service.availability import AvailabilityService
 from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
+from service.http.handlers import created_answer
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
+from service.http.tracing import request_span
+from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
+from service.notify.egress import EgressPolicy
 from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
+from service.notify.reconciler import Reconciler
 from service.notify.resync import Resync, resync_permits
 from service.notify.subscriptions import Subscriptions
 from service.store import open_store
@@ -43,6 +48,7 @@ log = structlog.get_logger("app")
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
+            request_span,
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
@@ -51,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY,
     )
     app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(tracing.export)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_vyte)
     app.cleanup_ctx.append(_services)
@@ -61,7 +68,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[keys.SETTINGS].store_url)
-    app[keys.STORE] = store
+    app[keys.STORE] = tracing.trace_store(store)
     yield
     await store.close()
 
@@ -69,7 +76,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, raise_for_status=False, trace_configs=tracing.client_trace_configs()
+    ) as session:
         app[keys.VYTE] = VyteClient(session, VyteOptions.from_settings(settings))
         yield
 
@@ -77,7 +86,7 @@ async def _vyte(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
-    outbox = Outbox(store, webhook_body)
+    outbox = Outbox(store, webhook_body, settings.admin_callers)
     shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
     availability = AvailabilityService(
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
@@ -98,8 +107,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.HEALTH] = Health(store, vyte)
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
     app[keys.OPERATIONS] = worker
+    reconciler = Reconciler(
+        store,
+        bookings,
+        created_answer,
+        owner=_owner(),
+        timeout=settings.unknown_outcome_timeout,
+        budget_seconds=settings.request_budget,
+    )
+    bookings.on_unknown = reconciler.wake
+    app[keys.RECONCILER] = reconciler
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
-    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
+    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due, settings.max_subscriptions)
     yield
     await app[keys.HEALTH].close()
 
@@ -110,20 +129,26 @@ def _owner() -> str:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """Background work: the webhook dispatcher, the operations worker, the purge of what
-    finished long ago, hook registration, the resync."""
+    """Background work: the webhook dispatcher, the operations worker, the reconciler of
+    unknown outcomes, the purge of what finished long ago, hook registration, the resync."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     worker = app[keys.OPERATIONS]
-    async with aiohttp.ClientSession() as session:
+    async with webhook_session(settings.callback_deny_networks) as session:
         dispatcher = Dispatcher(
-            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, _owner()
+            store,
+            session,
+            settings.webhook_secrets,
+            settings.webhook_retry_schedule,
+            _owner(),
+            EgressPolicy(settings.callback_hosts, settings.callback_deny_networks),
         )
         app[keys.DISPATCHER] = dispatcher
         app[keys.OUTBOX].on_due(dispatcher.wake)
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),
+            asyncio.create_task(app[keys.RECONCILER].run(), name="reconciler"),
             asyncio.create_task(
                 purge(store, timedelta(days=settings.retention_days), PURGE_INTERVAL),
                 name="purge",

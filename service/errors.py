@@ -40,6 +40,9 @@ class ServiceError(Exception):
         self.headers = dict(headers or {})
         #: an availability query's participants, each with how reading it went
         self.participants = tuple(participants)
+        #: a create failed after it may have reached Vyte: a reconciler now decides it, so an
+        #: Idempotency-Key stays claimed (for the reconciler's answer) instead of being freed
+        self.outcome_unknown = False
 
     @property
     def type(self) -> str:
@@ -62,6 +65,13 @@ class NotFound(ServiceError):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class BookingNotFound(NotFound):
+    """No booking with this id that the caller may see: another caller's booking answers
+    exactly as a missing one, so ids reveal nothing."""
+
+    slug, title = "booking-not-found", "Booking not found"
+
+
 class Conflict(ServiceError):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -72,6 +82,10 @@ class SlotUnavailable(Conflict):
 
 class BookingCancelled(Conflict):
     slug, title = "booking-cancelled", "Booking cancelled"
+
+
+class SubscriptionLimit(Conflict):
+    slug, title = "subscription-limit", "Subscription limit"
 
 
 class IdempotencyKeyInFlight(Conflict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any, NewType
 from urllib.parse import urlsplit
 
@@ -17,9 +16,11 @@ import attrs
 
 from service.commands import AvailabilityQuery, DeliveryQuery, NewBooking, NewSubscription
 from service.domain.booking import Invitee, Place
+from service.domain.networks import Network
 from service.domain.participant import EMAIL, Participant, parse_participant, parse_timezone
 from service.errors import FieldError, ValidationFailed
 from service.http.schema import WIRE_NAME, Invalid, converter, structure
+from service.notify.egress import EgressPolicy
 from service.notify.outbox import EVENT_TYPES
 from service.store.base import DeliveryStatus
 
@@ -30,6 +31,9 @@ MAX_INVITEES = 50
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
+# Years a date or time may name (DESIGN §3.1, §3.2): refused here, before Vyte or the breaker.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+_YEARS = f"the year must be from {FIRST_YEAR} to {LAST_YEAR}"
 
 # -- field types and their rules ------------------------------------------------------------
 Title = NewType("Title", str)
@@ -82,6 +86,8 @@ def _instant(value: Any, _: object) -> datetime:
         raise Invalid("must be an ISO 8601 date-time with an offset")
     if parsed.tzinfo is None or not _OFFSET.search(value):
         raise Invalid("must carry a UTC offset, e.g. +02:00 or Z")
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
     # Vyte keeps whole seconds; so do we, or a booking and its event would not match.
     return parsed.astimezone(UTC).replace(microsecond=0)
 
@@ -171,9 +177,12 @@ def _query_date(value: Any, _: object) -> date:
     try:
         if not isinstance(value, str) or not _DATE.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise Invalid("must be a date YYYY-MM-DD") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
+    return day
 
 
 def _grouping(value: Any, _: object) -> str:
@@ -272,6 +281,25 @@ class SubscriptionBody:
     events: EventTypes
 
 
+# Availability's rules beyond Vyte's (DESIGN §3.1 rule 5).
+NoticeMinutes = NewType("NoticeMinutes", int)
+BufferMinutes = NewType("BufferMinutes", int)
+Ordering = NewType("Ordering", str)
+SlotLimit = NewType("SlotLimit", int)
+
+
+def _ordering(value: Any, _: object) -> str:
+    if value not in ("start", "best"):
+        raise Invalid("must be 'start' or 'best'")
+    return str(value)
+
+
+converter.register_structure_hook(NoticeMinutes, _query_int(0, 43_200))
+converter.register_structure_hook(BufferMinutes, _query_int(0, 720))
+converter.register_structure_hook(Ordering, _ordering)
+converter.register_structure_hook(SlotLimit, _query_int(1, 1000))
+
+
 @attrs.frozen
 class AvailabilityParams:
     """GET /v1/availability."""
@@ -285,6 +313,11 @@ class AvailabilityParams:
     required: QueryCount | None = None
     group: Grouping | None = None
     partial: Flag = Flag(False)
+    notice: NoticeMinutes = NoticeMinutes(0)
+    buffer_before: BufferMinutes = BufferMinutes(0)
+    buffer_after: BufferMinutes = BufferMinutes(0)
+    order: Ordering = Ordering("start")
+    limit: SlotLimit | None = None
 
 
 @attrs.frozen
@@ -294,24 +327,19 @@ class DeliveryParams:
 
 
 # -- commands -----------------------------------------------------------------------------------
-def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
-    """Whether `url`'s host matches one of the CALLBACK_HOSTS globs (any when empty)."""
-    if not hosts:
-        return True
-    host = (urlsplit(url).hostname or "").lower()
-    return any(fnmatchcase(host, pattern) for pattern in hosts)
+def _allowed(
+    url: str | None, name: str, hosts: tuple[str, ...], deny: tuple[Network, ...]
+) -> list[FieldError]:
+    refusal = None if url is None else EgressPolicy(hosts, deny).refusal(url)
+    return [] if refusal is None else [FieldError(name, refusal.value)]
 
 
-def _allowed(url: str | None, name: str, hosts: tuple[str, ...]) -> list[FieldError]:
-    if url is None or callback_allowed(url, hosts):
-        return []
-    return [FieldError(name, "host is not allowed by CALLBACK_HOSTS")]
-
-
-def booking_command(data: Any, callback_hosts: tuple[str, ...]) -> NewBooking:
+def booking_command(
+    data: Any, callback_hosts: tuple[str, ...], deny: tuple[Network, ...] = ()
+) -> NewBooking:
     """A booking body as a NewBooking; ValidationFailed lists every bad field."""
     body = structure(data, BookingBody)
-    problems = _allowed(body.callback_url, "callback_url", callback_hosts)
+    problems = _allowed(body.callback_url, "callback_url", callback_hosts, deny)
     end = body.end
     if (body.end is None) == (body.duration is None):
         problems.append(FieldError("end", "give exactly one of end or duration"))
@@ -322,6 +350,8 @@ def booking_command(data: Any, callback_hosts: tuple[str, ...]) -> NewBooking:
             problems.append(FieldError("end", "must be after start"))
         elif end - body.start > timedelta(days=1):
             problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
+        elif end.year > LAST_YEAR:
+            problems.append(FieldError("end", _YEARS))
     if problems:
         raise ValidationFailed(problems)
     assert end is not None
@@ -346,9 +376,11 @@ def empty_body(data: Any) -> None:
         structure(data, EmptyBody)
 
 
-def subscription_command(data: Any, callback_hosts: tuple[str, ...]) -> NewSubscription:
+def subscription_command(
+    data: Any, callback_hosts: tuple[str, ...], deny: tuple[Network, ...] = ()
+) -> NewSubscription:
     body = structure(data, SubscriptionBody)
-    problems = _allowed(body.url, "url", callback_hosts)
+    problems = _allowed(body.url, "url", callback_hosts, deny)
     if problems:
         raise ValidationFailed(problems)
     return NewSubscription(url=body.url, events=body.events)
@@ -370,6 +402,8 @@ def availability_query(
     count = len(p.participants)
     if p.required is not None and not 1 <= p.required <= count:
         problems.append(FieldError("required", f"must be an integer from 1 to {count}"))
+    if p.order == "best" and p.group == "day":
+        problems.append(FieldError("order", "'best' ranks across days: not with group=day"))
     if problems:
         raise ValidationFailed(problems)
     query = AvailabilityQuery(
@@ -381,6 +415,11 @@ def availability_query(
         step=p.step or p.duration,
         required=p.required or count,
         partial=p.partial,
+        notice=p.notice,
+        buffer_before=p.buffer_before,
+        buffer_after=p.buffer_after,
+        order="best" if p.order == "best" else "start",
+        limit=p.limit,
     )
     return query, p.group == "day"
 
