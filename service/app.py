@@ -33,6 +33,7 @@ from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
 from service.notify.reconciler import Reconciler
+from service.notify.resync import Resync, resync_permits
 from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
@@ -129,7 +130,7 @@ def _owner() -> str:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     """Background work: the webhook dispatcher, the operations worker, the reconciler of
-    unknown outcomes, the purge of what finished long ago, hook registration."""
+    unknown outcomes, the purge of what finished long ago, hook registration, the resync."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     worker = app[keys.OPERATIONS]
@@ -163,6 +164,16 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
                 app[keys.VYTE], target, report=partial(setattr, health, "hooks")
             )
             tasks.append(asyncio.create_task(registering, name="hooks"))
+        if settings.resync_interval > 0:
+            resync = Resync(
+                app[keys.VYTE],
+                store,
+                app[keys.VYTE_HOOKS],
+                interval=settings.resync_interval,
+                owner=_owner(),
+                permits=resync_permits(settings.vyte_concurrency),
+            )
+            tasks.append(asyncio.create_task(resync.run(), name="resync"))
         yield
         for task in tasks:
             task.cancel()

@@ -365,9 +365,11 @@ class BookingService:
             created_at=now,
             updated_at=now,
         )
+        # An event Vyte answers already confirmed (its booking page's auto_confirm) is
+        # recorded so and announced once, as booking.confirmed (docs/webhooks.md).
         if not await self.save(
             booking,
-            "booking.requested",
+            _EVENT_FOR[booking.status],
             None,
             release_hold=hold,
             unresolved=hold,

@@ -89,9 +89,28 @@ DELIVERIES = Counter(
 OPERATIONS_PENDING = Gauge(
     "gateway_operations_pending", "Asynchronous operations not yet applied", registry=REGISTRY
 )
+HOOK_REGISTRATION_FAILURES = Counter(
+    "gateway_vyte_hook_registration_failures",
+    "Failed attempts to register this process's hooks in Vyte, by outcome (each is retried)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+HOOKS_REGISTERED = Gauge(
+    "gateway_vyte_hooks_registered",
+    "1 once this process has made sure its hooks are registered in Vyte, else 0",
+    registry=REGISTRY,
+)
+RESYNC_READS = Counter(
+    "gateway_resync_reads",
+    "Active bookings re-read from Vyte by the resync, by what the read changed",
+    ["result"],
+    registry=REGISTRY,
+)
 
 # Known label values start at zero, so rates and dashboards work before the first event.
 for _result in ("hit", "miss", "shared_hit", "joined"):
     SLOT_CACHE.labels(_result)
 for _outcome in ("delivered", "error", "failed"):
     DELIVERIES.labels(_outcome)
+for _result in ("unchanged", "changed", "gone", "failed"):
+    RESYNC_READS.labels(_result)

@@ -52,6 +52,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         store_url=f"sqlite:///{tmp_path}/store.sqlite3",
         vyte_timeout=2.0,
         request_budget=4.0,
+        # The resync's background reads would add to the upstream counts and faults other
+        # tests measure; its own tests (test_resync.py) switch it on.
+        resync_interval=0.0,
         # The tests' receivers listen on 127.0.0.1; tests of the deny list set it themselves.
         callback_deny_networks=(),
     )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from service import metrics
 from service.backoff import exponential
 from service.bookings import BookingService
 from service.domain.booking import BookingStatus
@@ -125,7 +126,9 @@ async def keep_registering(
     vyte: VyteClient, target_url: str, report: Callable[[str], None] = lambda _: None
 ) -> None:
     """Register our hooks, retrying (1 s, doubling, at most 5 min apart) until Vyte takes them;
-    `report` hears each outcome ("ok", or why not) for readiness to show."""
+    `report` hears each outcome ("ok", or why not) for readiness to show; each failure is
+    logged and counted (gateway_vyte_hook_registration_failures)."""
+    metrics.HOOKS_REGISTERED.set(0)
     attempt = 0
     while True:
         attempt += 1
@@ -133,10 +136,18 @@ async def keep_registering(
             created = await register_hooks(vyte, target_url)
         except vyte_errors.VyteError as err:
             delay = exponential(attempt, HOOK_RETRY_BASE, HOOK_RETRY_CAP, jitter=0.0)
+            metrics.HOOK_REGISTRATION_FAILURES.labels(err.outcome).inc()
             report(f"not registered: {err.outcome}")
-            log.warning("hook_registration_failed", error=str(err), retry_in=delay)
+            log.warning(
+                "hook_registration_failed",
+                error=str(err),
+                outcome=err.outcome,
+                attempt=attempt,
+                retry_in=delay,
+            )
             await asyncio.sleep(delay)
             continue
+        metrics.HOOKS_REGISTERED.set(1)
         report("ok")
-        log.info("hooks_registered", created=created)
+        log.info("hooks_registered", created=created, attempts=attempt)
         return

@@ -14,6 +14,18 @@ from service.store.base import Store, StoreUnavailable
 log = structlog.get_logger("workers")
 
 
+def being_cancelled() -> None:
+    """Re-raise the cancellation of the current task when a failure stood in for it.
+
+    A cancel that lands as a client's own timeout fires (Python 3.11's asyncio.timeout)
+    comes back as TimeoutError, which the Redis client reports as a connection error; a
+    worker that logged it and carried on would never stop, and shutdown would wait for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def poll(
     run_once: Callable[[], Awaitable[int]], wake: asyncio.Event, idle: float, name: str
 ) -> None:
@@ -22,9 +34,11 @@ async def poll(
         try:
             busy = await run_once()
         except StoreUnavailable:
+            being_cancelled()
             log.warning("store_unavailable", worker=name)
             busy = 0
         except Exception:
+            being_cancelled()
             # A worker that died would stop every delivery or operation after it: log, then
             # carry on after the idle wait.
             log.exception("worker_error", worker=name)

@@ -214,6 +214,9 @@ class VyteClient:
 
     async def list_hooks(self) -> list[Hook]:
         data = await self._call("GET", "/v2/hooks", endpoint="GET /v2/hooks")
+        # Vyte's reference answers {"hooks": [...]}, its webhook guide a bare array.
+        if isinstance(data, dict) and isinstance(data.get("hooks"), list):
+            data = data["hooks"]
         return self._structure(data, list[Hook])
 
     async def delete_hook(self, hook_id: str) -> None:

@@ -27,6 +27,7 @@ from service.vyte import errors
 from service.vyte.models import (
     Creator,
     Event,
+    EventDate,
     HookNotification,
     Message,
     NewEvent,
@@ -65,11 +66,11 @@ def booking_from_event(
     event: Event, now: datetime, *, caller: str | None = None, callback_url: str | None = None
 ) -> Booking:
     """Adopt a Vyte event the gateway has not seen as a booking."""
-    if not event.dates:
+    chosen = chosen_date(event)
+    if chosen is None:
         raise errors.VyteBadResponse("event has no dates")
-    first = event.dates[0]
-    start = vyte_instant(first.date)
-    end = vyte_instant(first.end_date)
+    start = vyte_instant(chosen.date)
+    end = vyte_instant(chosen.end_date)
     organizer = (event.created_by.user or event.created_by.email or "").lower()
     invitees = tuple(
         Invitee(email=i.email, full_name=i.full_name, phone=i.phone)
@@ -121,13 +122,23 @@ def vyte_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+def chosen_date(event: Event) -> EventDate | None:
+    """The date an event takes its times from: the one `confirmed.date_id` names, else the
+    first (an id naming none of the dates counts as unset); None without dates."""
+    wanted = event.confirmed.date_id
+    for candidate in event.dates:
+        if wanted is not None and candidate.id == wanted:
+            return candidate
+    return event.dates[0] if event.dates else None
+
+
 def event_times(event: Event) -> tuple[datetime, datetime] | None:
-    """The instants of an event's first date; None when it has none or they are unreadable."""
-    if not event.dates:
+    """The instants of an event's chosen date; None when it has none or they are unreadable."""
+    chosen = chosen_date(event)
+    if chosen is None:
         return None
-    first = event.dates[0]
     try:
-        return vyte_instant(first.date), vyte_instant(first.end_date)
+        return vyte_instant(chosen.date), vyte_instant(chosen.end_date)
     except errors.VyteBadResponse:
         return None
 

@@ -39,6 +39,8 @@ class Creator:
 @attrs.frozen
 class Confirmed:
     flag: bool = False
+    # Which of the event's dates was chosen (Vyte leaves the dates' own flags false).
+    date_id: str | None = None
 
 
 @attrs.frozen
