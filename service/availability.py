@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -48,6 +49,8 @@ log = structlog.get_logger("availability")
 # Participants' answers kept at most; with the 30 s default TTL that is 333 new queries a
 # second before the bound, rather than the TTL, decides what is dropped.
 CACHE_ENTRIES = 10_000
+# Shared-cache key prefix of a participant's cache generation (AvailabilityService.forget).
+_GENERATION = "slots-gen:"
 
 
 @lru_cache(maxsize=16)
@@ -115,6 +118,35 @@ class AvailabilityService:
         self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
         self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
+        # Per participant key, the generation of what is cached of them (see `forget`).
+        self._generations: dict[str, str] = {}
+
+    async def forget(self, participant: Participant) -> None:
+        """Stop using what is cached of `participant`'s free time, here and on every replica:
+        the gateway just moved one of their events in Vyte, so the next answer asks Vyte."""
+        if self._ttl <= 0:
+            return
+        token = uuid.uuid4().hex
+        self._generations[participant.key] = token
+        for key in [k for k in self._cache if k[1] == participant.key]:
+            del self._cache[key]
+        if self._shared is not None:
+            try:
+                await self._shared.cache_set(_GENERATION + participant.key, token, self._ttl)
+            except Exception as err:
+                log.warning("shared_slot_cache_unwritable", error=f"{type(err).__name__}: {err}")
+
+    async def _generation(self, key: str) -> str:
+        """Part of every cache key of a participant: a new one after `forget`. Shared between
+        replicas when the cache is; a shared entry lives as long as a cached answer."""
+        if self._shared is None or self._ttl <= 0:
+            return self._generations.get(key, "")
+        try:
+            found = await self._shared.cache_get(_GENERATION + key)
+        except Exception as err:
+            log.warning("shared_slot_cache_unreadable", error=f"{type(err).__name__}: {err}")
+            return self._generations.get(key, "")
+        return found[0] if found else ""
 
     async def free_windows(
         self,
@@ -127,7 +159,8 @@ class AvailabilityService:
         fresh: bool = False,
     ) -> tuple[Interval, ...]:
         """Participant's free windows from Vyte (merged), cached unless `fresh`."""
-        key = (participant.is_email, participant.key, duration, first, last, timezone)
+        generation = await self._generation(participant.key) if not fresh else ""
+        key = (participant.is_email, participant.key, duration, first, last, timezone, generation)
         if not fresh and self._ttl > 0:
             hit = self._cache.get(key)
             if hit is not None and hit[0] > self._clock():

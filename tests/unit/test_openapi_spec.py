@@ -145,6 +145,7 @@ def test_async_capable_posts_document_prefer_and_202() -> None:
         "/v1/bookings",
         "/v1/bookings/{booking_id}/confirm",
         "/v1/bookings/{booking_id}/cancel",
+        "/v1/bookings/{booking_id}/reschedule",
     ):
         operation = spec_document()["paths"][path]["post"]
         assert "Prefer" in {p["name"] for p in parameters_of(path, operation)}
@@ -213,8 +214,13 @@ def test_responses_are_open_for_extension_and_requests_are_strict() -> None:
     # A member added to an answer later must not break a strict client (RFC 9457 allows
     # extension members in problems), while a request's unknown field stays a 400.
     schemas = spec_document()["components"]["schemas"]
-    strict = {"BookingRequest", "InviteeRequest", "PlaceRequest", "SubscriptionRequest"}
-    strict.add("RescheduleRequest")  # (docs/openapi-pending.yaml)
+    strict = {
+        "BookingRequest",
+        "InviteeRequest",
+        "PlaceRequest",
+        "SubscriptionRequest",
+        "RescheduleRequest",
+    }
     for name, schema in schemas.items():
         if "properties" in schema:
             closed = schema.get("additionalProperties") is False
@@ -379,8 +385,8 @@ def merge_pending(base: dict[str, Any], extra: dict[str, Any], where: str = "") 
 
 
 def test_the_pending_fragment_merges_into_a_valid_document() -> None:
-    # Reschedule, listing and the new availability parameters wait in docs/ until the
-    # service routes them; the fragment must stay mergeable meanwhile.
+    # The new availability parameters wait in docs/ until the service routes them; the
+    # fragment must stay mergeable meanwhile (reschedule and listing are in the spec now).
     merged = copy.deepcopy(spec_document())
     merge_pending(merged, yaml.safe_load(PENDING_PATH.read_text()))
     validate(merged)
