@@ -318,3 +318,31 @@ async def test_concurrent_moves_on_redis_one_wins(gateway_factory: Any, redis_se
     url = redis_server.url(1)
     await concurrent_moves_across_replicas(gateway_factory, store_url=url)
     await reschedule_vs_create(gateway_factory, meeting_day(1), store_url=url)
+
+
+async def test_the_old_time_is_free_on_every_replica(
+    gateway_factory: Any, redis_server: Any
+) -> None:
+    await redis_server.flush(3)
+    replicas = [await gateway_factory(store_url=redis_server.url(3)) for _ in range(2)]
+    day = meeting_day(2)
+    created = await book(replicas[0], at("10:00", day), at("11:00", day))
+    query = (
+        f"/v1/availability?participants={JOHN}&duration=60&from={day}&to={day}"
+        f"&timezone={PARIS}&step=60"
+    )
+
+    async def starts(gw: Any) -> list[str]:
+        answer = await (await gw.get(query, headers=AUTH)).json()
+        return [s["start"] for s in answer["slots"]]
+
+    for gw in replicas:  # both replicas hold Vyte's answer now, 10:00 busy in it
+        assert at("10:00", day) not in await starts(gw)
+    move = {"start": at("15:00", day), "end": at("16:00", day)}
+    resp = await replicas[0].post(
+        f"/v1/bookings/{created['id']}/reschedule", json=move, headers=AUTH
+    )
+    assert resp.status == 200
+    for gw in reversed(replicas):
+        free = await starts(gw)
+        assert at("10:00", day) in free and at("15:00", day) not in free
