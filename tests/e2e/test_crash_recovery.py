@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import JOHN
+from tests.dates import iso, meeting_day
 from tests.e2e.process import Process, start
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,7 @@ async def test_sigkill_then_restart_applies_every_operation_once(tmp_path: Path)
                 body = {
                     "organizer": JOHN,
                     "title": f"Crash test {hour}",
-                    "start": f"2026-12-10T{hour:02d}:00:00+01:00",
+                    "start": iso(meeting_day(), f"{hour:02d}:00", "Europe/Paris"),
                     "duration": 30,
                     "timezone": "Europe/Paris",
                     "invitees": [{"email": f"guest{hour}@example.com"}],

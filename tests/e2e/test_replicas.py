@@ -14,6 +14,7 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import JOHN
+from tests.dates import iso, meeting_day
 from tests.e2e.process import Process, start
 
 if TYPE_CHECKING:
@@ -86,6 +88,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         await asyncio.sleep(0.1)
 
 
+PARIS = "Europe/Paris"
+DAYS = [meeting_day() + timedelta(days=n) for n in range(4)]
+"""One day for each part of the replica test, so no part's bookings overlap another's."""
+
+
 def body(title: str, start: str, callback: str, minutes: int = 60) -> dict[str, Any]:
     return {
         "organizer": JOHN,
@@ -135,7 +142,7 @@ async def test_three_replicas_on_one_redis_behave_as_one(
             booking_ids: set[str] = set()
 
             # -- one Idempotency-Key hitting every replica at once: one event -----------------
-            keyed = body("Same key", "2026-12-14T09:00:00+01:00", receiver.url)
+            keyed = body("Same key", iso(DAYS[0], "09:00", PARIS), receiver.url)
             key = {"Idempotency-Key": "e2e-one-key"}
             answers = await asyncio.gather(
                 *(post(replicas[i % 3], "/v1/bookings", json=keyed, headers=key) for i in range(9))
@@ -152,7 +159,7 @@ async def test_three_replicas_on_one_redis_behave_as_one(
             booking_ids |= ids
 
             # -- overlapping bookings across replicas: exactly one wins -------------------------
-            starts = [f"2026-12-15T10:{m:02d}:00+01:00" for m in (0, 10, 20, 30, 40, 50)] * 2
+            starts = [iso(DAYS[1], f"10:{m:02d}", PARIS) for m in (0, 10, 20, 30, 40, 50)] * 2
             answers = await asyncio.gather(
                 *(
                     post(replicas[i % 3], "/v1/bookings", json=body("Overlap", s, receiver.url))
@@ -175,7 +182,7 @@ async def test_three_replicas_on_one_redis_behave_as_one(
             doomed = replicas[0]
             locations = []
             for hour in range(9, 14):
-                create = body(f"Async {hour}", f"2026-12-16T{hour:02d}:00:00+01:00", receiver.url)
+                create = body(f"Async {hour}", iso(DAYS[2], f"{hour:02d}:00", PARIS), receiver.url)
                 status, accepted = await post(
                     doomed, "/v1/bookings", json=create, headers={"Prefer": "respond-async"}
                 )
@@ -232,7 +239,7 @@ async def test_three_replicas_on_one_redis_behave_as_one(
                 assert (await r.json())["id"] == winner["id"]
 
             # A lifecycle split over both survivors after the restart.
-            after = body("After restart", "2026-12-17T09:00:00+01:00", receiver.url)
+            after = body("After restart", iso(DAYS[3], "09:00", PARIS), receiver.url)
             status, created = await post(survivors[0], "/v1/bookings", json=after)
             assert status == 201
             booking_id = created["id"]

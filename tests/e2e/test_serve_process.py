@@ -6,11 +6,13 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from service.config import SANDBOX_TOKEN
+from tests.dates import iso, meeting_day
 from tests.e2e.process import Process, start
 
 pytestmark = pytest.mark.e2e
@@ -47,13 +49,14 @@ def test_serve_sandbox_answers_health_auth_and_problems(served: Process) -> None
     assert status == 404 and headers["Content-Type"].startswith("application/problem+json")
     assert json.loads(body)["status"] == 404
 
+    first = meeting_day()
     query = (
         "/v1/availability?participants=5f3feb7821046c3bb9327e6a&duration=60"
-        "&from=2020-10-01&to=2020-10-02&timezone=Europe/Paris"
+        f"&from={first}&to={first + timedelta(days=1)}&timezone=Europe/Paris"
     )
     status, _, body = fetch(served.url + query, token=SANDBOX_TOKEN)
     assert status == 200
-    assert json.loads(body)["slots"][0]["start"] == "2020-10-01T00:00:00+02:00"
+    assert json.loads(body)["slots"][0]["start"] == iso(first, "00:00", "Europe/Paris")
 
     assert served.stop() == 0
     assert "sandbox-token" in served.output()  # the start-up hint tells people what to use

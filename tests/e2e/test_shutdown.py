@@ -19,6 +19,7 @@ import pytest
 
 from service.sandbox import SANDBOX_API_KEY
 from tests.conftest import JOHN, upstream_calls
+from tests.dates import in_days
 from tests.e2e.process import Process, start
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,7 @@ DRAIN_DELAY = 1.0
 # How long Vyte takes to answer the request that is in flight at SIGTERM.
 SLOW_ANSWER = 3.0
 QUERY = (
-    f"/v1/availability?participants={JOHN}&duration=60&from=2020-10-01&to=2020-10-02"
+    f"/v1/availability?participants={JOHN}&duration=60&from={in_days(2)}&to={in_days(3)}"
     "&timezone=Europe/Paris"
 )
 

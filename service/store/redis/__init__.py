@@ -6,7 +6,7 @@ from service.store.redis.connection import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PREFIX,
     DEFAULT_SOCKET_TIMEOUT,
-    URL_SCHEME,
+    URL_SCHEMES,
 )
 from service.store.redis.store import RedisStore
 
@@ -16,6 +16,6 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_PREFIX",
     "DEFAULT_SOCKET_TIMEOUT",
-    "URL_SCHEME",
+    "URL_SCHEMES",
     "RedisStore",
 ]

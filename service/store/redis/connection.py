@@ -18,8 +18,9 @@ from service.store.base import StoreUnavailable
 from service.store.redis.fields import flat_hash
 from service.store.redis.migrate import migrate
 from service.store.redis.scripts import Scripts
+from service.store.tls import share_tls_context
 
-URL_SCHEME: Final = "redis://"
+URL_SCHEMES: Final = ("redis://", "rediss://")
 DEFAULT_PREFIX: Final = "booking-gateway:"
 # Seconds. A command that gets no answer within the socket timeout fails with
 # StoreUnavailable; every script here is short, so a slow answer means a sick Redis.
@@ -63,10 +64,11 @@ class Connection:
         health_check_interval: int = DEFAULT_HEALTH_CHECK_INTERVAL,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> Self:
-        """Connect to `redis://host:port/db` and check that Redis answers."""
+        """Connect to `redis://host:port/db` (or `rediss://…`: TLS, with redis-py's `ssl_*`
+        options in the query) and check that Redis answers."""
         # The URL may carry a password: it never goes into a message.
-        if not url.startswith(URL_SCHEME) or url == URL_SCHEME:
-            raise ValueError("not a redis://host:port/db URL")
+        if not url.startswith(URL_SCHEMES) or url in URL_SCHEMES:
+            raise ValueError("not a redis://host:port/db or rediss://host:port/db URL")
         pool = BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
@@ -86,6 +88,7 @@ class Connection:
             # server closed; after a Redis restart the first call would fail.
             protocol=2,
         )
+        share_tls_context(pool)
         store = cls(Redis(connection_pool=pool), prefix)
         try:
             await store.ping()
