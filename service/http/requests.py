@@ -381,7 +381,11 @@ def _times(
         problems.append(FieldError("end", "give exactly one of end or duration"))
         return None
     if duration is not None:
-        end = start + timedelta(minutes=duration)
+        try:
+            end = start + timedelta(minutes=duration)
+        except OverflowError:
+            problems.append(FieldError("duration", "ends after the last representable date"))
+            return None
     assert end is not None
     if end <= start:
         problems.append(FieldError("end", "must be after start"))
