@@ -191,19 +191,9 @@ def find_slots(
     answering the same ranges again can build it once.
     """
     count = len(free)
-    if duration_minutes < 1:
-        raise ValueError(f"duration must be at least one minute, got {duration_minutes}")
-    if not 1 <= required <= count:
-        raise ValueError(f"required must be between 1 and {count}, got {required}")
-    if buffer_before_minutes < 0 or buffer_after_minutes < 0:
-        raise ValueError(
-            "buffers must not be negative, got "
-            f"{buffer_before_minutes} before and {buffer_after_minutes} after"
-        )
-    if order not in ("start", "best"):
-        raise ValueError(f"order must be 'start' or 'best', got {order!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+    _check_arguments(
+        count, duration_minutes, required, buffer_before_minutes, buffer_after_minutes, order, limit
+    )
     if grid is None:
         grid = candidate_starts(first, last, tz, step_minutes)
     if not_before is not None:
@@ -218,6 +208,63 @@ def find_slots(
     grid_first = grid[0]
     last_start = grid[-1] - grid_first
 
+    toggles, ranges = _start_ranges(free, grid_first, last_start, before, reach, duration, best)
+    # order="start" can stop at the limit; "best" has to see every match before it ranks.
+    wanted = limit if limit is not None and not best else len(grid)
+    starts, members = _sweep(toggles, count, grid, required, wanted)
+    if not best:
+        return [SlotMatch(t, t + duration, who) for t, who in zip(starts, members, strict=True)]
+    return _ranked(starts, members, grid_first, duration, count, ranges, limit)
+
+
+def _check_arguments(
+    count: int,
+    duration_minutes: int,
+    required: int,
+    buffer_before_minutes: int,
+    buffer_after_minutes: int,
+    order: str,
+    limit: int | None,
+) -> None:
+    """Raise ValueError for arguments find_slots cannot answer."""
+    if duration_minutes < 1:
+        raise ValueError(f"duration must be at least one minute, got {duration_minutes}")
+    if not 1 <= required <= count:
+        raise ValueError(f"required must be between 1 and {count}, got {required}")
+    if buffer_before_minutes < 0 or buffer_after_minutes < 0:
+        raise ValueError(
+            "buffers must not be negative, got "
+            f"{buffer_before_minutes} before and {buffer_after_minutes} after"
+        )
+    if order not in ("start", "best"):
+        raise ValueError(f"order must be 'start' or 'best', got {order!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+@attrs.frozen
+class _StartRanges:
+    """For order=best (see _stranded): lo and hi of long start ranges, (position, length) of
+    short ones, each sorted."""
+
+    lows: list[int]
+    highs: list[int]
+    short_opens: list[int]
+    short_closes: list[int]
+
+
+def _start_ranges(
+    free: Sequence[Sequence[Interval]],
+    grid_first: int,
+    last_start: int,
+    before: int,
+    reach: int,
+    duration: int,
+    best: bool,
+) -> tuple[list[int], _StartRanges]:
+    """The sorted toggles of every participant's start ranges (and, for order=best, the
+    ranges themselves)."""
+    count = len(free)
     # Participant i is free for [t, t + duration) iff t lies in [lo, hi] = [start + before,
     # end - reach] for one of its merged intervals. Merged intervals are separated by a gap, so
     # these start ranges are too: each participant's boundaries strictly alternate on/off and
@@ -247,16 +294,30 @@ def find_slots(
                     lows.append(lo)
                     highs.append(hi)
     toggles.sort()
-
-    # order="start" can stop at the limit; "best" has to see every match before it ranks.
-    wanted = limit if limit is not None and not best else len(grid)
-    starts, members = _sweep(toggles, count, grid, required, wanted)
-    if not best:
-        return [SlotMatch(t, t + duration, who) for t, who in zip(starts, members, strict=True)]
-
     for positions in (lows, highs, short_opens, short_closes):
         positions.sort()
-    stranded = _stranded(starts, grid_first, duration, lows, highs, short_opens, short_closes)
+    return toggles, _StartRanges(lows, highs, short_opens, short_closes)
+
+
+def _ranked(
+    starts: list[int],
+    members: list[tuple[int, ...]],
+    grid_first: int,
+    duration: int,
+    count: int,
+    ranges: _StartRanges,
+    limit: int | None,
+) -> list[SlotMatch]:
+    """The matches in order=best order, each with its stranded minutes, cut to ``limit``."""
+    stranded = _stranded(
+        starts,
+        grid_first,
+        duration,
+        ranges.lows,
+        ranges.highs,
+        ranges.short_opens,
+        ranges.short_closes,
+    )
     # Fewer participants missing, then fewer stranded minutes: one int (stranded seconds stay
     # below 2 * duration per participant); a stable sort on it keeps start order for ties.
     per_missing = 2 * count * (duration // 60) + 1
