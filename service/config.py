@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
@@ -106,26 +106,11 @@ class Settings:
         emulator stands in for Vyte and a demo token is accepted.
         """
         problems: dict[str, str] = {}
-
-        def get(name: str, parse: Callable[[str], T], default: T) -> T:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return parse(raw)
-            except ValueError as err:
-                problems[name] = str(err)
-                return default
-
-        vyte_key = env.get("VYTE_API_KEY", "").strip() or None
-        tokens: dict[str, str] = get("API_TOKENS", _parse_tokens, {})
-        if not sandbox:
-            if vyte_key is None:
-                problems["VYTE_API_KEY"] = "required unless --sandbox"
-            if not tokens and "API_TOKENS" not in problems:
-                problems["API_TOKENS"] = "required unless --sandbox"
-        elif not tokens:
-            tokens = {SANDBOX_TOKEN: SANDBOX_CALLER}
+        get = _getter(env, problems)
+        vyte_key, tokens = _credentials(env, get, problems, sandbox=sandbox)
+        callers = frozenset(tokens.values())
+        # In the sandbox the demo caller, when it is one, sees every booking.
+        admins = frozenset({SANDBOX_CALLER}) & callers if sandbox else frozenset()
 
         settings = cls(
             vyte_base_url=get("VYTE_BASE_URL", _http_url, "https://api.vyte.in").rstrip("/"),
@@ -159,13 +144,7 @@ class Settings:
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, DEFAULT_WEBHOOK_SCHEDULE
             ),
             retention_days=get("RETENTION_DAYS", _bounded_float(0.001, 3650), 7.0),
-            admin_callers=get(
-                "ADMIN_CALLERS",
-                _admin_callers(frozenset(tokens.values())),
-                frozenset({SANDBOX_CALLER}) & frozenset(tokens.values())
-                if sandbox
-                else frozenset(),
-            ),
+            admin_callers=get("ADMIN_CALLERS", _admin_callers(callers), admins),
             max_subscriptions=get("MAX_SUBSCRIPTIONS", _bounded_int(0, 10000), 20),
             resync_interval=get("RESYNC_INTERVAL", _bounded_float(0, 86400), 300.0),
             unknown_outcome_timeout=get(
@@ -202,6 +181,43 @@ class Settings:
             values += [store.password, unquote(store.password)]
         values += [v for k, v in parse_qsl(store.query) if k == "ssl_password" and v]
         return tuple(values)
+
+
+class _Get(Protocol):
+    def __call__(self, name: str, parse: Callable[[str], T], default: T) -> T: ...
+
+
+def _getter(env: Mapping[str, str], problems: dict[str, str]) -> _Get:
+    """Reads one variable: `default` when unset, else parsed; a ValueError goes to `problems`."""
+
+    def get(name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as err:
+            problems[name] = str(err)
+            return default
+
+    return get
+
+
+def _credentials(
+    env: Mapping[str, str], get: _Get, problems: dict[str, str], *, sandbox: bool
+) -> tuple[str | None, dict[str, str]]:
+    """VYTE_API_KEY and API_TOKENS (token -> caller): required unless --sandbox, where a
+    demo token stands in for missing tokens."""
+    vyte_key = env.get("VYTE_API_KEY", "").strip() or None
+    tokens: dict[str, str] = get("API_TOKENS", _parse_tokens, {})
+    if not sandbox:
+        if vyte_key is None:
+            problems["VYTE_API_KEY"] = "required unless --sandbox"
+        if not tokens and "API_TOKENS" not in problems:
+            problems["API_TOKENS"] = "required unless --sandbox"
+    elif not tokens:
+        tokens = {SANDBOX_TOKEN: SANDBOX_CALLER}
+    return vyte_key, tokens
 
 
 def _parse_tokens(raw: str) -> dict[str, str]:
