@@ -19,6 +19,7 @@ from aiohttp import web
 from service import keys, logging
 from service.app import create_app
 from service.config import SANDBOX_TOKEN, ConfigError, Settings
+from service.http.server import GatewayRunner
 
 log = structlog.get_logger("main")
 
@@ -129,7 +130,7 @@ async def serve_forever(settings: Settings) -> int:
             )
         log.info("sandbox_started", vyte_base_url=url)
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app, access_log=None, shutdown_timeout=settings.shutdown_timeout, handle_signals=False
     )
     try:

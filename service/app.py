@@ -79,13 +79,13 @@ async def _vyte(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store, vyte = app[keys.STORE], app[keys.VYTE]
-    outbox = Outbox(store, webhook_body)
+    outbox = Outbox(store, webhook_body, settings.admin_callers)
     shared = store if settings.slot_cache_shared and isinstance(store, SharedCache) else None
     availability = AvailabilityService(
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
     )
     bookings = BookingService(vyte, store, availability, settings, outbox)
-    reschedule = RescheduleService(bookings, vyte, store, availability, settings)
+    reschedule = RescheduleService(bookings, vyte, store, availability)
     worker = OperationWorker(
         store,
         bookings,
@@ -106,7 +106,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
     app[keys.OPERATIONS] = worker
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
-    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due)
+    app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due, settings.max_subscriptions)
     yield
     await app[keys.HEALTH].close()
 

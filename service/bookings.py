@@ -23,9 +23,9 @@ from service.domain.booking import (
 from service.domain.participant import parse_timezone
 from service.errors import (
     BookingCancelled,
+    BookingNotFound,
     Conflict,
     FieldError,
-    NotFound,
     SlotUnavailable,
     ValidationFailed,
 )
@@ -48,7 +48,7 @@ _BOOKING_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 
 def check_booking_id(booking_id: str) -> str:
     if not _BOOKING_ID.match(booking_id):
-        raise NotFound(f"no booking {booking_id[:64]!r}")
+        raise BookingNotFound(f"no booking {booking_id[:64]!r}")
     return booking_id.lower()
 
 
@@ -294,15 +294,41 @@ class BookingService:
             current = latest
         raise Conflict("booking is changing too fast; retry")
 
-    async def get(self, booking_id: str) -> Booking:
+    def is_admin(self, caller: str) -> bool:
+        return caller in self._settings.admin_callers
+
+    def visible_to(self, caller: str, booking: Booking) -> bool:
+        """Whether `caller` may see and change `booking` (DESIGN §3.0): its owner, or an
+        admin. Unowned bookings (adopted from Vyte, or written before owners) are admins'."""
+        return booking.caller == caller or self.is_admin(caller)
+
+    async def check_access(self, caller: str, booking_id: str) -> str:
+        """The normalized id when `caller` may act on this booking, without asking Vyte:
+        what an asynchronous form checks before it answers 202. An id the gateway has not
+        recorded passes for admins only (the worker adopts it from Vyte)."""
+        booking_id = check_booking_id(booking_id)
+        booking = await self._store.get_booking(booking_id)
+        if booking is None and self.is_admin(caller):
+            return booking_id
+        if booking is None or not self.visible_to(caller, booking):
+            raise BookingNotFound(f"no booking {booking_id}")
+        return booking_id
+
+    async def get_for(self, caller: str, booking_id: str) -> Booking:
+        """The booking as `caller` may see it, else 404 exactly as for a missing id, with
+        nothing asked upstream. Only an admin's read adopts a Vyte event not yet recorded."""
         booking_id = check_booking_id(booking_id)
         booking = await self._store.get_booking(booking_id)
         if booking is not None:
-            return booking
+            if self.visible_to(caller, booking):
+                return booking
+            raise BookingNotFound(f"no booking {booking_id}")
+        if not self.is_admin(caller):
+            raise BookingNotFound(f"no booking {booking_id}")
         try:
             event = await self._vyte.get_event(booking_id)
         except (vyte_errors.VyteNotFound, vyte_errors.VyteRejected):
-            raise NotFound(f"no booking {booking_id}") from None
+            raise BookingNotFound(f"no booking {booking_id}") from None
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         return await self.adopt(event)
@@ -318,14 +344,14 @@ class BookingService:
             raise Conflict("booking changed concurrently; retry")
         return existing
 
-    async def confirm(self, booking_id: str) -> Booking:
-        return await self._transition(booking_id, BookingStatus.CONFIRMED)
+    async def confirm(self, caller: str, booking_id: str) -> Booking:
+        return await self._transition(caller, booking_id, BookingStatus.CONFIRMED)
 
-    async def cancel(self, booking_id: str) -> Booking:
-        return await self._transition(booking_id, BookingStatus.CANCELLED)
+    async def cancel(self, caller: str, booking_id: str) -> Booking:
+        return await self._transition(caller, booking_id, BookingStatus.CANCELLED)
 
-    async def _transition(self, booking_id: str, target: BookingStatus) -> Booking:
-        booking = await self.get(booking_id)
+    async def _transition(self, caller: str, booking_id: str, target: BookingStatus) -> Booking:
+        booking = await self.get_for(caller, booking_id)
         try:
             if not plan_transition(booking.status, target):
                 return booking
@@ -337,7 +363,7 @@ class BookingService:
             else:
                 await self._vyte.cancel_event(booking.id)
         except vyte_errors.VyteNotFound:
-            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+            raise BookingNotFound(f"Vyte no longer knows booking {booking.id}") from None
         except vyte_errors.VyteRejected:
             return await self._refused(booking, target)
         except vyte_errors.VyteError as err:
@@ -349,7 +375,7 @@ class BookingService:
         try:
             event = await self._vyte.get_event(booking.id)
         except vyte_errors.VyteNotFound:
-            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+            raise BookingNotFound(f"Vyte no longer knows booking {booking.id}") from None
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         if status_of(event) == BookingStatus.CANCELLED:
@@ -365,7 +391,7 @@ class BookingService:
         for _ in range(10):
             current = await self._store.get_booking(booking_id)
             if current is None:
-                raise NotFound(f"no booking {booking_id}")
+                raise BookingNotFound(f"no booking {booking_id}")
             try:
                 if not plan_transition(current.status, target):
                     return current

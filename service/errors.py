@@ -62,6 +62,13 @@ class NotFound(ServiceError):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class BookingNotFound(NotFound):
+    """No booking with this id that the caller may see: another caller's booking answers
+    exactly as a missing one, so ids reveal nothing."""
+
+    slug, title = "booking-not-found", "Booking not found"
+
+
 class Conflict(ServiceError):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -72,6 +79,10 @@ class SlotUnavailable(Conflict):
 
 class BookingCancelled(Conflict):
     slug, title = "booking-cancelled", "Booking cancelled"
+
+
+class SubscriptionLimit(Conflict):
+    slug, title = "subscription-limit", "Subscription limit"
 
 
 class IdempotencyKeyInFlight(Conflict):

@@ -7,23 +7,17 @@ import uuid
 from datetime import UTC, datetime
 
 from service.availability import AvailabilityService
-from service.bookings import BookingService, check_booking_id
+from service.bookings import BookingService
 from service.commands import Reschedule
-from service.config import Settings
 from service.domain.booking import Booking, BookingStatus
 from service.domain.freetime import merge_intervals
 from service.domain.participant import parse_participant, parse_timezone
-from service.errors import BookingCancelled, Conflict, NotFound, SlotUnavailable
+from service.errors import BookingCancelled, BookingNotFound, Conflict, SlotUnavailable
 from service.store.base import Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 from service.vyte.mapping import status_of, surely_not_created, upstream_problem, vyte_time
 from service.vyte.models import Event, EventChanges, NewEventDate
-
-
-def may_see(caller: str, booking: Booking, admins: frozenset[str]) -> bool:
-    """Whether `caller` may see and change `booking`: its owner, or an admin (DESIGN §3.0)."""
-    return caller in admins or booking.caller == caller
 
 
 class RescheduleService:
@@ -35,25 +29,15 @@ class RescheduleService:
         vyte: VyteClient,
         store: Store,
         availability: AvailabilityService,
-        settings: Settings,
     ) -> None:
         self._bookings = bookings
         self._vyte = vyte
         self._store = store
         self._availability = availability
-        self._admins = settings.admin_callers
 
     async def visible(self, caller: str, booking_id: str) -> Booking:
-        """The booking `caller` may change; 404 as for a missing id otherwise.
-
-        Only an admin's request adopts an event the gateway has not seen (it has no owner)."""
-        booking_id = check_booking_id(booking_id)
-        booking = await self._store.get_booking(booking_id)
-        if booking is None and caller in self._admins:
-            booking = await self._bookings.get(booking_id)
-        if booking is None or not may_see(caller, booking, self._admins):
-            raise NotFound(f"no booking {booking_id}")
-        return booking
+        """The booking `caller` may change; 404 as for a missing id otherwise (DESIGN §3.0)."""
+        return await self._bookings.get_for(caller, booking_id)
 
     async def reschedule(self, caller: str, booking_id: str, move: Reschedule) -> Booking:
         """Check, hold the new time, move the event in Vyte, record; the old time goes free."""
@@ -115,7 +99,7 @@ class RescheduleService:
             return await self._vyte.update_event(booking.id, changes)
         except vyte_errors.VyteNotFound:
             await self._store.release_hold(hold)
-            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+            raise BookingNotFound(f"Vyte no longer knows booking {booking.id}") from None
         except vyte_errors.VyteRejected:
             await self._store.release_hold(hold)
             return await self._refused(booking)
@@ -130,7 +114,7 @@ class RescheduleService:
         try:
             event = await self._vyte.get_event(booking.id)
         except vyte_errors.VyteNotFound:
-            raise NotFound(f"Vyte no longer knows booking {booking.id}") from None
+            raise BookingNotFound(f"Vyte no longer knows booking {booking.id}") from None
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         if status_of(event) == BookingStatus.CANCELLED:
@@ -145,7 +129,7 @@ class RescheduleService:
             current = await self._store.get_booking(booking_id)
             if current is None:
                 await self._store.release_hold(hold)
-                raise NotFound(f"no booking {booking_id}")
+                raise BookingNotFound(f"no booking {booking_id}")
             # A cancellation that arrived meanwhile (Vyte's hook) is final.
             cancelled = current.status == BookingStatus.CANCELLED
             status = current.status if cancelled else status_of(event)

@@ -20,8 +20,11 @@ from service.sandbox import SANDBOX_API_KEY, SandboxConfig, create_sandbox_app
 
 TOKEN = "test-token-alpha"
 OTHER_TOKEN = "test-token-beta"
+# An ADMIN_CALLERS caller: sees and changes every booking, adopts Vyte's unknown events.
+ADMIN_TOKEN = "test-token-admin"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OTHER_AUTH = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 JOHN = "5f3feb7821046c3bb9327e6a"
 
 
@@ -44,7 +47,8 @@ def _aioresponses_on_aiohttp_314() -> Iterator[None]:
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base = Settings(
         vyte_api_key=SANDBOX_API_KEY,
-        api_tokens={TOKEN: "alpha", OTHER_TOKEN: "beta"},
+        api_tokens={TOKEN: "alpha", OTHER_TOKEN: "beta", ADMIN_TOKEN: "admin"},
+        admin_callers=frozenset({"admin"}),
         store_url=f"sqlite:///{tmp_path}/store.sqlite3",
         vyte_timeout=2.0,
         request_budget=4.0,

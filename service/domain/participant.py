@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from zoneinfo import ZoneInfo, available_timezones
+from importlib import resources
+from zoneinfo import ZoneInfo
 
 import attrs
 
@@ -36,9 +37,16 @@ def parse_participant(value: str) -> Participant | None:
     return None
 
 
+# In tzdata's files but no place's time: "Factory" is a placeholder zone ("-00").
+_NOT_ZONES = frozenset({"Factory"})
+
+
 @cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
+    # tzdata's own list, not the names found on this machine's disk: those include
+    # `localtime` (whatever the host is set to), `posixrules` and the like.
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    return frozenset(listed.split()) - _NOT_ZONES
 
 
 def parse_timezone(value: str) -> ZoneInfo | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import keys
-from service.bookings import check_booking_id
 from service.budget import claim_lease
 from service.commands import NewBooking
 from service.errors import FieldError
@@ -53,7 +52,8 @@ async def create_booking(request: web.Request) -> web.Response:
 
 async def get_booking(request: web.Request) -> web.Response:
     single_query(request, ())
-    booking = await request.app[keys.BOOKINGS].get(request.match_info["booking_id"])
+    bookings = request.app[keys.BOOKINGS]
+    booking = await bookings.get_for(request[CALLER], request.match_info["booking_id"])
     return json_response(booking_resource(booking))
 
 
@@ -69,20 +69,23 @@ async def _transition(request: web.Request, action: str) -> web.Response:
     app = request.app
     single_query(request, ())
     booking_id = request.match_info["booking_id"]
+    caller = request[CALLER]
 
     async def handle() -> web.Response:
         empty_body(await read_json(request, allow_empty=True))
         service = app[keys.BOOKINGS]
         if prefers_async(request):
             kind = OperationType.CONFIRM if action == "confirm" else OperationType.CANCEL
-            return await _accept(request, kind, check_booking_id(booking_id), None)
+            # Another caller's booking is refused before anything is accepted (DESIGN §3.0).
+            checked = await service.check_access(caller, booking_id)
+            return await _accept(request, kind, checked, None)
         if action == "confirm":
-            booking = await service.confirm(booking_id)
+            booking = await service.confirm(caller, booking_id)
         else:
-            booking = await service.cancel(booking_id)
+            booking = await service.cancel(caller, booking_id)
         return json_response(booking_resource(booking))
 
-    return await run_idempotent(request, app[keys.STORE], request[CALLER], lease(request), handle)
+    return await run_idempotent(request, app[keys.STORE], caller, lease(request), handle)
 
 
 def lease(request: web.Request) -> float:

@@ -29,9 +29,9 @@ async def reschedule_booking(request: web.Request) -> web.Response:
         service = app[keys.RESCHEDULE]
         if prefers_async(request):
             # Another caller's booking is 404 before anything is accepted (DESIGN §3.0).
-            booking = await service.visible(caller, booking_id)
+            checked = await app[keys.BOOKINGS].check_access(caller, booking_id)
             operations = app[keys.ASYNC_OPERATIONS]
-            op = await operations.accept(OperationType.RESCHEDULE, caller, booking.id, move)
+            op = await operations.accept(OperationType.RESCHEDULE, caller, checked, move)
             return json_response(
                 operation_resource(op),
                 status=202,

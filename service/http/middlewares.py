@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler, Middleware
 from service import metrics
 from service.budget import budget
 from service.errors import Unauthorized
+from service.http.parsing import UnreadableBody
 from service.http.problems import problem_for
 
 log = structlog.get_logger("http")
@@ -74,6 +75,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         return problem_for(exc, request.path)
+    except UnreadableBody as exc:
+        response = problem_for(exc, request.path)
+        # Where this body ends on the wire is unknown: the connection cannot carry more.
+        response.force_close()
+        return response
     except Exception as exc:
         return problem_for(exc, request.path)
 

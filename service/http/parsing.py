@@ -19,6 +19,11 @@ from service.errors import (
 MAX_BODY = 1024 * 1024
 
 
+class UnreadableBody(ValidationFailed):
+    """The body's bytes are not what its framing or Content-Encoding says (a corrupt gzip
+    body): 400, and the answer closes the connection, since nothing after it can be read."""
+
+
 async def _body(request: web.Request) -> bytes:
     """The raw body (read once, cached by aiohttp); 413 above MAX_BODY."""
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -27,6 +32,13 @@ async def _body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds {MAX_BODY} bytes") from None
+    except web.RequestPayloadError:
+        # The caller's input, not our failure. The stream ends here: aiohttp would go on
+        # reading it after the answer, and log the same failure again as an error.
+        request.content.feed_eof()
+        raise UnreadableBody(
+            [FieldError("body", "cannot be decoded as its Content-Encoding says")]
+        ) from None
 
 
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any] | None:

@@ -37,6 +37,9 @@ MAX_INVITEES = 50
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
+# Years a date or time may name (DESIGN §3.1, §3.2): refused here, before Vyte or the breaker.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+_YEARS = f"the year must be from {FIRST_YEAR} to {LAST_YEAR}"
 
 # -- field types and their rules ------------------------------------------------------------
 Title = NewType("Title", str)
@@ -93,6 +96,8 @@ def _instant(value: Any, _: object) -> datetime:
         raise Invalid("must be an ISO 8601 date-time with an offset")
     if parsed.tzinfo is None or not _OFFSET.search(value):
         raise Invalid("must carry a UTC offset, e.g. +02:00 or Z")
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
     # Vyte keeps whole seconds; so do we, or a booking and its event would not match.
     return parsed.astimezone(UTC).replace(microsecond=0)
 
@@ -182,9 +187,12 @@ def _query_date(value: Any, _: object) -> date:
     try:
         if not isinstance(value, str) or not _DATE.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise Invalid("must be a date YYYY-MM-DD") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise Invalid(_YEARS)
+    return day
 
 
 def _grouping(value: Any, _: object) -> str:
@@ -391,6 +399,8 @@ def _times(
         problems.append(FieldError("end", "must be after start"))
     elif end - start > timedelta(days=1):
         problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
+    elif end.year > LAST_YEAR:
+        problems.append(FieldError("end", _YEARS))
     return end
 
 

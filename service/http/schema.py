@@ -3,11 +3,13 @@
 cattrs coerces by default (`"false"` becomes True, `1` becomes `"1"`): here every primitive
 must already have its JSON type, unknown keys are refused, and every failure of a structuring
 is collected (detailed validation) and turned into the problem's `errors` list, with paths of
-the form `invitees[0].email`.
+the form `invitees[0].email`. Before any of that, every string (keys too) must be text Vyte can
+take: valid Unicode and free of control characters (DESIGN §3.2).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import attrs
@@ -24,6 +26,14 @@ from service.errors import FieldError, ValidationFailed
 T = TypeVar("T")
 #: attrs field metadata: the name on the wire, when it cannot be the attribute's
 WIRE_NAME = "wire_name"
+#: fields whose text may hold line feeds and tabs (an invitation's message)
+MULTILINE = frozenset({"message"})
+
+# JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder takes; Cc is
+# U+0000-U+001F and U+007F-U+009F.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Invalid(ValueError):
@@ -72,12 +82,58 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+def _text_problem(text: str, multiline: bool) -> str | None:
+    if _SURROGATE.search(text):
+        return "must be valid Unicode (no lone surrogates)"
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(text):
+        allowed = " other than line feed and tab" if multiline else ""
+        return f"must not contain control characters{allowed}"
+    return None
+
+
+def _printable_name(name: str) -> str:
+    # A field name is echoed in the answer: never the offending characters themselves.
+    if _text_problem(name, False) is None:
+        return name[:80]
+    return ascii(name)[1:-1][:80]
+
+
+def text_errors(data: Any) -> list[FieldError]:
+    """Every string of `data` (a decoded JSON value or a query) that breaks the text rules,
+    by field path; walked without recursion, as deep as JSON nests."""
+    found: list[FieldError] = []
+    pending: list[tuple[str, Any, bool]] = [("", data, False)]
+    while pending:
+        path, value, multiline = pending.pop()
+        if isinstance(value, str):
+            if problem := _text_problem(value, multiline):
+                found.append(FieldError(path or "body", problem))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = _join(path, _printable_name(str(key)))
+                if problem := _text_problem(str(key), False):
+                    found.append(FieldError(name, f"field name {problem}"))
+                pending.append((name, item, key in MULTILINE))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item, multiline) for i, item in enumerate(value))
+    return sorted(found, key=lambda e: e.field)
+
+
 def structure(data: Any, cls: type[T], *, unknown: str = "unknown field") -> T:
-    """`data` as a `cls`; ValidationFailed lists every bad field (`unknown` for extra keys)."""
+    """`data` as a `cls`; ValidationFailed lists every bad field (`unknown` for extra keys).
+
+    Text that breaks the rules of `text_errors` is refused whatever the field, along with
+    every other field's errors; nothing is built from it."""
+    bad_text = text_errors(data)
     try:
-        return converter.structure(data, cls)
+        value = converter.structure(data, cls)
     except Exception as exc:  # every failure of a structuring is the caller's input
-        raise ValidationFailed(field_errors(exc, unknown=unknown)) from None
+        named = {e.field for e in bad_text}
+        others = [e for e in field_errors(exc, unknown=unknown) if e.field not in named]
+        raise ValidationFailed([*bad_text, *others]) from None
+    if bad_text:
+        raise ValidationFailed(bad_text)
+    return value
 
 
 def wire_name(cls: type[Any], attribute: str) -> str:
@@ -111,7 +167,8 @@ def field_errors(exc: BaseException, *, unknown: str, path: str = "") -> list[Fi
             out += field_errors(inner, unknown=unknown, path=path)
         return out
     if isinstance(exc, ForbiddenExtraKeysError):
-        return [FieldError(_join(path, str(k)), unknown) for k in sorted(exc.extra_fields)]
+        names = sorted(_printable_name(str(k)) for k in exc.extra_fields)
+        return [FieldError(_join(path, name), unknown) for name in names]
     where = path or "body"
     if isinstance(exc, Invalid):
         return [FieldError(where, message) for message in exc.messages]

@@ -38,9 +38,12 @@ async def create_subscription(request: web.Request) -> web.Response:
 async def _subscribe(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     command = subscription_command(await read_json(request), settings.callback_hosts)
-    sub = await request.app[keys.SUBSCRIPTIONS].subscribe(request[CALLER], command)
+    sub, created = await request.app[keys.SUBSCRIPTIONS].subscribe(request[CALLER], command)
+    # The same subscription again is the one already held (200), never a duplicate.
     return json_response(
-        subscription_resource(sub), 201, headers={"Location": f"/v1/subscriptions/{sub.id}"}
+        subscription_resource(sub),
+        201 if created else 200,
+        headers={"Location": f"/v1/subscriptions/{sub.id}"},
     )
 
 

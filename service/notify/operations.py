@@ -201,13 +201,13 @@ class OperationWorker:
         if op.booking_id is None:
             raise NotFound("operation names no booking")
         if op.type == OperationType.CONFIRM:
-            return (await self._bookings.confirm(op.booking_id)).id
+            return (await self._bookings.confirm(op.caller, op.booking_id)).id
         if op.type == OperationType.RESCHEDULE:
             if self._reschedule is None:
                 raise ServiceError("this worker cannot reschedule")
             moved = await self._reschedule.reschedule(op.caller, op.booking_id, _move(op))
             return moved.id
-        return (await self._bookings.cancel(op.booking_id)).id
+        return (await self._bookings.cancel(op.caller, op.booking_id)).id
 
     async def _failed_attempt(self, op: Operation, err: ServiceError) -> None:
         now = datetime.now(UTC)

@@ -32,9 +32,11 @@ def _message_id(key: str | None, url: str) -> str:
 class Outbox:
     """Plans deliveries; the store writes them atomically with the change itself."""
 
-    def __init__(self, store: Store, render: Render) -> None:
+    def __init__(self, store: Store, render: Render, admins: frozenset[str] = frozenset()) -> None:
         self._store = store
         self._render = render
+        # Callers whose subscriptions hear about every booking and operation (DESIGN §3.0).
+        self._admins = admins
         self._listeners: list[Callable[[], None]] = []
 
     def on_due(self, listener: Callable[[], None]) -> None:
@@ -88,14 +90,17 @@ class Outbox:
         owner: str | None = None,
     ) -> list[Delivery]:
         """One delivery per receiving URL, each belonging to the caller who gave that URL
-        (`owner` for `callback_url`).
+        (`owner` for `callback_url`). Subscriptions hear only about their own caller's
+        bookings and operations (`owner`), admins' about all; an unowned booking (adopted
+        from Vyte) is announced to admins only.
 
         With `message_key` the ids are derived from it, so planning the same message again
         (after a crash between enqueueing and recording why) enqueues nothing new.
         """
         receivers: dict[str, str | None] = {callback_url: owner} if callback_url else {}
         for sub in await self._store.list_subscriptions() if subscriptions else ():
-            if event_type in sub.events and sub.url not in receivers:
+            hears = sub.caller in self._admins or (owner is not None and sub.caller == owner)
+            if hears and event_type in sub.events and sub.url not in receivers:
                 receivers[sub.url] = sub.caller
         return [
             Delivery(

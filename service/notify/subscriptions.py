@@ -9,19 +9,31 @@ from datetime import UTC, datetime
 import attrs
 
 from service.commands import DeliveryQuery, NewSubscription
-from service.errors import Conflict, NotFound
-from service.store.base import Delivery, DeliveryStatus, Store, Subscription
+from service.errors import Conflict, NotFound, SubscriptionLimit
+from service.store.base import (
+    Delivery,
+    DeliveryStatus,
+    Store,
+    Subscription,
+    SubscriptionLimitReached,
+)
 
 
 class Subscriptions:
     """The webhook receivers a caller registered, and the deliveries sent to its URLs."""
 
-    def __init__(self, store: Store, deliveries_due: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, deliveries_due: Callable[[], None], max_per_caller: int | None = None
+    ) -> None:
         self._store = store
         # Tells the dispatcher a delivery is due now.
         self._deliveries_due = deliveries_due
+        self._limit = max_per_caller
 
-    async def subscribe(self, caller: str, command: NewSubscription) -> Subscription:
+    async def subscribe(self, caller: str, command: NewSubscription) -> tuple[Subscription, bool]:
+        """The caller's subscription and whether it is new: one identical to what the
+        caller already holds (same URL and events) answers the existing one, and a caller
+        at MAX_SUBSCRIPTIONS gets 409 `subscription-limit`."""
         sub = Subscription(
             id=f"sub_{uuid.uuid4().hex}",
             url=command.url,
@@ -29,11 +41,15 @@ class Subscriptions:
             caller=caller,
             created_at=datetime.now(UTC),
         )
-        await self._store.add_subscription(sub)
-        return sub
+        try:
+            return await self._store.add_subscription(sub, limit=self._limit)
+        except SubscriptionLimitReached as err:
+            raise SubscriptionLimit(
+                f"a caller may hold at most {err.limit} subscriptions; delete one first"
+            ) from None
 
     async def of(self, caller: str) -> list[Subscription]:
-        return [s for s in await self._store.list_subscriptions() if s.caller == caller]
+        return await self._store.list_subscriptions(caller)
 
     async def delete(self, caller: str, subscription_id: str) -> None:
         owned = [s for s in await self.of(caller) if s.id == subscription_id]

@@ -148,5 +148,5 @@ def run_seed_flow(client: FlowClient, key_prefix: str) -> None:
     assert [b.id for b in second_page] == [made.id] and cursor is None
 
     # 8. Errors come back typed as problems.
-    assert client.get("0" * 24).problem == (404, "/problems/not-found")
+    assert client.get("0" * 24).problem == (404, "/problems/booking-not-found")
     assert client.confirm(made.id).problem == (409, "/problems/booking-cancelled")

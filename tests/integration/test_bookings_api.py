@@ -16,7 +16,7 @@ from aioresponses import aioresponses
 from service import keys
 from service.domain.booking import Booking, BookingStatus, Invitee
 from service.sandbox import SANDBOX_API_KEY
-from tests.conftest import AUTH, JOHN, OTHER_AUTH, upstream_calls
+from tests.conftest import ADMIN_AUTH, AUTH, JOHN, OTHER_AUTH, upstream_calls
 from tests.dates import iso, meeting_day, seed_thursday, zulu
 
 VYTE = {"Authorization": SANDBOX_API_KEY}
@@ -254,7 +254,7 @@ async def test_seed_flow_end_to_end(gateway: Any) -> None:
     assert chosen["start"] not in [s["start"] for s in again["slots"]]
 
 
-async def test_unknown_event_is_adopted_or_404(
+async def test_unknown_event_is_adopted_by_an_admin_or_404(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
     made_in_vyte = datetime.combine(MEETING_DAY + timedelta(days=7), time(9), UTC)
@@ -277,12 +277,20 @@ async def test_unknown_event_is_adopted_or_404(
         },
     ) as resp:
         event = await resp.json()
-    got = await gateway.get(f"/v1/bookings/{event['_id']}", headers=AUTH)
+    # A non-admin's read adopts nothing: 404, and Vyte is not asked.
+    asked = await upstream_calls(sandbox_admin, "GET /v2/events/{id}")
+    refused = await gateway.get(f"/v1/bookings/{event['_id']}", headers=AUTH)
+    assert refused.status == 404
+    assert (await refused.json())["type"] == "/problems/booking-not-found"
+    assert await upstream_calls(sandbox_admin, "GET /v2/events/{id}") == asked
+    got = await gateway.get(f"/v1/bookings/{event['_id']}", headers=ADMIN_AUTH)
     assert got.status == 200
     adopted = await got.json()
     assert adopted["title"] == "Made inside Vyte" and adopted["status"] == "requested"
     assert adopted["start"] == made_in_vyte.astimezone(ZoneInfo(PARIS)).isoformat()
-    missing = await gateway.get(f"/v1/bookings/{'0' * 24}", headers=AUTH)
+    # Adopted with no owner: still not there for a non-admin.
+    assert (await gateway.get(f"/v1/bookings/{event['_id']}", headers=AUTH)).status == 404
+    missing = await gateway.get(f"/v1/bookings/{'0' * 24}", headers=ADMIN_AUTH)
     assert missing.status == 404
     assert (await gateway.get("/v1/bookings/not-an-id", headers=AUTH)).status == 404
 

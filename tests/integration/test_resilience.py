@@ -23,7 +23,7 @@ from service.backoff import exponential
 from service.vyte import errors
 from service.vyte.client import RETRY_AFTER_LIMIT, is_retryable, retry_after_seconds
 from service.vyte.policy import BreakerState, CircuitBreaker
-from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.conftest import ADMIN_AUTH, AUTH, JOHN, upstream_calls
 from tests.dates import in_days, iso
 
 FAKE_VYTE = "http://vyte.test"
@@ -343,8 +343,8 @@ async def test_the_breaker_opens_answers_fast_then_half_opens_and_recovers(
     assert resp.status == 503 and body["type"] == "/problems/upstream-unavailable"
     assert 1 <= int(resp.headers["Retry-After"]) <= 2
     assert elapsed < 0.5
-    # Bookings answer the same way.
-    resp = await gateway.get("/v1/bookings/5f43a0caf795d9206556122a", headers=AUTH)
+    # Bookings answer the same way (an admin's read of an unknown id asks Vyte).
+    resp = await gateway.get("/v1/bookings/5f43a0caf795d9206556122a", headers=ADMIN_AUTH)
     assert resp.status == 503 and int(resp.headers["Retry-After"]) >= 1
     assert await upstream_calls(sandbox_admin, SLOTS) == 3
     assert await upstream_calls(sandbox_admin, "GET /v2/events/{id}") == 0

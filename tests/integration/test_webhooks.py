@@ -18,7 +18,7 @@ import attrs
 import pytest
 
 from service.sandbox import SANDBOX_API_KEY
-from tests.conftest import AUTH, JOHN, upstream_calls
+from tests.conftest import ADMIN_AUTH, AUTH, JOHN, upstream_calls
 from tests.dates import at, iso, meeting_day, zulu
 from tests.integration.conftest import Receiver
 
@@ -296,7 +296,7 @@ async def test_events_made_in_vyte_are_adopted(
     note = {"action": "event.created", "organization": "o", "resource": event}
     assert (await gw.post(f"/v1/vyte/webhooks/{HOOK_TOKEN}", json=[note])).status == 204
     assert (await gw.post(f"/v1/vyte/webhooks/{HOOK_TOKEN}", json=note)).status == 204
-    read = await (await gw.get(f"/v1/bookings/{event['_id']}", headers=AUTH)).json()
+    read = await (await gw.get(f"/v1/bookings/{event['_id']}", headers=ADMIN_AUTH)).json()
     assert (read["title"], read["status"], read["version"]) == ("Made in Vyte", "requested", 1)
     bad = await gw.post(f"/v1/vyte/webhooks/{HOOK_TOKEN}", json={"action": 3})
     assert bad.status == 400
@@ -544,12 +544,11 @@ async def test_only_failed_deliveries_are_sent_again(gateway: Any, receiver: Rec
 async def test_deliveries_belong_to_the_caller_who_gave_the_url(
     gateway: Any, receiver: Receiver
 ) -> None:
-    from tests.conftest import OTHER_TOKEN
-
-    other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+    # An admin's subscription hears about alpha's booking, on the admin's own URL.
+    other = ADMIN_AUTH
     subscribed = await gateway.post(
         "/v1/subscriptions",
-        json={"url": receiver.url + "?as=beta", "events": ["booking.requested"]},
+        json={"url": receiver.url + "?as=admin", "events": ["booking.requested"]},
         headers=other,
     )
     assert subscribed.status == 201
@@ -563,7 +562,7 @@ async def test_deliveries_belong_to_the_caller_who_gave_the_url(
     alphas = await (await gateway.get("/v1/deliveries", headers=AUTH)).json()
     betas = await (await gateway.get("/v1/deliveries", headers=other)).json()
     assert urls(alphas) == [receiver.url]
-    assert urls(betas) == [receiver.url + "?as=beta"]
+    assert urls(betas) == [receiver.url + "?as=admin"]
     (mine,) = alphas["deliveries"]
     assert (await gateway.post(f"/v1/deliveries/{mine['id']}/retry", headers=other)).status == 404
 

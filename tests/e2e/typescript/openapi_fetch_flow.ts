@@ -115,5 +115,5 @@ main(async () => {
   const missing = await client.GET("/v1/bookings/{booking_id}", {
     params: { path: { booking_id: "0".repeat(24) } },
   });
-  check(missing.error?.type === "/problems/not-found", "404 is a problem");
+  check(missing.error?.type === "/problems/booking-not-found", "404 is a problem");
 });

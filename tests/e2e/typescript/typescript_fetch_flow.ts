@@ -92,6 +92,6 @@ main(async () => {
   } catch (err) {
     check(err instanceof ResponseError, `a ResponseError: ${String(err)}`);
     const problem = ProblemFromJSON(await err.response.json());
-    check(problem.status === 404 && problem.type === "/problems/not-found", "404 problem");
+    check(problem.status === 404 && problem.type === "/problems/booking-not-found", "404 problem");
   }
 });
