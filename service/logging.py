@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from service.tracing import add_trace_ids
+
 REDACTED = "[redacted]"
 
 # Keys whose values are secret whatever they hold.
@@ -96,6 +98,7 @@ def configure(
     redactor = Redactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
