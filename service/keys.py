@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from service.notify.inbound import VyteHooks
     from service.notify.operations import Operations, OperationWorker
     from service.notify.outbox import Outbox
+    from service.notify.reconciler import Reconciler
     from service.notify.subscriptions import Subscriptions
     from service.reschedule import RescheduleService
     from service.store.base import Store
@@ -36,3 +37,4 @@ SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey("subscriptions")
 RESCHEDULE: web.AppKey[RescheduleService] = web.AppKey("reschedule")
 LISTING: web.AppKey[BookingListing] = web.AppKey("listing")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
