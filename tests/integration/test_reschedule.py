@@ -127,6 +127,23 @@ async def test_the_old_time_is_free_in_the_next_availability_answer(gateway: Any
     assert at("10:00") in starts and at("15:00") not in starts
 
 
+async def test_a_cancelled_time_is_free_in_the_next_availability_answer(gateway: Any) -> None:
+    created = await book(gateway, at("10:00"), at("11:00"))
+    confirmed = await gateway.post(f"/v1/bookings/{created['id']}/confirm", headers=AUTH)
+    assert confirmed.status == 200
+    query = (
+        f"/v1/availability?participants={JOHN}&duration=60&from={DAY}&to={DAY}"
+        f"&timezone={PARIS}&step=60"
+    )
+    # Cached now, with Vyte showing 10:00 busy: the cancel must not wait for the cache to age.
+    starts = [s["start"] for s in (await (await gateway.get(query, headers=AUTH)).json())["slots"]]
+    assert at("10:00") not in starts
+    resp = await gateway.post(f"/v1/bookings/{created['id']}/cancel", headers=AUTH)
+    assert resp.status == 200
+    starts = [s["start"] for s in (await (await gateway.get(query, headers=AUTH)).json())["slots"]]
+    assert at("10:00") in starts
+
+
 async def test_concurrent_reschedules_into_one_slot_one_wins(
     gateway: Any, sandbox_admin: aiohttp.ClientSession
 ) -> None:
