@@ -9,6 +9,7 @@ does not depend on how fast the load generator (which shares the two cores) is.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -165,6 +166,100 @@ async def measure(quick: bool) -> dict[str, float]:
     return headline
 
 
+EDGE_CONCURRENCY = 32
+
+
+def edge_cases() -> dict[str, dict[str, str]]:
+    """Issue 19's cached availability cases: 3 and 5 participants over 7 days."""
+    people = [harness.participant(i) for i in range(5)]
+    week = {"duration": "30", "from": "2027-03-01", "to": "2027-03-07", "timezone": "Europe/Paris"}
+    return {
+        "cached availability, 3 participants x 7 days": {
+            "participants": ",".join(people[:3]),
+            **week,
+        },
+        "cached availability, 5 participants x 7 days": {"participants": ",".join(people), **week},
+    }
+
+
+def measure_edge(rounds: int, seconds: float) -> dict[str, float]:
+    """The edge side by side: a bare aiohttp handler, /livez, cached availability.
+
+    One load generator in its own process, EDGE_CONCURRENCY requests in flight; each round
+    measures every target once (interleaved, so a noisy moment hits all of them alike) and
+    the table gives medians over the rounds, with ratios taken within each round.
+    """
+    targets: dict[str, tuple[Server, str, dict[str, str]]] = {}
+    rates: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    with (
+        harness.trivial_server() as trivial,
+        harness.stack(generated_users=50, gateway_env={"SLOT_CACHE_TTL": "3600"}) as running,
+    ):
+        gateway = running.gateway
+        targets["bare aiohttp, one trivial handler"] = (trivial, trivial.url + "/", {})
+        targets["gateway /livez"] = (gateway, gateway.url + "/livez", {})
+        for name, params in edge_cases().items():
+            targets[name] = (gateway, f"{gateway.url}/v1/availability?{urlencode(params)}", AUTH)
+        asyncio.run(_prime([url for _, url, _ in targets.values()]))
+        for _ in range(rounds):
+            for name, (server, url, headers) in targets.items():
+                cpu = server.cpu_seconds()
+                result = harness.load_process(
+                    url, headers, concurrency=EDGE_CONCURRENCY, seconds=seconds
+                )
+                if result.errors or set(result.statuses) != {200}:
+                    raise RuntimeError(f"{url}: unexpected answers {result.statuses}")
+                rates.setdefault(name, []).append(result.rate)
+                # The CPU includes the loader's 0.2 s warm-up; per request it is still fair.
+                cpus.setdefault(name, []).append((server.cpu_seconds() - cpu) / result.count)
+    names = list(targets)
+    bare, livez = names[0], names[1]
+    ratios = {
+        name: [
+            r / b for r, b in zip(rates[name], rates[bare if name == livez else livez], strict=True)
+        ]
+        for name in names[1:]
+    }
+    rows: list[list[object]] = []
+    headline: dict[str, float] = {}
+    for index, name in enumerate(names):
+        rate, cpu = harness.median(rates[name]), harness.median(cpus[name])
+        ratio = harness.median(ratios[name]) if name in ratios else 1.0
+        against = "" if index == 0 else ("of bare" if name == livez else "of /livez")
+        rows.append(
+            [
+                name,
+                f"{rate:,.0f}",
+                " / ".join(f"{r:,.0f}" for r in rates[name]),
+                f"{cpu * 1e3:.3f}",
+                f"**{ratio:.2f}** {against}".strip(),
+            ]
+        )
+        headline[f"edge_{index}_rps"] = rate
+        headline[f"edge_{index}_ratio"] = ratio
+    print(
+        harness.table(
+            ("path", "req/s (median)", "req/s per round", "server CPU ms/req", "ratio (median)"),
+            rows,
+            "l",
+        )
+    )
+    print(
+        f"\n{rounds} rounds x {seconds:g} s per target, {EDGE_CONCURRENCY} in flight, one load "
+        "generator process (python -m bench.harness load); ratios are medians of per-round ratios."
+    )
+    return headline
+
+
+async def _prime(urls: Sequence[str]) -> None:
+    async with harness.client(4) as session:
+        for url in urls:
+            answer = await harness.send(session, Call("GET", url, AUTH if "/v1/" in url else {}))
+            if answer.status != 200:
+                raise RuntimeError(f"{url} answered {answer.status}")
+
+
 def _number(cell: object) -> float:
     return float(str(cell).replace(",", ""))
 
@@ -175,7 +270,19 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    harness.quick_cli(run, __doc__, argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.warm", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    parser.add_argument(
+        "--edge", action="store_true", help="issue 19's side-by-side: bare, /livez, availability"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --edge: rounds (medians)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="with --edge: per target")
+    args = parser.parse_args(argv)
+    if args.edge:
+        print("## 2b. The edge (issue 19): bare aiohttp, /livez, cached availability\n")
+        measure_edge(args.rounds, args.seconds)
+    else:
+        run(args.quick)
 
 
 if __name__ == "__main__":

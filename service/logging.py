@@ -35,6 +35,16 @@ _SECRET_SHAPES = (
 )
 # Shorter values would redact ordinary words; Settings never holds secrets that short.
 _MIN_SECRET = 4
+# Keys of nested dicts come from data (e.g. upstream bodies): remember only so many.
+_MAX_KEYS_REMEMBERED = 1024
+# Values that render as themselves and hold no text.
+_PLAIN = frozenset({int, float, bool})
+
+
+# What every pattern above needs to find before it can match: one search of this finds out
+# whether a text can hold a secret at all, so the common text (no secret) costs one pass, not
+# one per pattern. Each alternative is a prefix of what one pattern matches.
+_SHAPE_TRIGGERS = (r"(?i:\bbearer\s)", "whsec_", re.escape("/v1/vyte/webhooks/"))
 
 
 class Redactor:
@@ -43,8 +53,13 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         known = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, known))) if known else None
+        self._trigger = re.compile("|".join([*_SHAPE_TRIGGERS, *map(re.escape, known)]))
+        # Whether a key names a secret, per key seen (log keys are a small, fixed set).
+        self._secret_key: dict[str, bool] = {}
 
     def scrub(self, text: str) -> str:
+        if self._trigger.search(text) is None:
+            return text
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
         for pattern, replacement in _SECRET_SHAPES:
@@ -54,6 +69,8 @@ class Redactor:
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.scrub(value)
+        if value is None or type(value) in _PLAIN:  # the usual non-text fields, checked once
+            return value
         if isinstance(value, dict):
             return {k: self._value(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
@@ -66,7 +83,12 @@ class Redactor:
         return self.scrub(str(value))
 
     def _value(self, key: str, value: Any) -> Any:
-        if _SECRET_KEYS.search(key) and key not in _NOT_SECRET_KEYS and value is not None:
+        secret = self._secret_key.get(key)
+        if secret is None:
+            secret = bool(_SECRET_KEYS.search(key)) and key not in _NOT_SECRET_KEYS
+            if len(self._secret_key) < _MAX_KEYS_REMEMBERED:
+                self._secret_key[key] = secret
+        if secret and value is not None:
             return REDACTED
         return self._scrub(value)
 
