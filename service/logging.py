@@ -6,12 +6,14 @@ processors, so they are JSON lines too and get the same redaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
@@ -102,6 +104,22 @@ class Redactor:
         return event
 
 
+def _fallback(value: Any) -> Any:
+    # As structlog's JSONRenderer: an object's own log form if it has one, else its repr.
+    if hasattr(value, "__structlog__"):
+        return value.__structlog__()
+    return repr(value)
+
+
+def _render_json(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+    """One JSON line per event: orjson (a fifth of the access line's cost in the /livez
+    profile went to json.dumps), the standard library for what orjson refuses."""
+    try:
+        return orjson.dumps(event, default=_fallback).decode()
+    except TypeError:
+        return json.dumps(event, default=_fallback)
+
+
 def configure(
     level: str = "info",
     fmt: str = "json",
@@ -111,9 +129,7 @@ def configure(
     """Configure structlog once per process (logs go to stderr unless `stream`)."""
     out = stream or sys.stderr
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     redactor = Redactor(secrets)
     shared: list[Any] = [
