@@ -227,20 +227,33 @@ def measure_edge(rounds: int, seconds: float) -> dict[str, float]:
         rate, cpu = harness.median(rates[name]), harness.median(cpus[name])
         ratio = harness.median(ratios[name]) if name in ratios else 1.0
         against = "" if index == 0 else ("of bare" if name == livez else "of /livez")
+        # The same ratio from server CPU per request, which the load generator's share of
+        # the two cores does not move: baseline CPU / this path's CPU.
+        base = bare if name == livez else livez
+        cpu_ratio = harness.median(cpus[base]) / cpu if index else 1.0
         rows.append(
             [
                 name,
                 f"{rate:,.0f}",
                 " / ".join(f"{r:,.0f}" for r in rates[name]),
-                f"{cpu * 1e3:.3f}",
                 f"**{ratio:.2f}** {against}".strip(),
+                f"{cpu * 1e3:.3f}",
+                f"**{cpu_ratio:.2f}** {against}".strip(),
             ]
         )
+        headline[f"edge_{index}_cpu_ratio"] = cpu_ratio
         headline[f"edge_{index}_rps"] = rate
         headline[f"edge_{index}_ratio"] = ratio
     print(
         harness.table(
-            ("path", "req/s (median)", "req/s per round", "server CPU ms/req", "ratio (median)"),
+            (
+                "path",
+                "req/s (median)",
+                "req/s per round",
+                "req/s ratio (median)",
+                "server CPU ms/req",
+                "CPU ratio",
+            ),
             rows,
             "l",
         )
