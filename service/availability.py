@@ -49,6 +49,11 @@ log = structlog.get_logger("availability")
 # second before the bound, rather than the TTL, decides what is dropped.
 CACHE_ENTRIES = 10_000
 
+# Bound once: looking a label up costs more than counting.
+_HIT, _JOINED, _MISS, _SHARED_HIT = (
+    metrics.SLOT_CACHE.labels(result) for result in ("hit", "joined", "miss", "shared_hit")
+)
+
 
 @lru_cache(maxsize=16)
 def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]:
@@ -59,9 +64,17 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
     return tuple(candidate_starts(first, last, zone, step))
 
 
+def _cache_key(
+    p: Participant, duration: int, first: date, last: date, timezone: str
+) -> tuple[object, ...]:
+    """What identifies one upstream query: only what Vyte is asked (rule 5's parameters
+    are applied to its answer, so every variant of a query shares it)."""
+    return (p.is_email, p.key, duration, first, last, timezone)
+
+
 @attrs.frozen
 class Availability:
-    """The answer to a query: each participant's state, and the slots that fit, by start.
+    """The answer to a query: each participant's state, and the slots that fit, in its order.
 
     A slot's `participants` are indexes into `query.participants`.
     """
@@ -106,11 +119,14 @@ class AvailabilityService:
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedCache | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._vyte = vyte
         self._store = store
         self._ttl = cache_ttl
         self._clock = clock
+        # Wall-clock time, for `notice` and the past (`clock` only ages cache entries).
+        self._now = now
         # The replicas' common cache behind this process's own (None: this process only).
         self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
@@ -127,17 +143,16 @@ class AvailabilityService:
         fresh: bool = False,
     ) -> tuple[Interval, ...]:
         """Participant's free windows from Vyte (merged), cached unless `fresh`."""
-        key = (participant.is_email, participant.key, duration, first, last, timezone)
-        if not fresh and self._ttl > 0:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > self._clock():
-                metrics.SLOT_CACHE.labels("hit").inc()
-                return hit[1]
+        key = _cache_key(participant, duration, first, last, timezone)
+        if not fresh:
+            cached = self._cached(key)
+            if cached is not None:
+                return cached
         running = self._inflight.get(key)
         if running is not None and not fresh:
-            metrics.SLOT_CACHE.labels("joined").inc()
+            _JOINED.inc()
             return await asyncio.shield(running)
-        metrics.SLOT_CACHE.labels("miss").inc()
+        _MISS.inc()
         task = asyncio.ensure_future(
             self._fetch(participant, key, duration, first, last, timezone, fresh)
         )
@@ -145,6 +160,16 @@ class AvailabilityService:
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(task)
+
+    def _cached(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
+        """This process's unexpired answer for `key`, counted as a hit; None otherwise."""
+        if self._ttl <= 0:
+            return None
+        hit = self._cache.get(key)
+        if hit is None or hit[0] <= self._clock():
+            return None
+        _HIT.inc()
+        return hit[1]
 
     async def _fetch(
         self,
@@ -159,7 +184,7 @@ class AvailabilityService:
         if not fresh:
             shared = await self._shared_get(key)
             if shared is not None:
-                metrics.SLOT_CACHE.labels("shared_hit").inc()
+                _SHARED_HIT.inc()
                 free, left = shared
                 # Kept here only for what the shared entry has left: one TTL in all.
                 self._remember(key, free, min(left, self._ttl))
@@ -254,14 +279,30 @@ class AvailabilityService:
 
     async def query(self, q: AvailabilityQuery) -> Availability:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
-        # One store read for everybody's own bookings, alongside the Vyte fan-out.
-        own = asyncio.ensure_future(self.own_bookings(q))
-        try:
-            outcomes = await asyncio.gather(*(self._participant(p, q) for p in q.participants))
-        except BaseException:
-            own.cancel()
-            raise
-        busy = await own
+        # Cached answers are taken here and now: a task per participant costs more than
+        # the lookup, and on the warm path every participant is cached.
+        outcomes: list[_Outcome] = []
+        missing: list[int] = []
+        for i, p in enumerate(q.participants):
+            cached = self._cached(_cache_key(p, q.duration, q.first, q.last, q.timezone))
+            if cached is None:
+                missing.append(i)
+            outcomes.append(_Outcome(free=cached or ()))
+        if missing:
+            # One store read for everybody's own bookings, alongside the Vyte fan-out.
+            own = asyncio.ensure_future(self.own_bookings(q))
+            try:
+                fetched = await asyncio.gather(
+                    *(self._participant(q.participants[i], q) for i in missing)
+                )
+            except BaseException:
+                own.cancel()
+                raise
+            for i, outcome in zip(missing, fetched, strict=True):
+                outcomes[i] = outcome
+            busy = await own
+        else:
+            busy = await self.own_bookings(q)
         _raise_for_failures(q, outcomes)
         outcomes = [
             attrs.evolve(o, free=tuple(subtract(o.free, busy[p.key])))
@@ -270,6 +311,7 @@ class AvailabilityService:
             for p, o in zip(q.participants, outcomes, strict=True)
         ]
         zone = q.zone
+        # Own bookings are out of `free` already, so the buffers apply to what is left (rule 5).
         matches = find_slots(
             [o.free for o in outcomes],
             first=q.first,
@@ -279,6 +321,12 @@ class AvailabilityService:
             step_minutes=q.step,
             required=q.required,
             grid=_grid(q.first, q.last, zone, q.step),
+            buffer_before_minutes=q.buffer_before,
+            buffer_after_minutes=q.buffer_after,
+            # Read after the fan-out: no slot starts before the moment of the answer.
+            not_before=self._now() + timedelta(minutes=q.notice),
+            order=q.order,
+            limit=q.limit,
         )
         return Availability(query=q, participants=_states(q.participants, outcomes), slots=matches)
 

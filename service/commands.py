@@ -14,6 +14,7 @@ import attrs
 import cattrs
 
 from service.domain.booking import Invitee, Place
+from service.domain.freetime import Order
 from service.domain.participant import Participant
 from service.store.base import DeliveryStatus
 
@@ -30,6 +31,12 @@ class AvailabilityQuery:
     step: int
     required: int
     partial: bool
+    # DESIGN §3.1 rule 5: minutes; `notice` counts from the moment the query is answered.
+    notice: int = 0
+    buffer_before: int = 0
+    buffer_after: int = 0
+    order: Order = "start"
+    limit: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -280,6 +280,25 @@ class SubscriptionBody:
     events: EventTypes
 
 
+# Availability's rules beyond Vyte's (DESIGN §3.1 rule 5).
+NoticeMinutes = NewType("NoticeMinutes", int)
+BufferMinutes = NewType("BufferMinutes", int)
+Ordering = NewType("Ordering", str)
+SlotLimit = NewType("SlotLimit", int)
+
+
+def _ordering(value: Any, _: object) -> str:
+    if value not in ("start", "best"):
+        raise Invalid("must be 'start' or 'best'")
+    return str(value)
+
+
+converter.register_structure_hook(NoticeMinutes, _query_int(0, 43_200))
+converter.register_structure_hook(BufferMinutes, _query_int(0, 720))
+converter.register_structure_hook(Ordering, _ordering)
+converter.register_structure_hook(SlotLimit, _query_int(1, 1000))
+
+
 @attrs.frozen
 class AvailabilityParams:
     """GET /v1/availability."""
@@ -293,6 +312,11 @@ class AvailabilityParams:
     required: QueryCount | None = None
     group: Grouping | None = None
     partial: Flag = Flag(False)
+    notice: NoticeMinutes = NoticeMinutes(0)
+    buffer_before: BufferMinutes = BufferMinutes(0)
+    buffer_after: BufferMinutes = BufferMinutes(0)
+    order: Ordering = Ordering("start")
+    limit: SlotLimit | None = None
 
 
 @attrs.frozen
@@ -380,6 +404,8 @@ def availability_query(
     count = len(p.participants)
     if p.required is not None and not 1 <= p.required <= count:
         problems.append(FieldError("required", f"must be an integer from 1 to {count}"))
+    if p.order == "best" and p.group == "day":
+        problems.append(FieldError("order", "'best' ranks across days: not with group=day"))
     if problems:
         raise ValidationFailed(problems)
     query = AvailabilityQuery(
@@ -391,6 +417,11 @@ def availability_query(
         step=p.step or p.duration,
         required=p.required or count,
         partial=p.partial,
+        notice=p.notice,
+        buffer_before=p.buffer_before,
+        buffer_after=p.buffer_after,
+        order="best" if p.order == "best" else "start",
+        limit=p.limit,
     )
     return query, p.group == "day"
 
