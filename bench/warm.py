@@ -206,15 +206,11 @@ EDGE_CONCURRENCY = 32
 
 
 def edge_cases() -> dict[str, dict[str, str]]:
-    """Issue 19's cached availability cases: 3 and 5 participants over 7 days."""
-    people = [harness.participant(i) for i in range(5)]
-    week = {"duration": "30", "from": "2027-03-01", "to": "2027-03-07", "timezone": "Europe/Paris"}
+    """Issue 19's cached availability cases: 3 and 5 participants over 7 days (from `cases`)."""
+    weeks = cases()
     return {
-        "cached availability, 3 participants x 7 days": {
-            "participants": ",".join(people[:3]),
-            **week,
-        },
-        "cached availability, 5 participants x 7 days": {"participants": ",".join(people), **week},
+        f"cached availability, {n} participants x 7 days": weeks[f"{n} participants, 7 days"]
+        for n in (3, 5)
     }
 
 
