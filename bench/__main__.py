@@ -1,7 +1,7 @@
 """``python -m bench [PART ...] [--quick]``: the benchmark suite, or some parts of it.
 
-Parts: fanout, warm, kernel, bookings, memory, load, replicas, delivery (all by default, in
-that order).
+Parts: fanout, warm, kernel, bookings, memory, load, replicas, delivery, tracing (all by
+default, in that order).
 Every part starts its own processes on 127.0.0.1 (replicas also a redis-server, when installed)
 and stops them; the whole suite takes about four minutes.
 Output is Markdown, ready for bench/RESULTS.md.
@@ -15,7 +15,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import bookings, delivery, fanout, harness, kernel, load, memory, replicas, warm
+from bench import (
+    bookings,
+    delivery,
+    fanout,
+    harness,
+    kernel,
+    load,
+    memory,
+    replicas,
+    tracing,
+    warm,
+)
 
 PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "fanout": fanout.run,
@@ -26,6 +37,7 @@ PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "load": load.run,
     "replicas": replicas.run,
     "delivery": delivery.run,
+    "tracing": tracing.run,
 }
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from service import keys
+from service import keys, tracing
 from service.availability import AvailabilityService
 from service.bookings import BookingService
 from service.config import Settings
@@ -23,6 +23,7 @@ from service.http import routes
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
+from service.http.tracing import request_span
 from service.notify.dispatcher import Dispatcher
 from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
@@ -42,6 +43,7 @@ log = structlog.get_logger("app")
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
+            request_span,
             request_context,
             problems,
             bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY,
     )
     app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(tracing.export)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_vyte)
     app.cleanup_ctx.append(_services)
@@ -60,7 +63,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[keys.SETTINGS].store_url)
-    app[keys.STORE] = store
+    app[keys.STORE] = tracing.trace_store(store)
     yield
     await store.close()
 
@@ -68,7 +71,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, raise_for_status=False, trace_configs=tracing.client_trace_configs()
+    ) as session:
         app[keys.VYTE] = VyteClient(session, VyteOptions.from_settings(settings))
         yield
 

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
+from service.tracing import add_trace_ids
+
 REDACTED = "[redacted]"
 
 # Keys whose values are secret whatever they hold.
@@ -134,6 +136,7 @@ def configure(
     redactor = Redactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

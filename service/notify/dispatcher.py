@@ -12,7 +12,7 @@ import aiohttp
 import attrs
 import structlog
 
-from service import metrics
+from service import metrics, tracing
 from service.domain.signatures import signature_header
 from service.notify.loop import poll
 from service.store.base import Delivery, DeliveryStatus, Store
@@ -111,6 +111,7 @@ class Dispatcher:
         metrics.DELIVERIES.labels(outcome).inc()
         await self._store.update_delivery(updated)
 
+    @tracing.delivery_attempt
     async def _post(self, delivery: Delivery) -> str | None:
         timestamp = int(time.time())
         headers = {
@@ -120,6 +121,7 @@ class Dispatcher:
         }
         if delivery.request_id is not None:
             headers["X-Request-ID"] = delivery.request_id
+        tracing.inject(headers)
         if self._secrets:
             headers["webhook-signature"] = signature_header(
                 self._secrets, delivery.id, timestamp, delivery.payload

@@ -28,6 +28,7 @@ from service.store.base import (
     OperationType,
     Store,
 )
+from service.tracing import current_traceparent, operation_attempt
 from service.vyte.client import retry_after_seconds
 
 log = structlog.get_logger("operations")
@@ -54,6 +55,7 @@ def new_operation(
         created_at=now,
         updated_at=now,
         request_id=current_request_id(),
+        trace_context=current_traceparent(),
     )
 
 
@@ -140,6 +142,7 @@ class OperationWorker:
             await asyncio.gather(*(self._apply(op) for op in batch))
         return len(batch)
 
+    @operation_attempt
     async def _apply(self, op: Operation) -> None:
         # Vyte calls and webhooks caused by the operation carry the accepting request's id.
         structlog.contextvars.bind_contextvars(operation=op.id, request_id=op.request_id)

@@ -1,0 +1,346 @@
+"""Tracing cost on the warm path: the gateway untraced, traced with no exporter, and exporting.
+
+Three gateways (each with its own sandbox) run side by side on loopback, with the same
+cached availability queries as the warm part:
+
+- **untraced**: the gateway with its tracing hooks replaced by no-ops (``python -m bench.tracing
+  untraced serve``), the baseline;
+- **no exporter**: the gateway as shipped with no OTEL_* variables: trace context flows
+  (ids in logs, traceparent out), nothing is recorded;
+- **exporter on**: OTEL_EXPORTER_OTLP_ENDPOINT names an OTLP/HTTP receiver this part starts on
+  127.0.0.1 (``python -m bench.tracing receiver``, which counts what it is sent); every request
+  is sampled and exported.
+
+They are measured back to back in many short rounds, and each ratio is the median of the
+rounds' paired ratios, so a noisy moment on the shared machine does not land on one
+configuration only. Goals: no exporter loses at most
+3 % of the untraced req/s, exporter on at most 15 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+from bench import harness, warm
+from bench.harness import AUTH, LOOPBACK, TOKEN, Call, Server
+from service.sandbox.config import SANDBOX_API_KEY
+
+CONCURRENCY = 16
+CONFIGS = ("untraced", "no exporter", "exporter on")
+# The cheapest warm query (where tracing's share of the work is largest) and a mid-sized one.
+CASES = ("1 participant, 1 day", "5 participants, 5 days")
+
+
+@contextlib.contextmanager
+def _gateway(tmp: Path, name: str, vyte: str, extra: dict[str, str]) -> Iterator[Server]:
+    args = ["-m", "service", "serve"]
+    if name == "untraced":
+        args = ["-m", "bench.tracing", "untraced", "serve"]
+    env = {
+        "VYTE_BASE_URL": vyte,
+        "VYTE_API_KEY": SANDBOX_API_KEY,
+        "API_TOKENS": f"bench:{TOKEN}",
+        "STORE_URL": f"sqlite:///{tmp}/{name.replace(' ', '-')}.sqlite3",
+        "LOG_LEVEL": "info",
+        "SLOT_CACHE_TTL": "3600",
+        "SHUTDOWN_TIMEOUT": "5",
+        **extra,
+    }
+    server = harness.start_server(f"gateway-{name.replace(' ', '-')}", args, tmp, env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _stacks() -> Iterator[tuple[dict[str, Server], Server]]:
+    """The receiver, one sandbox, and the three gateways in front of it."""
+    with harness.workdir() as tmp, contextlib.ExitStack() as stack:
+        seed = tmp / "seed.json"
+        harness.write_seed(seed, 50)
+        sandbox = harness.start_server(
+            "sandbox",
+            [
+                "-m",
+                "service",
+                "sandbox",
+                "--host",
+                LOOPBACK,
+                "--port",
+                "{port}",
+                "--seed",
+                str(seed),
+            ],
+            tmp,
+            ready_path="/_sandbox/stats",
+        )
+        stack.callback(sandbox.stop)
+        receiver = harness.start_server(
+            "otlp-receiver",
+            ["-m", "bench.tracing", "receiver", "--port", "{port}"],
+            tmp,
+            ready_path="/stats",
+        )
+        stack.callback(receiver.stop)
+        extras = {
+            "untraced": {},
+            "no exporter": {},
+            "exporter on": {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_TRACES_SAMPLER": "always_on",
+            },
+        }
+        gateways = {
+            name: stack.enter_context(_gateway(tmp, name, sandbox.url, extras[name]))
+            for name in CONFIGS
+        }
+        yield gateways, receiver
+
+
+async def _load(
+    session: aiohttp.ClientSession, server: Server, call: Call, seconds: float
+) -> tuple[float, float]:
+    """req/s over CONCURRENCY connections, and the server's CPU ms per request."""
+    cpu = server.cpu_seconds()
+    result = await harness.closed_loop(
+        session, lambda _: call, concurrency=CONCURRENCY, seconds=seconds, max_requests=200_000
+    )
+    if result.errors or set(result.statuses) != {200}:
+        raise RuntimeError(f"{call.url}: unexpected answers {result.statuses}")
+    return result.rate, (server.cpu_seconds() - cpu) / max(1, result.count) * 1e3
+
+
+def _quartiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"{harness.percentile(ordered, 25):.2f}-{harness.percentile(ordered, 75):.2f}"
+
+
+def _stats(receiver: Server) -> dict[str, int]:
+    with urllib.request.urlopen(receiver.url + "/stats", timeout=5) as resp:  # noqa: S310
+        stats: dict[str, int] = json.loads(resp.read())
+        return stats
+
+
+async def measure(quick: bool) -> dict[str, float]:
+    seconds, rounds = (0.3, 2) if quick else (0.3, 24)
+    queries = {name: params for name, params in warm.cases().items() if name in CASES}
+    # Per (case, config): req/s and CPU ms/req of every round.
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with _stacks() as (gateways, receiver):
+        async with harness.client(CONCURRENCY) as session:
+            calls = {
+                (case, config): Call(
+                    "GET", f"{gateways[config].url}/v1/availability?{urlencode(params)}", AUTH
+                )
+                for case, params in queries.items()
+                for config in CONFIGS
+            }
+            for (_case, config), call in calls.items():  # prime the caches, warm up
+                await _load(session, gateways[config], call, 0.5)
+            for index in range(rounds):
+                for case in queries:
+                    # The three back to back, in an order that turns each round.
+                    order = CONFIGS[index % 3 :] + CONFIGS[: index % 3]
+                    for config in order:
+                        measured = await _load(
+                            session, gateways[config], calls[(case, config)], seconds
+                        )
+                        runs.setdefault((case, config), []).append(measured)
+        exported = _stats(receiver)
+    rows: list[list[object]] = []
+    headline: dict[str, float] = {}
+    for index, case in enumerate(queries):
+        base = runs[(case, "untraced")]
+        for config in CONFIGS:
+            own = runs[(case, config)]
+            # Each round's ratio against the untraced run next to it, then the median: the
+            # machine is shared, and a paired ratio cancels most of what the others do.
+            rate_ratios = [o[0] / b[0] for o, b in zip(own, base, strict=True)]
+            cpu_ratios = [o[1] / b[1] for o, b in zip(own, base, strict=True)]
+            rate_ratio, cpu_ratio = harness.median(rate_ratios), harness.median(cpu_ratios)
+            rate = harness.median([o[0] for o in own])
+            cpu = harness.median([o[1] for o in own])
+            rows.append(
+                [
+                    case,
+                    config,
+                    f"{rate:,.0f}",
+                    f"{rate_ratio:.3f} ({_quartiles(rate_ratios)})",
+                    f"{cpu:.3f}",
+                    f"{cpu_ratio:.3f} ({_quartiles(cpu_ratios)})",
+                ]
+            )
+            key = config.replace(" ", "_")
+            headline[f"tracing_{index}_{key}_rps_ratio"] = rate_ratio
+            headline[f"tracing_{index}_{key}_cpu_ratio"] = cpu_ratio
+    print(
+        harness.table(
+            (
+                "query",
+                "gateway",
+                f"req/s ({CONCURRENCY} conns), median",
+                "req/s vs untraced: median of paired rounds (quartiles)",
+                "server CPU ms/req, median",
+                "CPU/req vs untraced: median (quartiles)",
+            ),
+            rows,
+            "ll",
+        )
+    )
+    print()
+    print(
+        f"{rounds} rounds of {seconds:g} s per gateway and query, the three gateways back to back "
+        f"in each round. The receiver got {exported['posts']:,} OTLP/HTTP posts "
+        f"({exported['bytes']:,} bytes) from the exporting gateway; server CPU includes its "
+        "export thread."
+    )
+    return headline
+
+
+def _hook_costs(count: int) -> dict[str, float]:
+    """CPU microseconds the tracing hooks add to one warm request, measured in this process
+    (steadier than req/s on a busy machine): the request span around a trivial handler, the
+    trace ids of one log line, and, when exporting, the SDK's span and its OTLP encoding."""
+    from aiohttp.test_utils import make_mocked_request
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from service import tracing
+    from service.http import tracing as http_tracing
+
+    class Encoding(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            encode_spans(spans).SerializeToString()
+            return SpanExportResult.SUCCESS
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def per_request(hooked: bool) -> float:
+        app = web.Application()
+        app.router.add_get("/v1/availability", handler)
+        request = make_mocked_request("GET", "/v1/availability", app=app)
+        match = await app.router.resolve(request)
+        match.add_app(app)
+        request._match_info = match
+        event: dict[str, Any] = {"event": "request"}
+        started = time.process_time()
+        for _ in range(count):
+            if hooked:
+                await http_tracing.request_span(request, handler)
+                tracing.add_trace_ids(None, "info", event)
+            else:
+                await handler(request)
+        return (time.process_time() - started) / count * 1e6
+
+    async def measure_all() -> dict[str, float]:
+        bare = min([await per_request(False) for _ in range(3)])
+        quiet = min([await per_request(True) for _ in range(3)]) - bare
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Encoding(), max_queue_size=count))
+        tracing.use_tracer(provider.get_tracer("bench"))
+        try:
+            started = time.process_time()
+            await per_request(True)
+            provider.force_flush()  # the export thread's encoding counts too
+            exporting = (time.process_time() - started) / count * 1e6 - bare
+        finally:
+            tracing.use_tracer(None)
+            provider.shutdown()
+        return {"no exporter": quiet, "exporter on": exporting}
+
+    return asyncio.run(measure_all())
+
+
+# -- the processes this part starts --------------------------------------------------------
+
+
+def _untraced(argv: Sequence[str]) -> int:
+    """Run the service with its tracing hooks replaced by no-ops (the baseline)."""
+    from service import tracing
+    from service.http import tracing as http_tracing
+
+    @web.middleware
+    async def passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def no_export(app: web.Application) -> Any:
+        yield
+
+    http_tracing.request_span = passthrough  # type: ignore[assignment]
+    tracing.client_trace_configs = list  # type: ignore[assignment]
+    tracing.trace_store = lambda store: store  # type: ignore[assignment]
+    tracing.export = no_export  # type: ignore[assignment]
+    from service import logging as service_logging
+
+    service_logging.add_trace_ids = lambda logger, method, event: event  # type: ignore[assignment]
+    from service import app
+    from service.__main__ import main as service_main
+
+    if app.request_span is not passthrough:
+        raise RuntimeError("service.app was imported before its tracing hooks were replaced")
+    return service_main(list(argv))
+
+
+def _receiver(port: int) -> None:
+    """An OTLP/HTTP endpoint that accepts every export and counts posts and bytes."""
+    counts = {"posts": 0, "bytes": 0}
+
+    async def traces(request: web.Request) -> web.Response:
+        counts["bytes"] += len(await request.read())
+        counts["posts"] += 1
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(counts)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/traces", traces)
+    app.router.add_get("/stats", stats)
+    web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    print("## 9. Tracing cost on the warm path (untraced vs no exporter vs exporter on)\n")
+    headline = asyncio.run(measure(quick))
+    hooks = _hook_costs(2_000 if quick else 20_000)
+    print()
+    print(
+        "The hooks alone, in-process (CPU per request: request span and one log line's ids, "
+        f"over a bare handler): no exporter {hooks['no exporter']:.1f} µs, exporter on "
+        f"{hooks['exporter on']:.1f} µs (SDK span and its OTLP/protobuf encoding included)."
+    )
+    headline.update({f"hooks_{k.replace(' ', '_')}_us": v for k, v in hooks.items()})
+    return headline
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["untraced"]:
+        raise SystemExit(_untraced(args[1:]))
+    if args[:1] == ["receiver"]:
+        parser = argparse.ArgumentParser(prog="python -m bench.tracing receiver")
+        parser.add_argument("--port", type=int, required=True)
+        _receiver(parser.parse_args(args[1:]).port)
+        return
+    harness.quick_cli(run, __doc__, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Trace context parsing and formatting, the exporter switch, the log processor, store spans."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from service import tracing
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+def test_a_valid_traceparent_is_the_remote_parent() -> None:
+    parent = tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "a=1,b=2")
+    assert parent is not None and parent.is_remote
+    assert parent.trace_id == int(TRACE, 16) and parent.span_id == int(SPAN, 16)
+    assert parent.trace_flags.sampled
+    assert parent.trace_state.to_header() == "a=1,b=2"
+    assert tracing.format_traceparent(parent) == f"00-{TRACE}-{SPAN}-01"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        f"00-{TRACE}-{SPAN}",  # no flags
+        f"00-{TRACE.upper()}-{SPAN}-01",  # upper-case hex is invalid
+        f"00-{'0' * 32}-{SPAN}-01",  # all-zero trace id
+        f"00-{TRACE}-{'0' * 16}-01",  # all-zero span id
+        f"ff-{TRACE}-{SPAN}-01",  # version ff is forbidden
+        f"00-{TRACE}-{SPAN}-01-extra",  # version 00 has exactly four fields
+        f"00-{TRACE[:-1]}-{SPAN}-01",
+        "not a traceparent",
+    ],
+)
+def test_an_invalid_traceparent_starts_a_new_trace(header: str | None) -> None:
+    assert tracing.parse_traceparent(header) is None
+
+
+def test_a_later_version_is_read_by_its_first_four_fields() -> None:
+    parent = tracing.parse_traceparent(f"cc-{TRACE}-{SPAN}-03-what-comes-later")
+    assert parent is not None and parent.trace_id == int(TRACE, 16)
+    # Only the sampled bit is understood; other flag bits are not passed on.
+    assert parent.trace_flags == TraceFlags(1)
+
+
+def test_the_propagating_tracer_keeps_the_trace_and_makes_new_span_ids() -> None:
+    tracer = tracing.PropagatingTracer()
+    remote = SpanContext(
+        int(TRACE, 16), int(SPAN, 16), True, TraceFlags(1), TraceState([("k", "v")])
+    )
+    parent = trace.set_span_in_context(NonRecordingSpan(remote))
+    children = [tracer.start_span("child", context=parent) for _ in range(50)]
+    contexts = [c.get_span_context() for c in children]
+    assert {c.trace_id for c in contexts} == {remote.trace_id}
+    assert len({c.span_id for c in contexts}) == 50 and remote.span_id not in {
+        c.span_id for c in contexts
+    }
+    assert all(c.trace_flags.sampled and c.trace_state == remote.trace_state for c in contexts)
+    assert not any(c.is_recording() for c in children)
+    roots = {tracer.start_span("root", context=otel_context.Context()) for _ in range(50)}
+    assert len({r.get_span_context().trace_id for r in roots}) == 50
+    assert all(r.get_span_context().is_valid for r in roots)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_TRACES_EXPORTER": "console"}, False),
+        ({"OTEL_TRACES_EXPORTER": "console,otlp"}, True),
+    ],
+)
+def test_export_only_when_the_otel_variables_configure_it(
+    environ: dict[str, str], expected: bool
+) -> None:
+    assert tracing.exporter_configured(environ) is expected
+
+
+def test_log_lines_carry_the_current_trace_and_span() -> None:
+    assert tracing.add_trace_ids(None, "info", {"event": "x"}) == {"event": "x"}
+    remote = SpanContext(int(TRACE, 16), int(SPAN, 16), False)
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+    try:
+        event = tracing.add_trace_ids(None, "info", {"event": "x"})
+    finally:
+        otel_context.detach(token)
+    assert event == {"event": "x", "trace_id": TRACE, "span_id": SPAN}
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer(provider.get_tracer("test"))
+    yield exporter
+    tracing.use_tracer(None)
+    provider.shutdown()
+
+
+class _FakeStore:
+    """Stands in for a backend: only the methods the wrapper looks for."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def get_booking(self, booking_id: str) -> Any:
+        self.calls.append(booking_id)
+        if booking_id == "boom":
+            raise RuntimeError("store down")
+        return {"id": booking_id}
+
+    async def ping(self) -> None:
+        self.calls.append("ping")
+
+
+async def test_store_calls_get_spans_only_inside_a_trace(exporter: InMemorySpanExporter) -> None:
+    store: Any = tracing.trace_store(_FakeStore())
+    assert await store.get_booking("outside") == {"id": "outside"}
+    assert exporter.get_finished_spans() == ()  # a background poll: no trace, no span
+
+    with trace.use_span(tracing._Active.tracer.start_span("request"), end_on_exit=True):
+        assert await store.get_booking("inside") == {"id": "inside"}
+        with pytest.raises(RuntimeError):
+            await store.get_booking("boom")
+        await store.ping()
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["store get_booking", "store get_booking", "request"]
+    ok, failed, request = exporter.get_finished_spans()
+    assert ok.parent is not None and ok.parent.span_id == request.context.span_id
+    assert ok.attributes is not None and ok.attributes["db.operation.name"] == "get_booking"
+    assert not failed.status.is_ok and failed.status.description == "RuntimeError"
+    assert store.calls == ["outside", "inside", "boom", "ping"]
+
+
+async def test_concurrent_store_calls_are_siblings(exporter: InMemorySpanExporter) -> None:
+    store: Any = tracing.trace_store(_FakeStore())
+    with trace.use_span(tracing._Active.tracer.start_span("request"), end_on_exit=True):
+        await asyncio.gather(*(store.get_booking(str(i)) for i in range(3)))
+    *calls, request = exporter.get_finished_spans()
+    assert len(calls) == 3
+    assert {c.parent.span_id for c in calls if c.parent} == {request.context.span_id}
+
+
+def test_a_malformed_tracestate_is_dropped_without_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("DEBUG"):
+        parent = tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "a=1,%%not a member%%")
+    assert parent is not None and parent.trace_id == int(TRACE, 16)
+    assert parent.trace_state.to_header() == ""
+    assert caplog.records == []
