@@ -20,15 +20,19 @@ from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
+from service.http.handlers import created_answer
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
 from service.http.tracing import request_span
+from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
+from service.notify.egress import EgressPolicy
 from service.notify.inbound import VyteHooks, keep_registering
 from service.notify.loop import purge
 from service.notify.operations import Operations, OperationWorker
 from service.notify.outbox import Outbox
+from service.notify.reconciler import Reconciler
 from service.notify.subscriptions import Subscriptions
 from service.store import open_store
 from service.store.base import SharedCache
@@ -102,6 +106,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.HEALTH] = Health(store, vyte)
     app[keys.VYTE_HOOKS] = VyteHooks(vyte, store, bookings)
     app[keys.OPERATIONS] = worker
+    reconciler = Reconciler(
+        store,
+        bookings,
+        created_answer,
+        owner=_owner(),
+        timeout=settings.unknown_outcome_timeout,
+        budget_seconds=settings.request_budget,
+    )
+    bookings.on_unknown = reconciler.wake
+    app[keys.RECONCILER] = reconciler
     app[keys.ASYNC_OPERATIONS] = Operations(store, worker.wake)
     app[keys.SUBSCRIPTIONS] = Subscriptions(store, outbox.due, settings.max_subscriptions)
     yield
@@ -114,20 +128,26 @@ def _owner() -> str:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """Background work: the webhook dispatcher, the operations worker, the purge of what
-    finished long ago, hook registration."""
+    """Background work: the webhook dispatcher, the operations worker, the reconciler of
+    unknown outcomes, the purge of what finished long ago, hook registration."""
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     worker = app[keys.OPERATIONS]
-    async with aiohttp.ClientSession() as session:
+    async with webhook_session(settings.callback_deny_networks) as session:
         dispatcher = Dispatcher(
-            store, session, settings.webhook_secrets, settings.webhook_retry_schedule, _owner()
+            store,
+            session,
+            settings.webhook_secrets,
+            settings.webhook_retry_schedule,
+            _owner(),
+            EgressPolicy(settings.callback_hosts, settings.callback_deny_networks),
         )
         app[keys.DISPATCHER] = dispatcher
         app[keys.OUTBOX].on_due(dispatcher.wake)
         tasks = [
             asyncio.create_task(dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(worker.run(), name="operations-worker"),
+            asyncio.create_task(app[keys.RECONCILER].run(), name="reconciler"),
             asyncio.create_task(
                 purge(store, timedelta(days=settings.retention_days), PURGE_INTERVAL),
                 name="purge",

@@ -6,13 +6,14 @@ import hashlib
 import math
 import re
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from service.availability import AvailabilityService
 from service.budget import claim_lease
-from service.commands import NewBooking
+from service.commands import NewBooking, encode_booking
 from service.config import Settings
 from service.domain.booking import (
     Booking,
@@ -26,11 +27,13 @@ from service.errors import (
     BookingNotFound,
     Conflict,
     FieldError,
+    IdempotencyKeyInFlight,
     SlotUnavailable,
     ValidationFailed,
 )
+from service.logging import current_request_id
 from service.ports import Outbox
-from service.store.base import IDEMPOTENCY_TTL, Store
+from service.store.base import IDEMPOTENCY_TTL, Store, StoredResponse, UnresolvedCreate
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 from service.vyte.mapping import (
@@ -44,6 +47,15 @@ from service.vyte.mapping import (
 from service.vyte.models import Event
 
 _BOOKING_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+
+# What a create under a key leaves for the reconciler to answer with, once it knows.
+Answer = Callable[[Booking], StoredResponse]
+
+
+def look_interval(unknown_outcome_timeout: float) -> float:
+    """Seconds between two looks in Vyte for a create whose outcome is unknown: a few
+    seconds, and many looks within even a short UNKNOWN_OUTCOME_TIMEOUT."""
+    return min(2.0, max(0.05, unknown_outcome_timeout / 20))
 
 
 def check_booking_id(booking_id: str) -> str:
@@ -75,6 +87,8 @@ class BookingService:
         self._availability = availability
         self._settings = settings
         self._outbox = outbox
+        # Told when a create's outcome became unknown: the reconciler looks at once.
+        self.on_unknown: Callable[[], None] = lambda: None
 
     async def save(
         self,
@@ -84,18 +98,34 @@ class BookingService:
         *,
         release_hold: str | None = None,
         subscriptions: bool = True,
+        unresolved: str | None = None,
+        answer: StoredResponse | None = None,
     ) -> bool:
         """Write `booking` with the webhooks announcing it (`event_type`), if the stored
-        version is still `expected_version`; once committed, they are sent at once."""
+        version is still `expected_version`; once committed, they are sent at once.
+
+        `unresolved` names the record of a create this booking settles: closed (its hold
+        released, `answer` kept for its key) in the same step."""
         deliveries = await self._outbox.plan(
             event_type, booking, booking.updated_at, subscriptions=subscriptions
         )
-        saved = await self._store.put_booking(
-            booking,
-            expected_version=expected_version,
-            release_hold=release_hold,
-            deliveries=deliveries,
-        )
+        saved = False
+        if unresolved is not None:
+            saved = await self._store.finish_unresolved(
+                unresolved,
+                booking=booking,
+                expected_version=expected_version,
+                deliveries=deliveries,
+                response=answer,
+            )
+        if not saved:
+            # No record (gone, or never written): a plain write.
+            saved = await self._store.put_booking(
+                booking,
+                expected_version=expected_version,
+                release_hold=release_hold,
+                deliveries=deliveries,
+            )
         if saved and deliveries:
             self._outbox.due()
         return saved
@@ -135,9 +165,18 @@ class BookingService:
         req: NewBooking,
         hold: str | None = None,
         sending: _Sending | None = None,
+        *,
+        key: str | None = None,
+        answer: Answer | None = None,
     ) -> Booking:
         """Check, hold, create in Vyte, record. `hold` names the hold (default: a new id);
-        `sending` learns whether the event may have reached Vyte."""
+        `sending` learns whether the event may have reached Vyte.
+
+        Before anything is sent, the create is recorded as unresolved, its hold tied to
+        the record: if its outcome is never learnt here (Vyte's answer lost, this process
+        killed), a reconciler looks for the event in Vyte until it knows, and the slot
+        stays taken meanwhile. `key` and `answer` say where the reconciler's finding is
+        kept for replay (an Idempotency-Key, or an operation's marker)."""
         if req.check_availability:
             await self.check_slot(req)
         hold = hold or uuid.uuid4().hex
@@ -145,48 +184,106 @@ class BookingService:
             req.organizer.key, req.start, req.end, hold, self.hold_ttl
         ):
             raise SlotUnavailable("the slot overlaps another booking of this organizer")
-        return await self._send(caller, req, hold, sending or _Sending())
+        record = self._unresolved(caller, req, hold, key)
+        if not await self._store.add_unresolved(record):
+            await self._store.finish_unresolved(record.id)
+            raise SlotUnavailable("the slot overlaps another booking of this organizer")
+        return await self._send(caller, req, record, sending or _Sending(), answer)
 
-    async def _send(self, caller: str, req: NewBooking, hold: str, sending: _Sending) -> Booking:
+    def _unresolved(
+        self, caller: str, req: NewBooking, hold: str, key: str | None
+    ) -> UnresolvedCreate:
+        now = datetime.now(UTC)
+        timeout = self._settings.unknown_outcome_timeout
+        return UnresolvedCreate(
+            id=hold,
+            caller=caller,
+            command=encode_booking(req),
+            idempotency_key=key,
+            hold_id=hold,
+            organizer=req.organizer.key,
+            start=req.start,
+            end=req.end,
+            deadline=now + timedelta(seconds=timeout),
+            # A create usually answers well within this; a slower one is looked for while
+            # it runs, which finds it as soon as Vyte has it.
+            next_check_at=now + timedelta(seconds=look_interval(timeout)),
+            attempts=0,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+            request_id=current_request_id(),
+        )
+
+    async def _send(
+        self,
+        caller: str,
+        req: NewBooking,
+        record: UnresolvedCreate,
+        sending: _Sending,
+        answer: Answer | None,
+    ) -> Booking:
         sending.maybe_sent = True
         try:
             event = await self._vyte.create_event(new_event(req))
         except (vyte_errors.VyteRejected, vyte_errors.VyteNotFound) as err:
             sending.maybe_sent = False
-            await self._store.release_hold(hold)
+            await self._store.finish_unresolved(record.id)
             raise ValidationFailed([FieldError("organizer", "Vyte refused the event")]) from err
         except vyte_errors.VyteError as err:
+            problem = upstream_problem(err)
             if surely_not_created(err):
                 sending.maybe_sent = False
-                await self._store.release_hold(hold)
-            # Otherwise Vyte may have stored the event: the hold stays until it lapses, so
-            # nothing re-sends it blindly, and a retry looks in Vyte first.
-            raise upstream_problem(err) from err
-        return await self.record_created(caller, req, event, hold)
+                await self._store.finish_unresolved(record.id)
+            else:
+                # Vyte may have stored the event, or may still be storing it: the record
+                # keeps the slot and the reconciler starts looking now. Nothing re-sends it
+                # until the reconciler has decided it absent.
+                problem.outcome_unknown = True
+                now = datetime.now(UTC)
+                await self._store.update_unresolved(
+                    attrs.evolve(record, next_check_at=now, last_error=str(err), updated_at=now)
+                )
+                self.on_unknown()
+            raise problem from err
+        return await self.record_created(caller, req, event, record.hold_id, answer=answer)
 
     async def create_keyed(self, caller: str, req: NewBooking, key: str) -> Booking:
         """A synchronous create under an Idempotency-Key, safe to retry after any failure.
 
-        A marker kept as long as the key says an earlier try may have reached Vyte (it
-        failed or died after sending, or its answer could not be kept for replay): then
-        the retry looks for that event in Vyte before sending, so Vyte sees it once.
+        The create is recorded under the key: while its outcome is unknown a retry is told
+        to wait (the key is in flight) and the reconciler keeps the answer for its replay.
+        A marker kept as long as the key says an earlier try may have reached Vyte: then
+        a retry after the record was settled looks for that event before sending.
         """
         digest = hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:32]
         hold = f"key-{digest}"
+        if await self._store.get_unresolved(hold) is not None:
+            raise IdempotencyKeyInFlight(
+                "the outcome of the first request with this Idempotency-Key is not known yet",
+                headers={"Retry-After": str(math.ceil(self.look_every))},
+            )
         # "\n" cannot occur in a key (printable ASCII only): no caller's key collides.
         marker = f"{key}\nmaybe-sent"
         earlier = await self._store.begin_idempotent(caller, marker, "maybe-sent", IDEMPOTENCY_TTL)
         if earlier is not None:
-            return await self.create_once(caller, req, hold)
+            return await self.create_once(caller, req, hold, key=key)
         sending = _Sending()
         try:
-            return await self.create(caller, req, hold=hold, sending=sending)
+            return await self.create(caller, req, hold=hold, sending=sending, key=key)
         except BaseException:
             if not sending.maybe_sent:
                 await self._store.abandon_idempotent(caller, marker)
             raise
 
-    async def create_once(self, caller: str, req: NewBooking, attempt_id: str) -> Booking:
+    @property
+    def look_every(self) -> float:
+        """Seconds between the reconciler's looks for a create whose outcome is unknown."""
+        return look_interval(self._settings.unknown_outcome_timeout)
+
+    async def create_once(
+        self, caller: str, req: NewBooking, attempt_id: str, *, key: str | None = None
+    ) -> Booking:
         """Create for a request that may already have reached Vyte.
 
         A previous attempt may have failed after Vyte stored the event, or the process
@@ -208,32 +305,48 @@ class BookingService:
             return await self.record_created(caller, req, event, attempt_id)
         # Not in Vyte, or another caller's booking: a create like any other (which meets
         # that booking and answers 409).
-        return await self.create(caller, req, hold=attempt_id)
+        return await self.create(caller, req, hold=attempt_id, key=key)
 
-    async def find_created(self, req: NewBooking) -> Event | None:
-        """The organizer's live Vyte event with this title and these times, if any."""
+    async def find_created(self, req: NewBooking, *, unrecorded: bool = False) -> Event | None:
+        """The organizer's live Vyte event with this title, these times and these
+        invitees, if any; with `unrecorded`, only one not recorded as a caller's booking
+        (an event adopted from Vyte's hooks, with no caller yet, still counts)."""
         organizer = req.organizer
-        who = (
-            {"invitee_emails": organizer.key}
-            if organizer.is_email
-            else {"creator_users": organizer.key}
-        )
+        who = {"creator_emails" if organizer.is_email else "creator_users": organizer.key}
+        emails = sorted({i.email.lower() for i in req.invitees})
         try:
             # Vyte's `q` is a regular expression: escape the title, then compare exactly.
             pattern = f"^{re.escape(req.title)}$"
-            events = await self._vyte.list_events(q=pattern, limit=100, **who)
+            events = await self._vyte.list_events(
+                q=pattern, limit=100, invitee_emails=",".join(emails), **who
+            )
         except vyte_errors.VyteError as err:
             raise upstream_problem(err) from err
         for event in events:
             if event.title != req.title or event.cancelled:
                 continue
-            if event_times(event) == (req.start, req.end):
-                return event
+            if event_times(event) != (req.start, req.end):
+                continue
+            if not set(emails) <= {(i.email or "").lower() for i in event.invitees}:
+                continue
+            if unrecorded:
+                known = await self._store.get_booking(event.id.lower())
+                if known is not None and known.caller is not None:
+                    continue  # another request's booking, identical to this one
+            return event
         return None
 
     async def record_created(
-        self, caller: str, req: NewBooking, event: Event, hold: str | None
+        self,
+        caller: str,
+        req: NewBooking,
+        event: Event,
+        hold: str | None,
+        *,
+        answer: Answer | None = None,
     ) -> Booking:
+        """Record `event` as `caller`'s booking, settling the unresolved create `hold`
+        (its hold released, `answer` kept for its key, in the same step)."""
         now = datetime.now(UTC)
         booking = Booking(
             id=event.id.lower(),
@@ -252,18 +365,30 @@ class BookingService:
             created_at=now,
             updated_at=now,
         )
-        if not await self.save(booking, "booking.requested", None, release_hold=hold):
+        if not await self.save(
+            booking,
+            "booking.requested",
+            None,
+            release_hold=hold,
+            unresolved=hold,
+            answer=answer(booking) if answer else None,
+        ):
             # Already known: adopted from Vyte's webhook in between, or recorded by an
             # earlier try. An adopted record lacks what only the request knows: add it.
             existing = await self._store.get_booking(booking.id)
+            if existing is None or existing.caller not in (None, caller):
+                # Not ours to settle: an unresolved record stays (the reconciler decides);
+                # a plain hold goes.
+                if hold and await self._store.get_unresolved(hold) is None:
+                    await self._store.release_hold(hold)
+                if existing is None:
+                    raise Conflict("booking changed concurrently; retry")
+                raise SlotUnavailable("the slot is another caller's booking")
             if hold:
+                await self._store.finish_unresolved(hold)
                 await self._store.release_hold(hold)
-            if existing is None:
-                raise Conflict("booking changed concurrently; retry")
             if existing.caller is None:
                 return await self._complete_adopted(existing, booking)
-            if existing.caller != caller:
-                raise SlotUnavailable("the slot is another caller's booking")
             return existing
         return booking
 
@@ -367,8 +492,27 @@ class BookingService:
         except vyte_errors.VyteRejected:
             return await self._refused(booking, target)
         except vyte_errors.VyteError as err:
-            raise upstream_problem(err) from err
+            await self.applied_despite(booking.id, err, lambda e: status_of(e) == target)
         return await self.apply_status(booking.id, target)
+
+    async def applied_despite(
+        self, booking_id: str, err: vyte_errors.VyteError, applied: Callable[[Event], bool]
+    ) -> Event:
+        """After a change to event `booking_id` failed with `err`: the event as Vyte has
+        it now, when `applied` says the change took effect all the same (its answer was
+        lost: a 5xx or a timeout after Vyte applied it); otherwise `err`'s problem.
+
+        Only a change Vyte did not apply is reported as failed (DESIGN §3.2)."""
+        problem = upstream_problem(err)
+        if surely_not_created(err):
+            raise problem from err
+        try:
+            event = await self._vyte.get_event(booking_id)
+        except vyte_errors.VyteError:
+            raise problem from err
+        if not applied(event):
+            raise problem from err
+        return event
 
     async def _refused(self, booking: Booking, target: BookingStatus) -> Booking:
         """Vyte refused the change: usually the event was cancelled inside Vyte meanwhile."""

@@ -11,6 +11,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
+from service.domain.networks import DEFAULT_DENY_NETWORKS as DENY
+from service.domain.networks import Network, parse_deny_networks
+
 T = TypeVar("T")
 
 DEFAULT_STORE_URL = "sqlite:///./data/booking-gateway.sqlite3"
@@ -79,6 +82,8 @@ class Settings:
     retry_base: float = 1.0
     retry_cap: float = 300.0
     callback_hosts: tuple[str, ...] = ()
+    #: CIDRs no webhook is sent to, checked on input and after DNS resolution (DESIGN §3.5)
+    callback_deny_networks: tuple[Network, ...] = DENY
     shutdown_timeout: float = 20.0
     #: seconds /readyz answers 503 before the listener closes, so load balancers stop
     #: sending new requests first (keep drain_delay + shutdown_timeout under the grace period)
@@ -138,6 +143,7 @@ class Settings:
             retry_base=get("RETRY_BASE", _bounded_float(0, 86400), 1.0),
             retry_cap=get("RETRY_CAP", _bounded_float(0, 86400), 300.0),
             callback_hosts=get("CALLBACK_HOSTS", _csv, ()),
+            callback_deny_networks=get("CALLBACK_DENY_NETWORKS", parse_deny_networks, DENY),
             shutdown_timeout=get("SHUTDOWN_TIMEOUT", _bounded_float(0, 3600), 20.0),
             drain_delay=get("DRAIN_DELAY", _bounded_float(0, 3600), 0.0),
             webhook_retry_schedule=get(

@@ -40,6 +40,9 @@ class ServiceError(Exception):
         self.headers = dict(headers or {})
         #: an availability query's participants, each with how reading it went
         self.participants = tuple(participants)
+        #: a create failed after it may have reached Vyte: a reconciler now decides it, so an
+        #: Idempotency-Key stays claimed (for the reconciler's answer) instead of being freed
+        self.outcome_unknown = False
 
     @property
     def type(self) -> str:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from service.notify.inbound import VyteHooks
     from service.notify.operations import Operations, OperationWorker
     from service.notify.outbox import Outbox
+    from service.notify.reconciler import Reconciler
     from service.notify.subscriptions import Subscriptions
     from service.store.base import Store
     from service.vyte.client import VyteClient
@@ -31,3 +32,4 @@ OPERATIONS: web.AppKey[OperationWorker] = web.AppKey("operations")
 VYTE_HOOKS: web.AppKey[VyteHooks] = web.AppKey("vyte_hooks")
 ASYNC_OPERATIONS: web.AppKey[Operations] = web.AppKey("async_operations")
 SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey("subscriptions")
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")

@@ -183,8 +183,10 @@ class _Handler(logging.StreamHandler[TextIO]):
     """Ours, so a second `configure` replaces it instead of adding another."""
 
 
-# Loggers whose levels `configure` changes, and their levels before it did.
-_QUIETED = ("aiohttp.access",)
+# Loggers whose levels `configure` changes, and their levels before it did. The store
+# drivers' debug lines carry what they send (SQL parameters, Redis command arguments):
+# callback URLs with their tokens, emails, messages. They stay at WARNING whatever LOG_LEVEL.
+_QUIETED = ("aiohttp.access", "aiosqlite", "redis")
 _saved_levels: dict[str, int] = {}
 
 
@@ -199,7 +201,7 @@ def _route_stdlib(formatter: logging.Formatter, stream: TextIO, level: int) -> N
     root.addHandler(handler)
     root.setLevel(level)
     # The gateway writes its own access line; aiohttp's (e.g. the embedded sandbox's, with
-    # full query strings) would only repeat it.
+    # full query strings) would only repeat it. The drivers: see _QUIETED.
     for name in _QUIETED:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 

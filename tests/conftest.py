@@ -52,6 +52,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         store_url=f"sqlite:///{tmp_path}/store.sqlite3",
         vyte_timeout=2.0,
         request_budget=4.0,
+        # The tests' receivers listen on 127.0.0.1; tests of the deny list set it themselves.
+        callback_deny_networks=(),
     )
     return attrs.evolve(base, **overrides)
 

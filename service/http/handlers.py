@@ -8,13 +8,14 @@ from aiohttp import web
 from service import keys
 from service.budget import claim_lease
 from service.commands import NewBooking
+from service.domain.booking import Booking
 from service.errors import FieldError
-from service.http.idempotency import idempotency_key, run_idempotent
+from service.http.idempotency import idempotency_key, kept_for_replay, run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
 from service.http.requests import availability_query, booking_command, empty_body
 from service.http.resources import availability_answer, booking_resource, operation_resource
-from service.store.base import OperationType
+from service.store.base import OperationType, StoredResponse
 
 
 async def availability(request: web.Request) -> web.Response:
@@ -33,7 +34,9 @@ async def create_booking(request: web.Request) -> web.Response:
 
     async def handle() -> web.Response:
         body = await read_json(request)
-        booking_request = booking_command(body, settings.callback_hosts)
+        booking_request = booking_command(
+            body, settings.callback_hosts, settings.callback_deny_networks
+        )
         if prefers_async(request):
             return await _accept(request, OperationType.CREATE, None, booking_request)
         key = idempotency_key(request)
@@ -41,13 +44,25 @@ async def create_booking(request: web.Request) -> web.Response:
             booking = await app[keys.BOOKINGS].create(caller, booking_request)
         else:
             booking = await app[keys.BOOKINGS].create_keyed(caller, booking_request, key)
-        return json_response(
-            booking_resource(booking),
-            status=201,
-            headers={"Location": f"/v1/bookings/{booking.id}"},
-        )
+        return created(booking)
 
-    return await run_idempotent(request, app[keys.STORE], caller, lease(request), handle)
+    # A create whose outcome is unknown keeps its key until the reconciler has decided.
+    unknown = settings.unknown_outcome_timeout + lease(request)
+    return await run_idempotent(
+        request, app[keys.STORE], caller, lease(request), handle, unknown_lease=unknown
+    )
+
+
+def created(booking: Booking) -> web.Response:
+    """The answer to a create that made `booking`."""
+    return json_response(
+        booking_resource(booking), status=201, headers={"Location": f"/v1/bookings/{booking.id}"}
+    )
+
+
+def created_answer(booking: Booking) -> StoredResponse:
+    """What a keyed create replays once the reconciler found its event."""
+    return kept_for_replay(created(booking))
 
 
 async def get_booking(request: web.Request) -> web.Response:

@@ -45,6 +45,13 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def kept_for_replay(response: web.Response) -> StoredResponse:
+    """What a replay of `response` answers: its status, body and the headers that matter."""
+    assert response.text is not None
+    kept = tuple((h, response.headers[h]) for h in _KEPT_HEADERS if h in response.headers)
+    return StoredResponse(status=response.status, body=response.text, headers=kept)
+
+
 def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
@@ -60,8 +67,13 @@ async def run_idempotent(
     caller: str,
     lease: float,
     handle: Callable[[], Awaitable[web.Response]],
+    unknown_lease: float | None = None,
 ) -> web.Response:
-    """Run `handle` once per (caller, Idempotency-Key); replay its answer after."""
+    """Run `handle` once per (caller, Idempotency-Key); replay its answer after.
+
+    With `unknown_lease`, a failure whose outcome is unknown (a create a reconciler now
+    decides) keeps the key in flight that long, so the reconciler's answer is what a
+    retry replays, instead of freeing the key for a second try."""
     key = idempotency_key(request)
     if key is None:
         return await handle()
@@ -86,17 +98,25 @@ async def run_idempotent(
         return response
     try:
         response = await handle()
+    except IdempotencyKeyInFlight:
+        # An earlier request under this key is still undecided: nothing to keep for ours.
+        await store.abandon_idempotent(caller, key)
+        raise
     except ServiceError as err:
         response = problem_for(err, request.path)
+        if err.outcome_unknown and unknown_lease is not None:
+            # Claimed again for the long lease (the old claim goes first: a claim is
+            # only ever taken, never extended).
+            await store.abandon_idempotent(caller, key)
+            await store.begin_idempotent(caller, key, mark, unknown_lease)
+            return response
     except BaseException:
         await store.abandon_idempotent(caller, key)
         raise
     if response.status >= 500:
         await store.abandon_idempotent(caller, key)
         return response
-    assert response.text is not None
-    kept = tuple((h, response.headers[h]) for h in _KEPT_HEADERS if h in response.headers)
-    stored = StoredResponse(status=response.status, body=response.text, headers=kept)
+    stored = kept_for_replay(response)
     try:
         await store.finish_idempotent(caller, key, stored, TTL)
     except StoreUnavailable:

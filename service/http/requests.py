@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any, NewType
 from urllib.parse import urlsplit
 
@@ -17,9 +16,11 @@ import attrs
 
 from service.commands import AvailabilityQuery, DeliveryQuery, NewBooking, NewSubscription
 from service.domain.booking import Invitee, Place
+from service.domain.networks import Network
 from service.domain.participant import EMAIL, Participant, parse_participant, parse_timezone
 from service.errors import FieldError, ValidationFailed
 from service.http.schema import WIRE_NAME, Invalid, converter, structure
+from service.notify.egress import EgressPolicy
 from service.notify.outbox import EVENT_TYPES
 from service.store.base import DeliveryStatus
 
@@ -326,24 +327,19 @@ class DeliveryParams:
 
 
 # -- commands -----------------------------------------------------------------------------------
-def callback_allowed(url: str, hosts: tuple[str, ...]) -> bool:
-    """Whether `url`'s host matches one of the CALLBACK_HOSTS globs (any when empty)."""
-    if not hosts:
-        return True
-    host = (urlsplit(url).hostname or "").lower()
-    return any(fnmatchcase(host, pattern) for pattern in hosts)
+def _allowed(
+    url: str | None, name: str, hosts: tuple[str, ...], deny: tuple[Network, ...]
+) -> list[FieldError]:
+    refusal = None if url is None else EgressPolicy(hosts, deny).refusal(url)
+    return [] if refusal is None else [FieldError(name, refusal.value)]
 
 
-def _allowed(url: str | None, name: str, hosts: tuple[str, ...]) -> list[FieldError]:
-    if url is None or callback_allowed(url, hosts):
-        return []
-    return [FieldError(name, "host is not allowed by CALLBACK_HOSTS")]
-
-
-def booking_command(data: Any, callback_hosts: tuple[str, ...]) -> NewBooking:
+def booking_command(
+    data: Any, callback_hosts: tuple[str, ...], deny: tuple[Network, ...] = ()
+) -> NewBooking:
     """A booking body as a NewBooking; ValidationFailed lists every bad field."""
     body = structure(data, BookingBody)
-    problems = _allowed(body.callback_url, "callback_url", callback_hosts)
+    problems = _allowed(body.callback_url, "callback_url", callback_hosts, deny)
     end = body.end
     if (body.end is None) == (body.duration is None):
         problems.append(FieldError("end", "give exactly one of end or duration"))
@@ -380,9 +376,11 @@ def empty_body(data: Any) -> None:
         structure(data, EmptyBody)
 
 
-def subscription_command(data: Any, callback_hosts: tuple[str, ...]) -> NewSubscription:
+def subscription_command(
+    data: Any, callback_hosts: tuple[str, ...], deny: tuple[Network, ...] = ()
+) -> NewSubscription:
     body = structure(data, SubscriptionBody)
-    problems = _allowed(body.url, "url", callback_hosts)
+    problems = _allowed(body.url, "url", callback_hosts, deny)
     if problems:
         raise ValidationFailed(problems)
     return NewSubscription(url=body.url, events=body.events)

@@ -37,7 +37,9 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 async def _subscribe(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
-    command = subscription_command(await read_json(request), settings.callback_hosts)
+    command = subscription_command(
+        await read_json(request), settings.callback_hosts, settings.callback_deny_networks
+    )
     sub, created = await request.app[keys.SUBSCRIPTIONS].subscribe(request[CALLER], command)
     # The same subscription again is the one already held (200), never a duplicate.
     return json_response(

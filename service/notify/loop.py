@@ -32,8 +32,11 @@ async def poll(
         if busy:
             continue
         wake.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the wait ends, and the worker would outlive its app.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), idle)
+            async with asyncio.timeout(idle):
+                await wake.wait()
 
 
 async def purge(store: Store, retention: timedelta, interval: float) -> None:

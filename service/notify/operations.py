@@ -18,11 +18,18 @@ from service.backoff import exponential
 from service.bookings import BookingService
 from service.budget import budget
 from service.commands import NewBooking, UnreadableCommand, decode_booking, encode_booking
-from service.errors import FieldError, NotFound, ServiceError, ValidationFailed
+from service.errors import (
+    FieldError,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
 from service.logging import current_request_id
 from service.notify.loop import poll
+from service.notify.reconciler import booking_id_answer, operation_key
 from service.ports import Outbox
 from service.store.base import (
+    IDEMPOTENCY_TTL,
     Operation,
     OperationStatus,
     OperationType,
@@ -95,6 +102,10 @@ class Operations:
         return op
 
 
+class _Undecided(Exception):
+    """An earlier attempt's outcome is still unknown: the reconciler is looking for it."""
+
+
 def _command(op: Operation) -> NewBooking:
     """The validated create an operation keeps (read back, never validated again)."""
     try:
@@ -150,6 +161,9 @@ class OperationWorker:
         try:
             with budget(self._budget):
                 booking_id = await self._perform(op)
+        except _Undecided:
+            await self._wait_for_reconciler(op)
+            return
         except ServiceError as err:
             await self._failed_attempt(op, err)
             return
@@ -171,13 +185,50 @@ class OperationWorker:
 
     async def _perform(self, op: Operation) -> str:
         if op.type == OperationType.CREATE:
-            booking = await self._bookings.create_once(op.caller, _command(op), op.id)
-            return booking.id
+            return await self._create(op)
         if op.booking_id is None:
             raise NotFound("operation names no booking")
         if op.type == OperationType.CONFIRM:
             return (await self._bookings.confirm(op.caller, op.booking_id)).id
         return (await self._bookings.cancel(op.caller, op.booking_id)).id
+
+    async def _create(self, op: Operation) -> str:
+        """Create the operation's booking; its id.
+
+        An attempt that may have reached Vyte (its answer lost, or its replica killed
+        mid-call) left an unresolved record: while the reconciler looks for its event,
+        nothing is sent again. Found, the booking is the operation's (its id kept under
+        the operation's marker); decided absent, the create is sent again. A slot taken
+        by any other booking fails the operation (slot-unavailable), never adopts it.
+        """
+        command = _command(op)
+        if await self._store.get_unresolved(op.id) is not None:
+            raise _Undecided()
+        marker = operation_key(op.id)
+        earlier = await self._store.begin_idempotent(
+            op.caller, marker, "operation", IDEMPOTENCY_TTL
+        )
+        found = earlier.response if earlier is not None else None
+        if found is not None and found.status == 201:
+            return found.body  # recorded by the reconciler (or by an attempt that died)
+        booking = await self._bookings.create(
+            op.caller, command, hold=op.id, key=marker, answer=booking_id_answer
+        )
+        # Kept with the booking already, unless it was found recorded meanwhile.
+        await self._store.finish_idempotent(
+            op.caller, marker, booking_id_answer(booking), IDEMPOTENCY_TTL
+        )
+        return booking.id
+
+    async def _wait_for_reconciler(self, op: Operation) -> None:
+        """Look again soon: not an attempt, since nothing was sent."""
+        now = datetime.now(UTC)
+        later = attrs.evolve(
+            op,
+            next_attempt_at=now + timedelta(seconds=self._bookings.look_every),
+            updated_at=now,
+        )
+        await self._store.update_operation(later)
 
     async def _failed_attempt(self, op: Operation, err: ServiceError) -> None:
         now = datetime.now(UTC)

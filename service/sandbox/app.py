@@ -107,6 +107,9 @@ async def upstream_gate(request: web.Request, handler: Handler) -> web.StreamRes
     fault = state.faults.take(request.path, request.method)
     delay = config.latency + (fault.latency if fault is not None else 0.0)
     if delay > 0:
+        # Vyte has the whole request before it starts working on it: a client that gives
+        # up during the delay still gets its request applied, as upstream would.
+        await request.read()
         await _pause(app, delay)
     if _unlucky(config.error_rate) or (fault is not None and _unlucky(fault.error_rate)):
         return _error(500, "Internal server error")

@@ -73,6 +73,8 @@ def start(
         "PORT": str(port),
         "STORE_URL": f"sqlite:///{tmp_path}/{name}.sqlite3",
         "LOG_FORMAT": "json",
+        # Webhook receivers of the tests listen on 127.0.0.1.
+        "CALLBACK_DENY_NETWORKS": "none",
         **(env or {}),
     }
     port = int(full_env["PORT"])

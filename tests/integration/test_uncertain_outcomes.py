@@ -9,7 +9,6 @@ second one. Changes made inside Vyte may meet ours halfway.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +17,8 @@ import aiohttp
 import pytest
 
 from service import keys
+from service.bookings import BookingService
+from service.notify.reconciler import Reconciler
 from service.store.base import StoreUnavailable
 from tests.conftest import AUTH, JOHN, OTHER_TOKEN, upstream_calls
 from tests.dates import iso
@@ -47,83 +48,110 @@ async def stored_then_failed(admin: aiohttp.ClientSession, status: int = 503) ->
     )
 
 
+async def settled(
+    gw: Any, body: dict[str, Any], headers: dict[str, str], timeout: float = 10
+) -> aiohttp.ClientResponse:
+    """The answer to a keyed retry once the first try's unknown outcome is decided: until
+    then the key is in flight (409 with Retry-After)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        resp = await gw.post("/v1/bookings", json=body, headers=headers)
+        if resp.status != 409:
+            return resp
+        assert (await resp.json())["type"] == "/problems/idempotency-key-in-flight"
+        assert "Retry-After" in resp.headers
+        assert asyncio.get_running_loop().time() < deadline, "the outcome was never decided"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("check_availability", [True, False])
 @pytest.mark.parametrize("status", [500, 503])
-async def test_keyed_retry_after_a_5xx_finds_the_event_vyte_stored(
-    gateway: Any, sandbox_admin: aiohttp.ClientSession, check_availability: bool, status: int
+async def test_keyed_retry_after_a_5xx_replays_the_event_vyte_stored(
+    gateway_factory: Callable[..., Awaitable[Any]],
+    sandbox_admin: aiohttp.ClientSession,
+    check_availability: bool,
+    status: int,
 ) -> None:
+    gw = await gateway_factory(unknown_outcome_timeout=5)
     await stored_then_failed(sandbox_admin, status)
     headers = {**AUTH, "Idempotency-Key": "lost-answer"}
     body = booking(None, check_availability=check_availability)
-    first = await gateway.post("/v1/bookings", json=body, headers=headers)
+    first = await gw.post("/v1/bookings", json=body, headers=headers)
     assert first.status in (502, 503)
     (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
 
-    second = await gateway.post("/v1/bookings", json=body, headers=headers)
+    second = await settled(gw, body, headers)
     assert second.status == 201, await second.text()
+    assert second.headers["Idempotent-Replayed"] == "true"  # the reconciler's answer
     assert (await second.json())["id"] == event["_id"]
-    third = await gateway.post("/v1/bookings", json=body, headers=headers)
+    third = await gw.post("/v1/bookings", json=body, headers=headers)
     assert third.headers["Idempotent-Replayed"] == "true"
+    assert await third.json() == await second.json()
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
     assert len(await vyte_events(sandbox_admin, str(MEETING_DAY))) == 1
 
 
-async def test_keyed_retry_after_the_hold_lapsed_still_finds_the_event(
-    gateway: Any, sandbox_admin: aiohttp.ClientSession
+async def test_an_unknown_outcome_keeps_its_hold_past_the_plain_lapse(
+    gateway_factory: Callable[..., Awaitable[Any]],
+    sandbox_admin: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A plain hold lapses after 0.2 s here; the reconciler looks only once let.
+    monkeypatch.setattr(BookingService, "hold_ttl", property(lambda self: 0.2))
+    gate = asyncio.Event()
+    monkeypatch.setattr(Reconciler, "run_once", _gated(gate, Reconciler.run_once))
+    gw = await gateway_factory(unknown_outcome_timeout=5)
     await stored_then_failed(sandbox_admin, 500)
-    headers = {**AUTH, "Idempotency-Key": "late-retry"}
     body = booking(None, check_availability=False)
-    assert (await gateway.post("/v1/bookings", json=body, headers=headers)).status == 502
-    # Minutes later the slot's hold has lapsed; the key still remembers the uncertain try.
-    digest = hashlib.sha256(b"alpha\0late-retry").hexdigest()[:32]
-    await gateway.app[keys.STORE].release_hold(f"key-{digest}")
-    retried = await gateway.post("/v1/bookings", json=body, headers=headers)
-    assert retried.status == 201
-    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
-    assert (await retried.json())["id"] == event["_id"]
-    assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
-
-
-async def test_a_keyed_retry_keeps_its_hold_while_it_looks_in_vyte(
-    gateway: Any, sandbox_admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await stored_then_failed(sandbox_admin, 500)
-    headers = {**AUTH, "Idempotency-Key": "no-gap"}
-    body = booking(None, check_availability=False)
-    assert (await gateway.post("/v1/bookings", json=body, headers=headers)).status == 502
-    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
-
-    store = gateway.app[keys.STORE]
-    ours = "key-" + hashlib.sha256(b"alpha\0no-gap").hexdigest()[:32]
-    original = store.release_hold
+    assert (await gw.post("/v1/bookings", json=body, headers=AUTH)).status == 502
+    await asyncio.sleep(0.4)
+    store = gw.app[keys.STORE]
     start = datetime.fromisoformat(body["start"])
-
-    async def release_then_intrude(hold_id: str) -> None:
-        await original(hold_id)
-        if hold_id == ours:  # another request for the slot, right when ours lets go
-            await store.acquire_hold(JOHN, start, start + timedelta(hours=1), "intruder", 60)
-
-    monkeypatch.setattr(store, "release_hold", release_then_intrude)
-    # Meanwhile nobody else can take the slot: the uncertain try still holds it.
+    # Nobody else takes the slot meanwhile, and the booking takes it over without a gap.
     assert not await store.acquire_hold(JOHN, start, start + timedelta(hours=1), "other", 60)
-    retried = await gateway.post("/v1/bookings", json=body, headers=headers)
-    assert retried.status == 201
-    assert (await retried.json())["id"] == event["_id"]
+    original = store.finish_unresolved
+    intruded: list[bool] = []
+
+    async def finish_then_intrude(record_id: str, **kwargs: Any) -> bool:
+        finished = bool(await original(record_id, **kwargs))
+        end = start + timedelta(hours=1)
+        intruded.append(await store.acquire_hold(JOHN, start, end, "intruder", 60))
+        return finished
+
+    monkeypatch.setattr(store, "finish_unresolved", finish_then_intrude)
+    gate.set()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not intruded:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert intruded == [False]
+    (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
+    assert (await store.get_booking(event["_id"])).caller == "alpha"
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
 
-async def test_keyed_retry_after_a_plain_failure_creates_the_event(
-    gateway: Any, sandbox_admin: aiohttp.ClientSession
+def _gated(gate: asyncio.Event, run_once: Callable[[Any], Awaitable[int]]) -> Any:
+    """`run_once` that does nothing until `gate` is set."""
+
+    async def gated(self: Any) -> int:
+        return await run_once(self) if gate.is_set() else 0
+
+    return gated
+
+
+async def test_keyed_retry_after_a_plain_failure_creates_the_event_once_decided_absent(
+    gateway_factory: Callable[..., Awaitable[Any]], sandbox_admin: aiohttp.ClientSession
 ) -> None:
-    # Vyte fails without storing anything: the retry looks, finds nothing, and creates.
+    # Vyte fails without storing anything; the gateway cannot know, so it looks for the
+    # whole UNKNOWN_OUTCOME_TIMEOUT, then lets the retry create the event.
+    gw = await gateway_factory(unknown_outcome_timeout=1)
     await sandbox_admin.post(
         "_sandbox/faults", json={"status": 500, "count": 1, "path": "/v2/events", "method": "POST"}
     )
     headers = {**AUTH, "Idempotency-Key": "plain-failure"}
-    assert (await gateway.post("/v1/bookings", json=booking(None), headers=headers)).status == 502
+    assert (await gw.post("/v1/bookings", json=booking(None), headers=headers)).status == 502
     assert await vyte_events(sandbox_admin, str(MEETING_DAY)) == []
-    retried = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    retried = await settled(gw, booking(None), headers)
     assert retried.status == 201
     assert [e["_id"] for e in await vyte_events(sandbox_admin, str(MEETING_DAY))] == [
         (await retried.json())["id"]
@@ -152,25 +180,29 @@ async def test_a_refused_create_frees_the_slot_at_once(
 
 
 async def test_keyed_retry_after_the_store_failed_records_the_event_once(
-    gateway: Any, sandbox_admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    gateway_factory: Callable[..., Awaitable[Any]],
+    sandbox_admin: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = gateway.app[keys.STORE]
-    original = store.put_booking
+    gw = await gateway_factory(unknown_outcome_timeout=5)
+    store = gw.app[keys.STORE]
+    original = store.finish_unresolved
     failures = [StoreUnavailable("the store went away")]
 
-    async def put_booking(*args: Any, **kwargs: Any) -> bool:
-        if failures:
+    async def finish_unresolved(*args: Any, **kwargs: Any) -> bool:
+        if failures and kwargs.get("booking") is not None:
             raise failures.pop()
         return bool(await original(*args, **kwargs))
 
-    monkeypatch.setattr(store, "put_booking", put_booking)
+    monkeypatch.setattr(store, "finish_unresolved", finish_unresolved)
     headers = {**AUTH, "Idempotency-Key": "store-blip"}
-    first = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    first = await gw.post("/v1/bookings", json=booking(None), headers=headers)
     assert first.status == 503
     (event,) = await vyte_events(sandbox_admin, str(MEETING_DAY))
-    second = await gateway.post("/v1/bookings", json=booking(None), headers=headers)
+    second = await settled(gw, booking(None), headers)
     assert second.status == 201
     assert (await second.json())["id"] == event["_id"]
+    assert (await store.get_booking(event["_id"])).caller == "alpha"
     assert await upstream_calls(sandbox_admin, "POST /v2/events") == 1
 
 
@@ -304,14 +336,14 @@ async def test_vytes_hook_arriving_before_our_own_record_keeps_the_callers_field
     gw = await gateway_factory(vyte_webhook_token=HOOK_TOKEN)
     await hook_into(sandbox_admin, str(gw.make_url(f"/v1/vyte/webhooks/{HOOK_TOKEN}")))
     store = gw.app[keys.STORE]
-    original = store.put_booking
+    original = store.finish_unresolved
 
-    async def late_for_our_own_record(record: Any, **kwargs: Any) -> bool:
-        if record.caller is not None and record.version == 1:
+    async def late_for_our_own_record(record_id: str, **kwargs: Any) -> bool:
+        if kwargs.get("booking") is not None:
             await asyncio.sleep(0.5)  # Vyte's event.created hook is adopted meanwhile
-        return bool(await original(record, **kwargs))
+        return bool(await original(record_id, **kwargs))
 
-    monkeypatch.setattr(store, "put_booking", late_for_our_own_record)
+    monkeypatch.setattr(store, "finish_unresolved", late_for_our_own_record)
     resp = await gw.post(
         "/v1/bookings", json=booking(receiver.url, message="Bring the script"), headers=AUTH
     )
