@@ -449,6 +449,40 @@ async def open_loop(
     return LoadResult(sent_for, latencies, statuses, late)
 
 
+def load_process(
+    url: str, headers: dict[str, str], *, concurrency: int, seconds: float
+) -> LoadResult:
+    """Closed-loop load from its own process (``python -m bench.harness load``), so the load
+    generator's CPU is not the event loop of whoever measures; latencies are not kept."""
+    command = [sys.executable, "-m", "bench.harness", "load", "--url", loopback_only(url)]
+    command += ["--concurrency", str(concurrency), "--seconds", str(seconds)]
+    for key, value in headers.items():
+        command += ["--header", f"{key}: {value}"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        check=True,
+        timeout=seconds + REQUEST_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    answer = json.loads(done.stdout)
+    statuses = {int(status): n for status, n in answer["statuses"].items()}
+    return LoadResult(answer["seconds"], [], statuses)
+
+
+async def _load_main(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> None:
+    call = Call("GET", url, headers)
+    async with client(concurrency) as session:
+        # A short warm-up opens the connections before the clock starts.
+        await closed_loop(
+            session, lambda _: call, concurrency=concurrency, seconds=0.2, max_requests=10_000
+        )
+        result = await closed_loop(
+            session, lambda _: call, concurrency=concurrency, seconds=seconds, max_requests=10**6
+        )
+    print(json.dumps({"seconds": result.seconds, "statuses": result.statuses}))
+
+
 # -- statistics and reporting ------------------------------------------------------------
 
 
@@ -564,12 +598,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     trivial = commands.add_parser("trivial", help="serve the trivial aiohttp handler")
     trivial.add_argument("--port", type=int, required=True)
+    loader = commands.add_parser("load", help="closed-loop GET load; prints a JSON summary")
+    loader.add_argument("--url", required=True)
+    loader.add_argument("--header", action="append", default=[], help="'Name: value'")
+    loader.add_argument("--concurrency", type=int, default=32)
+    loader.add_argument("--seconds", type=float, default=2.0)
     summary = commands.add_parser("top", help="summarise a BENCH_PY_SPY profile")
     summary.add_argument("profile", type=Path)
     summary.add_argument("--count", type=int, default=25)
     args = parser.parse_args(argv)
     if args.command == "trivial":
         _serve_trivial(args.port)
+    elif args.command == "load":
+        headers = dict(h.split(": ", 1) for h in args.header)
+        asyncio.run(_load_main(loopback_only(args.url), headers, args.concurrency, args.seconds))
     else:
         print(top(args.profile, args.count))
 

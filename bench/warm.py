@@ -9,10 +9,13 @@ does not depend on how fast the load generator (which shares the two cores) is.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
@@ -201,6 +204,137 @@ async def measure(quick: bool) -> dict[str, float]:
     return headline
 
 
+EDGE_CONCURRENCY = 32
+
+
+def edge_cases() -> dict[str, dict[str, str]]:
+    """Issue 19's cached availability cases: 3 and 5 participants over 7 days (from `cases`)."""
+    weeks = cases()
+    return {
+        f"cached availability, {n} participants x 7 days": weeks[f"{n} participants, 7 days"]
+        for n in (3, 5)
+    }
+
+
+def measure_edge(rounds: int, seconds: float, before: Path | None = None) -> dict[str, float]:
+    """The edge side by side: a bare aiohttp handler, /livez, cached availability.
+
+    One load generator in its own process, EDGE_CONCURRENCY requests in flight; each round
+    measures every target once (interleaved, so a noisy moment hits all of them alike) and
+    the table gives medians over the rounds, with ratios taken within each round. With
+    ``before`` (another checkout of the repository) its gateway runs beside this one, on the
+    same sandbox, and gets the same rows.
+    """
+    # name -> (server, url, headers, the row its ratio is taken against)
+    targets: dict[str, tuple[Server, str, dict[str, str], str | None]] = {}
+    rates: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    bare = "bare aiohttp, one trivial handler"
+    with (
+        harness.trivial_server() as trivial,
+        harness.stack(generated_users=50, gateway_env={"SLOT_CACHE_TTL": "3600"}) as running,
+        contextlib.ExitStack() as others,
+    ):
+        gateways = [("", running.gateway)]
+        if before is not None:
+            old = _second_gateway(running, before)
+            others.callback(old.stop)
+            gateways.append(("before: ", old))
+        targets[bare] = (trivial, trivial.url + "/", {}, None)
+        for label, gateway in gateways:
+            livez = f"{label}gateway /livez"
+            targets[livez] = (gateway, gateway.url + "/livez", {}, bare)
+            for name, params in edge_cases().items():
+                url = f"{gateway.url}/v1/availability?{urlencode(params)}"
+                targets[label + name] = (gateway, url, AUTH, livez)
+        asyncio.run(_prime([url for _, url, _, _ in targets.values()]))
+        for _ in range(rounds):
+            for name, (server, url, headers, _) in targets.items():
+                cpu = server.cpu_seconds()
+                result = harness.load_process(
+                    url, headers, concurrency=EDGE_CONCURRENCY, seconds=seconds
+                )
+                if result.errors or set(result.statuses) != {200}:
+                    raise RuntimeError(f"{url}: unexpected answers {result.statuses}")
+                rates.setdefault(name, []).append(result.rate)
+                # The CPU includes the loader's 0.2 s warm-up; per request it is still fair.
+                cpus.setdefault(name, []).append((server.cpu_seconds() - cpu) / result.count)
+    names = list(targets)
+    bases = {name: base for name, (_, _, _, base) in targets.items()}
+    ratios = {
+        name: [r / b for r, b in zip(rates[name], rates[base], strict=True)]
+        for name, base in bases.items()
+        if base is not None
+    }
+    rows: list[list[object]] = []
+    headline: dict[str, float] = {}
+    for index, name in enumerate(names):
+        rate, cpu = harness.median(rates[name]), harness.median(cpus[name])
+        ratio = harness.median(ratios[name]) if name in ratios else 1.0
+        base = bases[name]
+        against = "" if base is None else ("of bare" if base == bare else "of /livez")
+        # The same ratio from server CPU per request, which the load generator's share of
+        # the two cores does not move: baseline CPU / this path's CPU.
+        cpu_ratio = harness.median(cpus[base]) / cpu if base is not None else 1.0
+        rows.append(
+            [
+                name,
+                f"{rate:,.0f}",
+                " / ".join(f"{r:,.0f}" for r in rates[name]),
+                f"**{ratio:.2f}** {against}".strip(),
+                f"{cpu * 1e3:.3f}",
+                f"**{cpu_ratio:.2f}** {against}".strip(),
+            ]
+        )
+        headline[f"edge_{index}_cpu_ratio"] = cpu_ratio
+        headline[f"edge_{index}_rps"] = rate
+        headline[f"edge_{index}_ratio"] = ratio
+    print(
+        harness.table(
+            (
+                "path",
+                "req/s (median)",
+                "req/s per round",
+                "req/s ratio (median)",
+                "server CPU ms/req",
+                "CPU ratio",
+            ),
+            rows,
+            "l",
+        )
+    )
+    print(
+        f"\n{rounds} rounds x {seconds:g} s per target, {EDGE_CONCURRENCY} in flight, one load "
+        "generator process (python -m bench.harness load); ratios are medians of per-round ratios."
+    )
+    return headline
+
+
+def _second_gateway(running: harness.Stack, code: Path) -> Server:
+    """A gateway from another checkout, on the same sandbox, with its own store."""
+    env = {
+        "PYTHONPATH": str(code.resolve()),
+        "VYTE_BASE_URL": running.sandbox.url,
+        "VYTE_API_KEY": harness.VYTE_AUTH["Authorization"],
+        "API_TOKENS": f"bench:{harness.TOKEN}",
+        "STORE_URL": f"sqlite:///{running.workdir}/before.sqlite3",
+        "LOG_LEVEL": "info",
+        "SHUTDOWN_TIMEOUT": "5",
+        "SLOT_CACHE_TTL": "3600",
+    }
+    return harness.start_server(
+        "gateway-before", ["-m", "service", "serve"], running.workdir, env=env
+    )
+
+
+async def _prime(urls: Sequence[str]) -> None:
+    async with harness.client(4) as session:
+        for url in urls:
+            answer = await harness.send(session, Call("GET", url, AUTH if "/v1/" in url else {}))
+            if answer.status != 200:
+                raise RuntimeError(f"{url} answered {answer.status}")
+
+
 def _number(cell: object) -> float:
     return float(str(cell).replace(",", ""))
 
@@ -211,7 +345,22 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    harness.quick_cli(run, __doc__, argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.warm", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    parser.add_argument(
+        "--edge", action="store_true", help="issue 19's side-by-side: bare, /livez, availability"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --edge: rounds (medians)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="with --edge: per target")
+    parser.add_argument(
+        "--before", type=Path, help="with --edge: a checkout whose gateway runs alongside"
+    )
+    args = parser.parse_args(argv)
+    if args.edge:
+        print("## 2b. The edge (issue 19): bare aiohttp, /livez, cached availability\n")
+        measure_edge(args.rounds, args.seconds, args.before)
+    else:
+        run(args.quick)
 
 
 if __name__ == "__main__":

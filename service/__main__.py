@@ -16,7 +16,7 @@ import attrs
 import structlog
 from aiohttp import web
 
-from service import keys, logging
+from service import eventloop, keys, logging
 from service.app import create_app
 from service.config import SANDBOX_TOKEN, ConfigError, Settings
 from service.http.server import GatewayRunner
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     logging.configure(settings.log_level, settings.log_format, settings.secret_values())
-    return asyncio.run(serve_forever(settings))
+    return eventloop.run(serve_forever(settings))
 
 
 def _check(sandbox: bool, allow_vyte_outage: bool) -> int:

@@ -20,11 +20,13 @@ from service.bookings import BookingService
 from service.config import Settings
 from service.health import Health
 from service.http import routes
+from service.http.cursors import cursor_key
 from service.http.handlers import created_answer
 from service.http.middlewares import bearer_auth, problems, request_budget, request_context
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
 from service.http.tracing import request_span
+from service.listing import BookingListing
 from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
 from service.notify.egress import EgressPolicy
@@ -35,6 +37,7 @@ from service.notify.outbox import Outbox
 from service.notify.reconciler import Reconciler
 from service.notify.resync import Resync, resync_permits
 from service.notify.subscriptions import Subscriptions
+from service.reschedule import RescheduleService
 from service.store import open_store
 from service.store.base import SharedCache
 from service.vyte.client import VyteClient, VyteOptions
@@ -92,6 +95,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         vyte, store, cache_ttl=settings.slot_cache_ttl, shared=shared
     )
     bookings = BookingService(vyte, store, availability, settings, outbox)
+    reschedule = RescheduleService(bookings, vyte, store, availability)
     worker = OperationWorker(
         store,
         bookings,
@@ -100,8 +104,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         retry_base=settings.retry_base,
         retry_cap=settings.retry_cap,
         budget_seconds=settings.request_budget,
+        reschedule=reschedule,
     )
     app[keys.OUTBOX] = outbox
+    app[keys.RESCHEDULE] = reschedule
+    app[keys.LISTING] = BookingListing(store, settings.admin_callers)
+    app[keys.CURSOR_KEY] = cursor_key(settings)
     app[keys.AVAILABILITY] = availability
     app[keys.BOOKINGS] = bookings
     app[keys.HEALTH] = Health(store, vyte)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -48,6 +49,8 @@ log = structlog.get_logger("availability")
 # Participants' answers kept at most; with the 30 s default TTL that is 333 new queries a
 # second before the bound, rather than the TTL, decides what is dropped.
 CACHE_ENTRIES = 10_000
+# Shared-cache key prefix of a participant's cache generation (AvailabilityService.forget).
+_GENERATION = "slots-gen:"
 
 # Bound once: looking a label up costs more than counting.
 _HIT, _JOINED, _MISS, _SHARED_HIT = (
@@ -131,6 +134,46 @@ class AvailabilityService:
         self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
         self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
+        # Per participant key, the generation of what is cached of them (see `forget`).
+        self._generations: dict[str, str] = {}
+
+    async def forget(self, participant: Participant) -> None:
+        """Stop using what is cached of `participant`'s free time, here and on every replica:
+        the gateway just moved one of their events in Vyte, so the next answer asks Vyte."""
+        if self._ttl <= 0:
+            return
+        token = uuid.uuid4().hex
+        self._generations[participant.key] = token
+        for key in [k for k in self._cache if k[1] == participant.key]:
+            del self._cache[key]
+        if self._shared is not None:
+            try:
+                await self._shared.cache_set(_GENERATION + participant.key, token, self._ttl)
+            except Exception as err:
+                log.warning("shared_slot_cache_unwritable", error=f"{type(err).__name__}: {err}")
+
+    async def _sync_generations(self, participants: Sequence[Participant]) -> None:
+        """Learn the generations other replicas gave these participants (`forget`), in one
+        concurrent round of reads; only with a shared cache, where entries of another
+        replica's making may be stale."""
+        if self._shared is None or self._ttl <= 0:
+            return
+        found = await asyncio.gather(
+            *(self._shared.cache_get(_GENERATION + p.key) for p in participants),
+            return_exceptions=True,
+        )
+        for p, answer in zip(participants, found, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("shared_slot_cache_unreadable", error=type(answer).__name__)
+            else:
+                # None: no forget within a TTL, so no entry is older than one.
+                self._generations[p.key] = answer[0] if answer else ""
+
+    def _key(
+        self, p: Participant, duration: int, first: date, last: date, timezone: str
+    ) -> tuple[object, ...]:
+        """The cache key of one upstream query, under the participant's generation."""
+        return (*_cache_key(p, duration, first, last, timezone), self._generations.get(p.key, ""))
 
     async def free_windows(
         self,
@@ -143,7 +186,7 @@ class AvailabilityService:
         fresh: bool = False,
     ) -> tuple[Interval, ...]:
         """Participant's free windows from Vyte (merged), cached unless `fresh`."""
-        key = _cache_key(participant, duration, first, last, timezone)
+        key = self._key(participant, duration, first, last, timezone)
         if not fresh:
             cached = self._cached(key)
             if cached is not None:
@@ -281,10 +324,11 @@ class AvailabilityService:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
         # Cached answers are taken here and now: a task per participant costs more than
         # the lookup, and on the warm path every participant is cached.
+        await self._sync_generations(q.participants)
         outcomes: list[_Outcome] = []
         missing: list[int] = []
         for i, p in enumerate(q.participants):
-            cached = self._cached(_cache_key(p, q.duration, q.first, q.last, q.timezone))
+            cached = self._cached(self._key(p, q.duration, q.first, q.last, q.timezone))
             if cached is None:
                 missing.append(i)
             outcomes.append(_Outcome(free=cached or ()))

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import attrs
 import cattrs
 
-from service.domain.booking import Invitee, Place
+from service.domain.booking import BookingStatus, Invitee, Place
 from service.domain.freetime import Order
 from service.domain.participant import Participant
 from service.store.base import DeliveryStatus
@@ -60,6 +60,29 @@ class NewBooking:
 
 
 @attrs.frozen
+class Reschedule:
+    """New times for a booking; instants are UTC, to the second."""
+
+    start: datetime
+    end: datetime
+    check_availability: bool
+
+
+@attrs.frozen
+class BookingQuery:
+    """Which bookings to list: the filters of GET /v1/bookings and where the page begins.
+
+    `after` is the (start, id) of the last booking of the previous page (None: the first)."""
+
+    organizer: str | None
+    statuses: frozenset[BookingStatus]
+    start_from: datetime | None
+    start_to: datetime | None
+    limit: int
+    after: tuple[datetime, str] | None = None
+
+
+@attrs.frozen
 class NewSubscription:
     url: str
     events: tuple[str, ...]
@@ -100,3 +123,16 @@ def decode_booking(text: str) -> NewBooking:
         return _converter.structure(json.loads(text), NewBooking)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as err:
         raise UnreadableCommand(f"not a stored booking command: {type(err).__name__}") from None
+
+
+def encode_reschedule(command: Reschedule) -> str:
+    """A Reschedule as JSON, for an operation to keep until its worker applies it."""
+    return json.dumps(_converter.unstructure(command), separators=(",", ":"))
+
+
+def decode_reschedule(text: str) -> Reschedule:
+    """The Reschedule that `encode_reschedule` wrote; UnreadableCommand for anything else."""
+    try:
+        return _converter.structure(json.loads(text), Reschedule)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as err:
+        raise UnreadableCommand(f"not a stored reschedule command: {type(err).__name__}") from None

@@ -11,12 +11,14 @@ if TYPE_CHECKING:
     from service.bookings import BookingService
     from service.config import Settings
     from service.health import Health
+    from service.listing import BookingListing
     from service.notify.dispatcher import Dispatcher
     from service.notify.inbound import VyteHooks
     from service.notify.operations import Operations, OperationWorker
     from service.notify.outbox import Outbox
     from service.notify.reconciler import Reconciler
     from service.notify.subscriptions import Subscriptions
+    from service.reschedule import RescheduleService
     from service.store.base import Store
     from service.vyte.client import VyteClient
 
@@ -32,4 +34,7 @@ OPERATIONS: web.AppKey[OperationWorker] = web.AppKey("operations")
 VYTE_HOOKS: web.AppKey[VyteHooks] = web.AppKey("vyte_hooks")
 ASYNC_OPERATIONS: web.AppKey[Operations] = web.AppKey("async_operations")
 SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey("subscriptions")
+RESCHEDULE: web.AppKey[RescheduleService] = web.AppKey("reschedule")
+LISTING: web.AppKey[BookingListing] = web.AppKey("listing")
+CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")

@@ -107,6 +107,24 @@ RESYNC_READS = Counter(
     registry=REGISTRY,
 )
 
+# The labelled children of the two request families, per (method, route template, status):
+# `.labels()` on every request validates and joins the labels again; the set of keys is bounded
+# (routes are templates, statuses a few codes, methods those aiohttp routes).
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency."""
+    key = (method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        labels = (method, route, str(status))
+        children = (HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels))
+        _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 # Known label values start at zero, so rates and dashboards work before the first event.
 for _result in ("hit", "miss", "shared_hit", "joined"):
     SLOT_CACHE.labels(_result)

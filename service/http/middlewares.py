@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import os
 import time
-import uuid
 from collections.abc import Mapping
 
 import structlog
@@ -38,8 +38,9 @@ def _route_of(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id into every log line, echo it, and write the access line."""
     incoming = request.headers.get(REQUEST_ID)
+    # A generated id is 128 random bits in hex, as opaque as a uuid4 and cheaper to make.
     request_id = (
-        incoming if incoming is not None and _valid_request_id(incoming) else uuid.uuid4().hex
+        incoming if incoming is not None and _valid_request_id(incoming) else os.urandom(16).hex()
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -53,8 +54,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = time.perf_counter() - started
         route = _route_of(request)
-        metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(request.method, route, str(status)).observe(elapsed)
+        metrics.observe_request(request.method, route, status, elapsed)
         access_log.info(
             "request",
             method=request.method,

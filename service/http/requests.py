@@ -14,8 +14,15 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from service.commands import AvailabilityQuery, DeliveryQuery, NewBooking, NewSubscription
-from service.domain.booking import Invitee, Place
+from service.commands import (
+    AvailabilityQuery,
+    BookingQuery,
+    DeliveryQuery,
+    NewBooking,
+    NewSubscription,
+    Reschedule,
+)
+from service.domain.booking import BookingStatus, Invitee, Place
 from service.domain.networks import Network
 from service.domain.participant import EMAIL, Participant, parse_participant, parse_timezone
 from service.errors import FieldError, ValidationFailed
@@ -58,6 +65,10 @@ Grouping = NewType("Grouping", str)
 Flag = NewType("Flag", bool)
 Limit = NewType("Limit", int)
 Status = NewType("Status", DeliveryStatus)
+QueryInstant = NewType("QueryInstant", datetime)
+Statuses = NewType("Statuses", frozenset[BookingStatus])
+PageSize = NewType("PageSize", int)
+Cursor = NewType("Cursor", str)
 
 
 def _text(max_len: int) -> Any:
@@ -212,6 +223,30 @@ def _limit(value: Any, _: object) -> int:
     return int(value)
 
 
+def _query_instant(value: Any, _: object) -> datetime:
+    # An unescaped "+" of an offset reaches us as a space ("...T10:00:00 01:00"); a date-time
+    # with a "T" has no other place for a space.
+    if isinstance(value, str) and "T" in value.upper():
+        value = value.replace(" ", "+")
+    return _instant(value, _)
+
+
+def _statuses(value: Any, _: object) -> frozenset[BookingStatus]:
+    names = ", ".join(s.value for s in BookingStatus)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return frozenset(BookingStatus(part) for part in value.split(","))
+    except ValueError:
+        raise Invalid(f"comma-separated statuses of {names}") from None
+
+
+def _cursor(value: Any, _: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 512:
+        raise Invalid("not a cursor issued by this gateway")
+    return value
+
+
 for _type, _hook in (
     (Title, _text(255)),
     (Name, _text(255)),
@@ -235,6 +270,10 @@ for _type, _hook in (
     (Flag, _flag),
     (Limit, _limit),
     (Status, _status),
+    (QueryInstant, _query_instant),
+    (Statuses, _statuses),
+    (PageSize, _query_int(1, 200)),
+    (Cursor, _cursor),
 ):
     converter.register_structure_hook(_type, _hook)
 
@@ -267,6 +306,16 @@ class BookingBody:
     place: PlaceBody | None = None
     message: Message | None = None
     callback_url: Url | None = None
+    check_availability: bool = True
+
+
+@attrs.frozen
+class RescheduleBody:
+    """POST /v1/bookings/{id}/reschedule."""
+
+    start: Instant
+    end: Instant | None = None
+    duration: Minutes | None = None
     check_availability: bool = True
 
 
@@ -321,6 +370,18 @@ class AvailabilityParams:
 
 
 @attrs.frozen
+class BookingListParams:
+    """GET /v1/bookings."""
+
+    organizer: Organizer | None = None
+    status: Statuses | None = None
+    from_: QueryInstant | None = attrs.field(default=None, metadata={WIRE_NAME: "from"})
+    to: QueryInstant | None = None
+    limit: PageSize = PageSize(50)
+    cursor: Cursor | None = None
+
+
+@attrs.frozen
 class DeliveryParams:
     status: Status | None = None
     limit: Limit = Limit(100)
@@ -334,24 +395,40 @@ def _allowed(
     return [] if refusal is None else [FieldError(name, refusal.value)]
 
 
+def _times(
+    start: datetime, end: datetime | None, duration: int | None, problems: list[FieldError]
+) -> datetime | None:
+    """The end of a booking given `end` or `duration`; what is wrong goes to `problems`.
+
+    A start before now is refused here, before anything can reach Vyte (DESIGN §3.2)."""
+    if start < datetime.now(UTC):
+        problems.append(FieldError("start", "must not be in the past"))
+    if (end is None) == (duration is None):
+        problems.append(FieldError("end", "give exactly one of end or duration"))
+        return None
+    if duration is not None:
+        try:
+            end = start + timedelta(minutes=duration)
+        except OverflowError:
+            problems.append(FieldError("duration", "ends after the last representable date"))
+            return None
+    assert end is not None
+    if end <= start:
+        problems.append(FieldError("end", "must be after start"))
+    elif end - start > timedelta(days=1):
+        problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
+    elif end.year > LAST_YEAR:
+        problems.append(FieldError("end", _YEARS))
+    return end
+
+
 def booking_command(
     data: Any, callback_hosts: tuple[str, ...], deny: tuple[Network, ...] = ()
 ) -> NewBooking:
     """A booking body as a NewBooking; ValidationFailed lists every bad field."""
     body = structure(data, BookingBody)
     problems = _allowed(body.callback_url, "callback_url", callback_hosts, deny)
-    end = body.end
-    if (body.end is None) == (body.duration is None):
-        problems.append(FieldError("end", "give exactly one of end or duration"))
-    elif body.duration is not None:
-        end = body.start + timedelta(minutes=body.duration)
-    if end is not None:
-        if end <= body.start:
-            problems.append(FieldError("end", "must be after start"))
-        elif end - body.start > timedelta(days=1):
-            problems.append(FieldError("end", "a booking lasts at most 1440 minutes"))
-        elif end.year > LAST_YEAR:
-            problems.append(FieldError("end", _YEARS))
+    end = _times(body.start, body.end, body.duration, problems)
     if problems:
         raise ValidationFailed(problems)
     assert end is not None
@@ -368,6 +445,32 @@ def booking_command(
         callback_url=body.callback_url,
         check_availability=body.check_availability,
     )
+
+
+def reschedule_command(data: Any) -> Reschedule:
+    """A reschedule body as a Reschedule; ValidationFailed lists every bad field."""
+    body = structure(data, RescheduleBody)
+    problems: list[FieldError] = []
+    end = _times(body.start, body.end, body.duration, problems)
+    if problems:
+        raise ValidationFailed(problems)
+    assert end is not None
+    return Reschedule(start=body.start, end=end, check_availability=body.check_availability)
+
+
+def booking_list_query(params: Mapping[str, str]) -> tuple[BookingQuery, str | None]:
+    """The filters of a listing and its cursor (still to be checked against them)."""
+    p = structure(dict(params), BookingListParams, unknown="unknown parameter")
+    if p.from_ is not None and p.to is not None and p.to <= p.from_:
+        raise ValidationFailed([FieldError("to", "must be after from")])
+    query = BookingQuery(
+        organizer=p.organizer.key if p.organizer else None,
+        statuses=p.status or frozenset(),
+        start_from=p.from_,
+        start_to=p.to,
+        limit=p.limit,
+    )
+    return query, p.cursor
 
 
 def empty_body(data: Any) -> None:

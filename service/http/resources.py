@@ -55,6 +55,11 @@ def booking_resource(booking: Booking) -> dict[str, Any]:
     }
 
 
+def booking_list(bookings: Sequence[Booking], next_cursor: str | None) -> dict[str, Any]:
+    """GET /v1/bookings's answer: one page, and the cursor of the next (None: the last)."""
+    return {"bookings": [booking_resource(b) for b in bookings], "next_cursor": next_cursor}
+
+
 def operation_resource(op: Operation) -> dict[str, Any]:
     return {
         "id": op.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.http import handlers, operations, webhooks
+from service.http import handlers, lifecycle, operations, webhooks
 
 
 def setup(app: web.Application) -> None:
@@ -14,9 +14,11 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/openapi.yaml", operations.openapi, allow_head=False)
     app.router.add_get("/v1/availability", handlers.availability, allow_head=False)
     app.router.add_post("/v1/bookings", handlers.create_booking)
+    app.router.add_get("/v1/bookings", lifecycle.list_bookings, allow_head=False)
     app.router.add_get("/v1/bookings/{booking_id}", handlers.get_booking, allow_head=False)
     app.router.add_post("/v1/bookings/{booking_id}/confirm", handlers.confirm_booking)
     app.router.add_post("/v1/bookings/{booking_id}/cancel", handlers.cancel_booking)
+    app.router.add_post("/v1/bookings/{booking_id}/reschedule", lifecycle.reschedule_booking)
     app.router.add_get("/v1/operations/{operation_id}", webhooks.get_operation, allow_head=False)
     app.router.add_post("/v1/subscriptions", webhooks.create_subscription)
     app.router.add_get("/v1/subscriptions", webhooks.list_subscriptions, allow_head=False)

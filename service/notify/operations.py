@@ -17,17 +17,21 @@ import structlog
 from service.backoff import exponential
 from service.bookings import BookingService
 from service.budget import budget
-from service.commands import NewBooking, UnreadableCommand, decode_booking, encode_booking
-from service.errors import (
-    FieldError,
-    NotFound,
-    ServiceError,
-    ValidationFailed,
+from service.commands import (
+    NewBooking,
+    Reschedule,
+    UnreadableCommand,
+    decode_booking,
+    decode_reschedule,
+    encode_booking,
+    encode_reschedule,
 )
+from service.errors import FieldError, NotFound, ServiceError, ValidationFailed
 from service.logging import current_request_id
 from service.notify.loop import poll
 from service.notify.reconciler import booking_id_answer, operation_key
 from service.ports import Outbox
+from service.reschedule import RescheduleService
 from service.store.base import (
     IDEMPOTENCY_TTL,
     Operation,
@@ -45,16 +49,24 @@ _IDLE_POLL = 0.5
 
 
 def new_operation(
-    kind: OperationType, caller: str, booking_id: str | None, command: NewBooking | None
+    kind: OperationType,
+    caller: str,
+    booking_id: str | None,
+    command: NewBooking | Reschedule | None,
 ) -> Operation:
     now = datetime.now(UTC)
+    request = "{}"
+    if isinstance(command, NewBooking):
+        request = encode_booking(command)
+    elif isinstance(command, Reschedule):
+        request = encode_reschedule(command)
     return Operation(
         id=f"op_{uuid.uuid4().hex}",
         type=kind,
         status=OperationStatus.PENDING,
         caller=caller,
         booking_id=booking_id,
-        request=encode_booking(command) if command is not None else "{}",
+        request=request,
         attempts=0,
         last_error=None,
         maybe_sent=False,
@@ -86,9 +98,10 @@ class Operations:
         kind: OperationType,
         caller: str,
         booking_id: str | None,
-        command: NewBooking | None = None,
+        command: NewBooking | Reschedule | None = None,
     ) -> Operation:
-        """Store the operation (the create's validated `command`); the worker applies it."""
+        """Store the operation (the create's or reschedule's validated `command`); the
+        worker applies it."""
         op = new_operation(kind, caller, booking_id, command)
         await self._store.add_operation(op)
         self._accepted()
@@ -115,6 +128,14 @@ def _command(op: Operation) -> NewBooking:
         raise ValidationFailed([FieldError("request", str(err))]) from None
 
 
+def _move(op: Operation) -> Reschedule:
+    """The validated reschedule an operation keeps."""
+    try:
+        return decode_reschedule(op.request)
+    except UnreadableCommand as err:
+        raise ValidationFailed([FieldError("request", str(err))]) from None
+
+
 class OperationWorker:
     """Applies pending operations to Vyte, once each, surviving restarts."""
 
@@ -128,9 +149,11 @@ class OperationWorker:
         retry_base: float,
         retry_cap: float,
         budget_seconds: float,
+        reschedule: RescheduleService | None = None,
     ) -> None:
         self._store = store
         self._bookings = bookings
+        self._reschedule = reschedule
         self._outbox = outbox
         self._owner = owner
         self._base = retry_base
@@ -190,6 +213,11 @@ class OperationWorker:
             raise NotFound("operation names no booking")
         if op.type == OperationType.CONFIRM:
             return (await self._bookings.confirm(op.caller, op.booking_id)).id
+        if op.type == OperationType.RESCHEDULE:
+            if self._reschedule is None:
+                raise ServiceError("this worker cannot reschedule")
+            moved = await self._reschedule.reschedule(op.caller, op.booking_id, _move(op))
+            return moved.id
         return (await self._bookings.cancel(op.caller, op.booking_id)).id
 
     async def _create(self, op: Operation) -> str:

@@ -2,8 +2,8 @@
 
 Each generated client gets a small adapter (a FlowClient) that calls its own typed functions
 and models and hands back plain values; `run_seed_flow` then checks the same answers for
-all of them. To add an operation (reschedule, list) once the service routes it: add a method
-to FlowClient, implement it in each adapter, and add its step where run_seed_flow says.
+all of them. To add an operation: add a method to FlowClient, implement it in each adapter,
+and add its step to run_seed_flow.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class FlowClient(Protocol):
     def get(self, booking_id: str) -> Answer: ...
     def confirm(self, booking_id: str) -> Answer: ...
     def cancel(self, booking_id: str) -> Answer: ...
+    def reschedule(self, booking_id: str, start: datetime, end: datetime) -> Answer: ...
+    def listing(self, limit: int, cursor: str | None) -> tuple[list[BookingView], str | None]:
+        """One page of GET /v1/bookings and its `next_cursor`."""
 
 
 def booking_request(
@@ -75,7 +78,8 @@ def booking_request(
 
 def run_seed_flow(client: FlowClient, key_prefix: str) -> None:
     """availability -> create (keyed, replayed) -> async create + polling -> confirm ->
-    cancel, plus the problems a client must be able to read."""
+    cancel -> reschedule -> list page by page, plus the problems a client must be able to
+    read."""
     assert client.openapi_document() == SPEC_PATH.read_text()
 
     # 1. When is John Doe free for an hour on two days a month from now (Paris)?
@@ -127,8 +131,22 @@ def run_seed_flow(client: FlowClient, key_prefix: str) -> None:
     assert client.get(booking.id).booking == confirmed
     cancelled = client.cancel(made.id).booking
     assert cancelled is not None and (cancelled.status, cancelled.version) == ("cancelled", 2)
-    # (reschedule and list join here once the service routes them.)
 
-    # 6. Errors come back typed as problems.
+    # 6. Move the confirmed one into the first half of its own time (its time counts as
+    # free for it); a cancelled booking cannot move.
+    half = (booking.start, booking.start + timedelta(minutes=30))
+    moved = client.reschedule(booking.id, *half)
+    assert moved.status == 200 and moved.booking is not None, moved
+    assert (moved.booking.start, moved.booking.end) == half
+    assert (moved.booking.status, moved.booking.version) == ("confirmed", 3)
+    assert client.reschedule(made.id, *half).problem == (409, "/problems/booking-cancelled")
+
+    # 7. List them, one per page, by start: the cursor leads from one page to the next.
+    first_page, cursor = client.listing(1, None)
+    assert first_page == [moved.booking] and cursor is not None
+    second_page, cursor = client.listing(1, cursor)
+    assert [b.id for b in second_page] == [made.id] and cursor is None
+
+    # 8. Errors come back typed as problems.
     assert client.get("0" * 24).problem == (404, "/problems/booking-not-found")
     assert client.confirm(made.id).problem == (409, "/problems/booking-cancelled")

@@ -97,6 +97,8 @@ class OpenApiPythonClientFlow:
                 ("bookings", "get_booking"),
                 ("bookings", "confirm_booking"),
                 ("bookings", "cancel_booking"),
+                ("bookings", "reschedule_booking"),
+                ("bookings", "list_bookings"),
                 ("operations", "get_operation"),
             ]
         }
@@ -113,11 +115,13 @@ class OpenApiPythonClientFlow:
             operation = (parsed.id, parsed.status.value, booking_id)
             return Answer(response.status_code, headers, operation=operation)
         assert isinstance(parsed, models.Booking), response
-        assert isinstance(parsed.status, models.BookingStatus)
-        view = BookingView(
+        return Answer(response.status_code, headers, booking=self.view(parsed))
+
+    def view(self, parsed: Any) -> BookingView:
+        assert isinstance(parsed.status, self.models.BookingStatus)
+        return BookingView(
             parsed.id, parsed.status.value, parsed.version, parsed.title, parsed.start, parsed.end
         )
-        return Answer(response.status_code, headers, booking=view)
 
     def openapi_document(self) -> str:
         text = self.api["get_open_api_document"].sync(client=self.client)
@@ -179,6 +183,18 @@ class OpenApiPythonClientFlow:
     def cancel(self, booking_id: str) -> Answer:
         call = self.api["cancel_booking"].sync_detailed
         return self.answer(call(client=self.client, booking_id=booking_id))
+
+    def reschedule(self, booking_id: str, start: datetime, end: datetime) -> Answer:
+        call = self.api["reschedule_booking"].sync_detailed
+        body = self.models.RescheduleRequest(start=start, end=end)
+        return self.answer(call(client=self.client, booking_id=booking_id, body=body))
+
+    def listing(self, limit: int, cursor: str | None) -> tuple[list[BookingView], str | None]:
+        extra = {"cursor": cursor} if cursor is not None else {}
+        page = self.api["list_bookings"].sync(client=self.client, limit=limit, **extra)
+        assert isinstance(page, self.models.BookingList), page
+        following = page.next_cursor if isinstance(page.next_cursor, str) else None
+        return [self.view(b) for b in page.bookings], following
 
 
 def test_seed_flow_through_openapi_python_client(

@@ -102,11 +102,13 @@ class OpenApiGeneratorFlow:
             assert isinstance(data.status, str)
             return Answer(status, headers, operation=(data.id, data.status, data.booking_id))
         assert isinstance(data, package.Booking), data
-        assert isinstance(data.status, package.BookingStatus)
-        view = BookingView(
+        return Answer(status, headers, booking=self.view(data))
+
+    def view(self, data: Any) -> BookingView:
+        assert isinstance(data.status, self.package.BookingStatus)
+        return BookingView(
             data.id, data.status.value, data.version, data.title, data.start, data.end
         )
-        return Answer(status, headers, booking=view)
 
     def openapi_document(self) -> str:
         # The generated deserializer knows JSON and text/*, not application/yaml: the raw
@@ -165,6 +167,18 @@ class OpenApiGeneratorFlow:
 
     def cancel(self, booking_id: str) -> Answer:
         return self.call(self.bookings.cancel_booking_with_http_info, booking_id=booking_id)
+
+    def reschedule(self, booking_id: str, start: datetime, end: datetime) -> Answer:
+        return self.call(
+            self.bookings.reschedule_booking_with_http_info,
+            booking_id=booking_id,
+            reschedule_request=self.package.RescheduleRequest(start=start, end=end),
+        )
+
+    def listing(self, limit: int, cursor: str | None) -> tuple[list[BookingView], str | None]:
+        page = self.bookings.list_bookings(limit=limit, cursor=cursor)
+        assert isinstance(page, self.package.BookingList), page
+        return [self.view(b) for b in page.bookings], page.next_cursor
 
 
 def test_seed_flow_through_openapi_generator_python(og_package: Any, served: Process) -> None:

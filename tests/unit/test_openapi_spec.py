@@ -3,7 +3,6 @@ conventions every operation shares (auth, problem+json errors, X-Request-ID, ide
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import attrs
 import pytest
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
@@ -145,6 +143,7 @@ def test_async_capable_posts_document_prefer_and_202() -> None:
         "/v1/bookings",
         "/v1/bookings/{booking_id}/confirm",
         "/v1/bookings/{booking_id}/cancel",
+        "/v1/bookings/{booking_id}/reschedule",
     ):
         operation = spec_document()["paths"][path]["post"]
         assert "Prefer" in {p["name"] for p in parameters_of(path, operation)}
@@ -194,7 +193,6 @@ def test_problem_types_are_registered_once_matching_the_code_both_ways() -> None
     # aiohttp's other errors (a malformed request, 408, 431...) share one fallback type.
     in_code = {**raised, **routed, "http-error": 400}
     registered = {slug: entry["status"] for slug, entry in registry.items()}
-    # A new type in the code: docs/openapi-pending.yaml may already describe it.
     assert registered == in_code, "x-problem-types of Problem and service/errors.py differ"
 
 
@@ -213,8 +211,13 @@ def test_responses_are_open_for_extension_and_requests_are_strict() -> None:
     # A member added to an answer later must not break a strict client (RFC 9457 allows
     # extension members in problems), while a request's unknown field stays a 400.
     schemas = spec_document()["components"]["schemas"]
-    strict = {"BookingRequest", "InviteeRequest", "PlaceRequest", "SubscriptionRequest"}
-    strict.add("RescheduleRequest")  # (docs/openapi-pending.yaml)
+    strict = {
+        "BookingRequest",
+        "InviteeRequest",
+        "PlaceRequest",
+        "SubscriptionRequest",
+        "RescheduleRequest",
+    }
     for name, schema in schemas.items():
         if "properties" in schema:
             closed = schema.get("additionalProperties") is False
@@ -358,41 +361,3 @@ async def test_the_contract_check_catches_drift(
     app.router.add_get("/livez", livez)
     with pytest.raises(ContractViolation, match=message):
         await _answers_of(app, ("GET", "/livez", {}))
-
-
-PENDING_PATH = SPEC_PATH.parent / "docs" / "openapi-pending.yaml"
-
-
-def merge_pending(base: dict[str, Any], extra: dict[str, Any], where: str = "") -> None:
-    """docs/openapi-pending.yaml's merge rule: mappings merge key by key, `parameters` and
-    `enum` lists are extended, and nothing already in the spec is replaced."""
-    for key, value in extra.items():
-        if key not in base:
-            base[key] = value
-        elif isinstance(value, dict) and isinstance(base[key], dict):
-            merge_pending(base[key], value, f"{where}/{key}")
-        elif key in ("parameters", "enum") and isinstance(value, list):
-            assert not [v for v in value if v in base[key]], f"{where}/{key} has them"
-            base[key].extend(value)
-        else:
-            raise AssertionError(f"{where}/{key} would be replaced")
-
-
-def test_the_pending_fragment_merges_into_a_valid_document() -> None:
-    # Reschedule, listing and the new availability parameters wait in docs/ until the
-    # service routes them; the fragment must stay mergeable meanwhile.
-    merged = copy.deepcopy(spec_document())
-    merge_pending(merged, yaml.safe_load(PENDING_PATH.read_text()))
-    validate(merged)
-    operation_ids = [
-        operation["operationId"]
-        for item in merged["paths"].values()
-        for method, operation in item.items()
-        if method in ("get", "put", "post", "delete", "patch")
-    ]
-    assert len(operation_ids) == len(set(operation_ids))
-    assert {"listBookings", "rescheduleBooking"} <= set(operation_ids)
-    names = {p.get("name") for p in merged["paths"]["/v1/availability"]["get"]["parameters"]}
-    assert {"notice", "buffer_before", "buffer_after", "order", "limit"} <= names
-    operation_type = merged["components"]["schemas"]["Operation"]["properties"]["type"]
-    assert "reschedule" in operation_type["enum"]

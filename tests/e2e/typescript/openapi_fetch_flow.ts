@@ -1,5 +1,6 @@
 // The seed flow through openapi-fetch, typed by openapi-typescript's `schema.d.ts`:
-// availability -> create (201) -> async create (202) + polling -> confirm -> cancel.
+// availability -> create (201) -> async create (202) + polling -> confirm -> cancel ->
+// reschedule -> list page by page.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 import { BASE_URL, JOHN, TOKEN, check, dayFromNow, main, sleep } from "./common";
@@ -81,7 +82,35 @@ main(async () => {
   });
   check(cancelled.data !== undefined && !isOperation(cancelled.data), "cancelled");
   check(cancelled.data.status === "cancelled", "cancelled status");
-  // (reschedule and list join here once the service routes them.)
+
+  // Into the first half of its own time: that time counts as free for it.
+  const halfEnd = new Date(new Date(booking.start).getTime() + 30 * 60_000).toISOString();
+  const moved = await client.POST("/v1/bookings/{booking_id}/reschedule", {
+    params: { path: { booking_id: booking.id } },
+    body: { start: booking.start, end: halfEnd },
+  });
+  check(moved.data !== undefined && !isOperation(moved.data), "moved");
+  check(moved.data.version === 3 && Date.parse(moved.data.end) === Date.parse(halfEnd), "new end");
+  const stuck = await client.POST("/v1/bookings/{booking_id}/reschedule", {
+    params: { path: { booking_id: operation.booking_id } },
+    body: { start: booking.start, duration: 30 },
+  });
+  check(stuck.error?.type === "/problems/booking-cancelled", "a cancelled booking stays put");
+
+  const listed: string[] = [];
+  let cursor: string | undefined;
+  for (let pages = 0; ; pages++) {
+    check(pages < 10, "the pages end");
+    const page = await client.GET("/v1/bookings", { params: { query: { limit: 1, cursor } } });
+    check(page.data !== undefined, `listed: ${JSON.stringify(page.error)}`);
+    listed.push(...page.data.bookings.map((b: Booking) => b.id));
+    if (page.data.next_cursor === null) break;
+    cursor = page.data.next_cursor;
+  }
+  // The service may hold other flows' bookings too: ours come once each, by start.
+  const ours = listed.filter((id) => id === booking.id || id === operation.booking_id);
+  check(new Set(listed).size === listed.length, `each booking once: ${listed}`);
+  check(ours.join() === [booking.id, operation.booking_id].join(), `by start: ${listed}`);
 
   const missing = await client.GET("/v1/bookings/{booking_id}", {
     params: { path: { booking_id: "0".repeat(24) } },

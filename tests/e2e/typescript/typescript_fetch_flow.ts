@@ -63,7 +63,28 @@ main(async () => {
   check(confirmed.status === "confirmed" && confirmed.version === 2, "confirmed");
   const cancelled = await bookings.cancelBooking({ bookingId: operation.bookingId });
   check(cancelled.status === "cancelled", "cancelled");
-  // (reschedule and list join here once the service routes them.)
+
+  // Into the first half of its own time: that time counts as free for it.
+  const halfEnd = new Date(booking.start.getTime() + 30 * 60_000);
+  const moved = await bookings.rescheduleBooking({
+    bookingId: booking.id,
+    rescheduleRequest: { start: booking.start, end: halfEnd },
+  });
+  check(moved.version === 3 && moved.end.getTime() === halfEnd.getTime(), "moved");
+
+  const listed: string[] = [];
+  let cursor: string | undefined;
+  for (let pages = 0; ; pages++) {
+    check(pages < 10, "the pages end");
+    const page = await bookings.listBookings({ limit: 1, cursor });
+    listed.push(...page.bookings.map((b) => b.id));
+    if (page.nextCursor === null || page.nextCursor === undefined) break;
+    cursor = page.nextCursor;
+  }
+  // The service may hold other flows' bookings too: ours come once each, by start.
+  const ours = listed.filter((id) => id === booking.id || id === operation.bookingId);
+  check(new Set(listed).size === listed.length, `each booking once: ${listed}`);
+  check(ours.join() === [booking.id, operation.bookingId].join(), `by start: ${listed}`);
 
   try {
     await bookings.getBooking({ bookingId: "0".repeat(24) });
