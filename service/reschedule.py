@@ -16,7 +16,13 @@ from service.errors import BookingCancelled, BookingNotFound, Conflict, SlotUnav
 from service.store.base import Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
-from service.vyte.mapping import status_of, surely_not_created, upstream_problem, vyte_time
+from service.vyte.mapping import (
+    event_times,
+    status_of,
+    surely_not_created,
+    upstream_problem,
+    vyte_time,
+)
 from service.vyte.models import Event, EventChanges, NewEventDate
 
 
@@ -106,8 +112,14 @@ class RescheduleService:
         except vyte_errors.VyteError as err:
             if surely_not_created(err):
                 await self._store.release_hold(hold)
-            # Otherwise Vyte may have moved the event: the hold stays until it lapses.
-            raise upstream_problem(err) from err
+                raise upstream_problem(err) from err
+            # The answer is lost (5xx, timeout): Vyte may have moved the event all the same.
+            # Read it back; a move Vyte applied is recorded and answered as done. Otherwise
+            # the hold stays until it lapses.
+            wanted = (move.start, move.end)
+            return await self._bookings.applied_despite(
+                booking.id, err, lambda event: event_times(event) == wanted
+            )
 
     async def _refused(self, booking: Booking) -> Event:
         """Vyte refused the move: usually the event was cancelled inside Vyte meanwhile."""

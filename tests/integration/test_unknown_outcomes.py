@@ -408,3 +408,38 @@ async def test_the_reconciler_never_takes_an_event_recorded_as_another_booking(
     kept = await store.get_booking(twin_id)
     assert kept is not None and (kept.caller, kept.version) == ("beta", theirs.version)
     assert [e["_id"] for e in await vyte_events(sandbox_admin)] == [twin_id]
+
+
+@pytest.mark.parametrize(("applied", "answer"), [(True, 200), (False, 502)])
+async def test_a_reschedule_whose_answer_was_lost_is_read_back(
+    gateway: Any,
+    sandbox_admin: aiohttp.ClientSession,
+    receiver: Receiver,
+    applied: bool,
+    answer: int,
+) -> None:
+    created = await gateway.post("/v1/bookings", json=booking(receiver.url), headers=AUTH)
+    original = await created.json()
+    await receiver.wait_for(1)
+    start = datetime.fromisoformat(original["start"]) + timedelta(hours=2)
+    end = datetime.fromisoformat(original["end"]) + timedelta(hours=2)
+    # Every PUT answers 502 (the client retries a PUT), after moving the event or not.
+    path = f"/v2/events/{original['id']}"
+    await fault(sandbox_admin, path, method="PUT", count=10, status=502, apply=applied)
+    resp = await gateway.post(
+        f"/v1/bookings/{original['id']}/reschedule",
+        json={"start": start.isoformat(), "end": end.isoformat(), "check_availability": False},
+        headers=AUTH,
+    )
+    assert resp.status == answer, await resp.text()
+    read = await (await gateway.get(f"/v1/bookings/{original['id']}", headers=AUTH)).json()
+    if applied:
+        moved = await resp.json()
+        assert datetime.fromisoformat(moved["start"]) == start and moved["version"] == 2
+        assert read == moved
+        await receiver.wait_for(2)
+    else:
+        assert read == original
+    await asyncio.sleep(0.3)
+    expected = ["booking.requested", "booking.updated"] if applied else ["booking.requested"]
+    assert [b["type"] for b in receiver.bodies()] == expected
