@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
@@ -144,11 +145,14 @@ async def serve_forever(settings: Settings) -> int:
         base = f"http://{settings.host}:{settings.port}"
         log.info("listening", url=base, store=settings.store_url.split("://", 1)[0])
         if settings.sandbox and SANDBOX_TOKEN in settings.api_tokens:
+            # Tomorrow and the day after: the gateway never offers the past.
+            first = datetime.now(UTC).date() + timedelta(days=1)
+            last = first + timedelta(days=1)
             print(
                 f"\nbooking-gateway is up at {base} (Vyte sandbox)\n"
                 f"  try: curl -H 'Authorization: Bearer {SANDBOX_TOKEN}' "
                 f"'{base}/v1/availability?participants=5f3feb7821046c3bb9327e6a"
-                f"&duration=60&from=2020-10-01&to=2020-10-02&timezone=Europe/Paris'\n",
+                f"&duration=60&from={first}&to={last}&timezone=Europe/Paris'\n",
                 file=sys.stderr,
                 flush=True,
             )

@@ -40,7 +40,8 @@ event is edited; a confirm without `d` picks the closest date and names it in
 `confirmed.date_id`, leaving every `dates[].confirmed` false as Vyte's samples do.
 
 Seeded people (`seed.json`; ids and emails are stable, tests rely on them). Hours are
-wall-clock time in the person's own zone; slots ignore the past (2020 dates work).
+wall-clock time in the person's own zone. The sandbox, like Vyte's API, answers slots for any
+dates asked, past ones included; the gateway in front of it never offers the past.
 
     5f3feb7821046c3bb9327e6a  John Doe        john.doe@example.com
         Europe/Paris       every day 00:00-24:00
