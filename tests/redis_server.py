@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
-from redis.asyncio import Redis
+
+from tests.server_process import ServerProcess
 
 STARTUP_TIMEOUT = 10.0  # seconds for the server to answer PING
-STOP_TIMEOUT = 5.0
 
 
 def redis_server_binary() -> str | None:
@@ -37,7 +37,7 @@ def free_port() -> int:
         return port
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One redis-server process without persistence, in its own directory.
 
     It keeps its port across stop() and start(), so a client can see it come back.
@@ -109,31 +109,6 @@ class RedisServer:
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def _log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-2000:]
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    async def flush(self, db: int = 0) -> None:
-        """Empty database `db`."""
-        client = Redis.from_url(self.url(db))
-        try:
-            await client.flushdb()
-        finally:
-            await client.aclose()
 
     def restart(self) -> None:
         self.stop()

@@ -21,10 +21,10 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
-from redis.asyncio import Redis
+
+from tests.server_process import ServerProcess
 
 STARTUP_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 USER = "gateway"
 # Characters that must be escaped in a URL's user info, so the test proves they are decoded.
 PASSWORD = "tls:pass@word/42"
@@ -71,7 +71,7 @@ class Certificates:
         return str(self.directory / name)
 
 
-class TLSRedisServer:
+class TLSRedisServer(ServerProcess):
     """One redis-server with TLS only (no plain port), ACL user USER/PASSWORD."""
 
     def __init__(self, binary: str, directory: Path) -> None:
@@ -152,30 +152,6 @@ class TLSRedisServer:
                 return answer == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
-
-    def _log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    async def flush(self, db: int = 0) -> None:
-        client = Redis.from_url(self.url(db))
-        try:
-            await client.flushdb()
-        finally:
-            await client.aclose()
 
 
 @contextlib.contextmanager
