@@ -13,6 +13,7 @@ import json
 import math
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -51,6 +52,10 @@ log = structlog.get_logger("availability")
 CACHE_ENTRIES = 10_000
 # Shared-cache key prefix of a participant's cache generation (AvailabilityService.forget).
 _GENERATION = "slots-gen:"
+# Whole answers kept at most, and the slots in all of them (a month of 15-minute steps is
+# about 3,000): about 20 MB at most.
+ANSWER_ENTRIES = 1024
+ANSWER_SLOTS = 100_000
 
 # Bound once: looking a label up costs more than counting.
 _HIT, _JOINED, _MISS, _SHARED_HIT = (
@@ -89,6 +94,21 @@ class Availability:
     @property
     def complete(self) -> bool:
         return all(p.ok for p in self.participants)
+
+
+@attrs.frozen
+class _Answer:
+    """A computed answer, and what must still hold for it to be the answer now."""
+
+    availability: Availability
+    # The participants' own-booking marks and slot-cache generations it was computed under.
+    marks: tuple[str, ...]
+    generations: tuple[str, ...]
+    # `clock` time the first participant's cached free time expires.
+    expires: float
+    # Epoch seconds after which now + notice passes the first start it offers (or would
+    # offer, if free): from then on fewer starts are candidates.
+    until: float
 
 
 @attrs.frozen
@@ -136,6 +156,9 @@ class AvailabilityService:
         self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
         # Per participant key, the generation of what is cached of them (see `forget`).
         self._generations: dict[str, str] = {}
+        # Whole answers by query, oldest first (see `_reuse`), and the slots they hold.
+        self._answers: dict[AvailabilityQuery, _Answer] = {}
+        self._answer_slots = 0
 
     async def forget(self, participant: Participant) -> None:
         """Stop using what is cached of `participant`'s free time, here and on every replica:
@@ -320,11 +343,90 @@ class AvailabilityService:
             return _outcome_of(err)
         return _Outcome(free=free)
 
+    async def _freshness(self, q: AvailabilityQuery) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The own-booking marks and slot-cache generations of the query's participants,
+        read before anything the answer is computed from (a write after this read changes
+        a mark, so an answer it missed is not reused)."""
+        keys = [p.key for p in q.participants]
+        if self._shared is None:
+            marks = await self._store.booking_marks(keys)
+        else:
+            marks, _ = await asyncio.gather(
+                self._store.booking_marks(keys), self._sync_generations(q.participants)
+            )
+        generations = self._generations
+        return marks, tuple(generations.get(key, "") for key in keys)
+
+    def _reuse(
+        self, q: AvailabilityQuery, marks: tuple[str, ...], generations: tuple[str, ...]
+    ) -> Availability | None:
+        """The answer computed for `q` before, if nothing it depends on has changed since:
+        no booking of its people written, none of their cached free time expired or
+        forgotten, and no start it offered now too close (`notice`) or past."""
+        kept = self._answers.get(q)
+        if kept is None:
+            return None
+        if (
+            kept.marks == marks
+            and kept.generations == generations
+            and kept.expires > self._clock()
+            and self._now().timestamp() <= kept.until
+        ):
+            return kept.availability
+        self._drop_answer(q)
+        return None
+
+    def _keep(
+        self,
+        answer: Availability,
+        marks: tuple[str, ...],
+        generations: tuple[str, ...],
+        not_before: datetime,
+    ) -> None:
+        """Keep a complete answer for `_reuse`, for as long as every participant's free time
+        stays cached; the oldest answers go first beyond the bounds."""
+        q = answer.query
+        if self._ttl <= 0 or not answer.complete:
+            return
+        entries = [
+            self._cache.get(self._key(p, q.duration, q.first, q.last, q.timezone))
+            for p in q.participants
+        ]
+        if any(entry is None for entry in entries):
+            return
+        expires = min(entry[0] for entry in entries if entry is not None)
+        grid = _grid(q.first, q.last, q.zone, q.step)
+        # find_slots offers starts from ceil(not_before): the first such grid start stays a
+        # candidate until now + notice passes it.
+        at = bisect_left(grid, math.ceil(not_before.timestamp()))
+        until = grid[at] - q.notice * 60 if at < len(grid) else math.inf
+        self._drop_answer(q)
+        self._answers[q] = _Answer(answer, marks, generations, expires, until)
+        self._answer_slots += len(answer.slots)
+        while len(self._answers) > ANSWER_ENTRIES or self._answer_slots > ANSWER_SLOTS:
+            self._drop_answer(next(iter(self._answers)))
+
+    def _drop_answer(self, q: AvailabilityQuery) -> None:
+        kept = self._answers.pop(q, None)
+        if kept is not None:
+            self._answer_slots -= len(kept.availability.slots)
+
     async def query(self, q: AvailabilityQuery) -> Availability:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
+        marks, generations = await self._freshness(q)
+        reused = self._reuse(q, marks, generations)
+        if reused is not None:
+            # Every participant's cached free time is in it: counted as the lookups it saves.
+            _HIT.inc(len(q.participants))
+            return reused
+        answer, not_before = await self._compute(q)
+        self._keep(answer, marks, generations, not_before)
+        return answer
+
+    async def _compute(self, q: AvailabilityQuery) -> tuple[Availability, datetime]:
+        """The answer to `q`, and the earliest start it could offer (now + notice)."""
         # Cached answers are taken here and now: a task per participant costs more than
         # the lookup, and on the warm path every participant is cached.
-        await self._sync_generations(q.participants)
         outcomes: list[_Outcome] = []
         missing: list[int] = []
         for i, p in enumerate(q.participants):
@@ -355,6 +457,8 @@ class AvailabilityService:
             for p, o in zip(q.participants, outcomes, strict=True)
         ]
         zone = q.zone
+        # Read after the fan-out: no slot starts before the moment of the answer.
+        not_before = self._now() + timedelta(minutes=q.notice)
         # Own bookings are out of `free` already, so the buffers apply to what is left (rule 5).
         matches = find_slots(
             [o.free for o in outcomes],
@@ -367,12 +471,12 @@ class AvailabilityService:
             grid=_grid(q.first, q.last, zone, q.step),
             buffer_before_minutes=q.buffer_before,
             buffer_after_minutes=q.buffer_after,
-            # Read after the fan-out: no slot starts before the moment of the answer.
-            not_before=self._now() + timedelta(minutes=q.notice),
+            not_before=not_before,
             order=q.order,
             limit=q.limit,
         )
-        return Availability(query=q, participants=_states(q.participants, outcomes), slots=matches)
+        states = _states(q.participants, outcomes)
+        return Availability(query=q, participants=states, slots=matches), not_before
 
 
 def subtract(free: Sequence[Interval], busy: Sequence[Interval]) -> list[Interval]:

@@ -410,7 +410,7 @@ def client_trace_configs() -> list[aiohttp.TraceConfig]:
 # Not given spans: the readiness probe and close (noise), and the read every availability
 # query makes, cached ones too (its time shows in the request span; a span of its own would
 # be most of what exporting costs on the warm path, see bench/RESULTS.md).
-_UNTRACED_STORE_CALLS = frozenset({"ping", "close", "active_bookings"})
+_UNTRACED_STORE_CALLS = frozenset({"ping", "close", "active_bookings", "booking_marks"})
 
 
 def _store_methods() -> tuple[str, ...]:

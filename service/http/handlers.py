@@ -6,24 +6,63 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import keys
+from service.availability import Availability
 from service.budget import claim_lease
-from service.commands import NewBooking
+from service.commands import AvailabilityQuery, NewBooking
 from service.domain.booking import Booking
 from service.errors import FieldError
 from service.http.idempotency import idempotency_key, kept_for_replay, run_idempotent
 from service.http.middlewares import CALLER
 from service.http.parsing import json_response, read_json, single_query
+from service.http.render import dumps
 from service.http.requests import availability_query, booking_command, empty_body
 from service.http.resources import availability_answer, booking_resource, operation_resource
 from service.store.base import OperationType, StoredResponse
 
+# Queries read from a query string, by that string (reading depends on nothing else), and
+# bodies rendered of an answer, by the answer (AvailabilityService hands a reused answer out
+# again as the same object): the repeated query of the warm path is read and rendered once.
+# Both drop their oldest entries beyond their bounds.
+_QUERIES: dict[str, tuple[AvailabilityQuery, bool]] = {}
+QUERY_ENTRIES = 1024
+_BODIES: dict[tuple[int, bool], tuple[Availability, bytes]] = {}
+BODY_BYTES = 16 << 20
+_body_bytes = 0
+
 
 async def availability(request: web.Request) -> web.Response:
-    raw = request.rel_url.query
-    repeated = [FieldError(n, "given more than once") for n in set(raw) if len(raw.getall(n)) > 1]
-    query, by_day = availability_query(raw, repeated)
+    text = request.rel_url.raw_query_string
+    parsed = _QUERIES.get(text)
+    if parsed is None:
+        raw = request.rel_url.query
+        repeated = [
+            FieldError(n, "given more than once") for n in set(raw) if len(raw.getall(n)) > 1
+        ]
+        parsed = availability_query(raw, repeated)
+        _QUERIES[text] = parsed
+        if len(_QUERIES) > QUERY_ENTRIES:
+            del _QUERIES[next(iter(_QUERIES))]
+    query, by_day = parsed
     answer = await request.app[keys.AVAILABILITY].query(query)
-    return json_response(availability_answer(answer, by_day))
+    return web.Response(
+        body=_body(answer, by_day), content_type="application/json", charset="utf-8"
+    )
+
+
+def _body(answer: Availability, by_day: bool) -> bytes:
+    """The JSON body of `answer`, rendered once per answer object."""
+    global _body_bytes
+    key = (id(answer), by_day)
+    kept = _BODIES.get(key)
+    # Kept entries hold their answer, so an id here is never one reused by another object.
+    if kept is not None and kept[0] is answer:
+        return kept[1]
+    body = dumps(availability_answer(answer, by_day))
+    _BODIES[key] = (answer, body)
+    _body_bytes += len(body)
+    while _body_bytes > BODY_BYTES and _BODIES:
+        _body_bytes -= len(_BODIES.pop(next(iter(_BODIES)))[1])
+    return body
 
 
 async def create_booking(request: web.Request) -> web.Response:

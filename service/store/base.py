@@ -227,6 +227,17 @@ class Store(Protocol):
         """Requested or confirmed bookings of these organizers that overlap [start, end),
         ordered by (start, id): one round trip for all of an availability query's people."""
 
+    async def booking_marks(self, organizers: Sequence[str]) -> tuple[str, ...]:
+        """For each of `organizers`, in order, a mark that changes whenever a booking of
+        theirs is written (any status, any replica), by the time that write has returned;
+        "" for one whose bookings were never written while the store kept marks.
+
+        An availability answer computed after reading the marks can be reused while they
+        stay the same: no write came since that could change its own-booking part. A mark
+        never comes back after a change, not even across restarts (the SQLite store keeps
+        them in its process, which is the only one writing its file; the Redis store keeps
+        them beside the bookings)."""
+
     async def list_bookings(
         self,
         *,

@@ -322,6 +322,53 @@ async def test_active_bookings_of_several_organizers_in_one_call(store: Store) -
     assert await store.active_bookings([], at(-60), at(180)) == []
 
 
+async def test_booking_marks_change_with_every_write_of_that_organizer(store: Store) -> None:
+    assert await store.booking_marks([ORGANIZER, OTHER_ORGANIZER]) == ("", "")
+    seen: set[str] = set()
+
+    async def marks_after(write: Awaitable[bool]) -> tuple[str, str]:
+        assert await write
+        mine, theirs = await store.booking_marks([ORGANIZER, OTHER_ORGANIZER])
+        assert mine not in seen, "a mark came back"
+        seen.add(mine)
+        return mine, theirs
+
+    booking = make_booking("ev1", 0, 60)
+    created, theirs = await marks_after(store.put_booking(booking, expected_version=None))
+    assert created != "" and theirs == ""
+    confirmed = booking.changed(T0, status=BookingStatus.CONFIRMED)
+    await marks_after(store.put_booking(confirmed, expected_version=booking.version))
+    moved = confirmed.changed(T0, start=at(120), end=at(180))
+    await marks_after(store.put_booking(moved, expected_version=confirmed.version))
+    cancelled = moved.changed(T0, status=BookingStatus.CANCELLED)
+    _, theirs = await marks_after(store.put_booking(cancelled, expected_version=moved.version))
+    assert theirs == "", "another organizer's bookings did not change"
+    # Asked in any order, with repeats: each answer is that organizer's mark.
+    mine = await store.booking_marks([ORGANIZER])
+    assert await store.booking_marks([OTHER_ORGANIZER, ORGANIZER, ORGANIZER]) == ("", *mine * 2)
+    assert await store.booking_marks([]) == ()
+
+
+async def test_booking_marks_change_for_a_found_create_and_both_organizers_of_a_move(
+    store: Store, open_store: Callable[[], Awaitable[Store]]
+) -> None:
+    assert await store.add_unresolved(make_unresolved())
+    booking = make_booking("ev1", 0, 60)
+    assert await store.finish_unresolved("u1", booking=booking)
+    (found,) = await store.booking_marks([ORGANIZER])
+    assert found != ""
+    handed_over = booking.changed(T0, organizer=OTHER_ORGANIZER)
+    assert await store.put_booking(handed_over, expected_version=booking.version)
+    mine, theirs = await store.booking_marks([ORGANIZER, OTHER_ORGANIZER])
+    assert mine not in ("", found) and theirs not in ("", found)
+    # Reopened (a restart), a write still gives a mark never seen before.
+    reopened = await open_store()
+    cancelled = handed_over.changed(T0, status=BookingStatus.CANCELLED)
+    assert await reopened.put_booking(cancelled, expected_version=handed_over.version)
+    (after,) = await reopened.booking_marks([OTHER_ORGANIZER])
+    assert after not in ("", found, mine, theirs)
+
+
 async def test_put_booking_releases_the_hold_and_enqueues_deliveries(store: Store) -> None:
     assert await store.acquire_hold(ORGANIZER, at(0), at(60), "hold1", ttl=60)
     booking = make_booking()

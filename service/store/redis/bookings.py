@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
 from service.domain.booking import Booking, BookingStatus
 from service.store import codec
@@ -60,6 +60,13 @@ class Bookings(Connection):
         )
         bookings = [codec.loads(record, Booking) for record in records]
         return sorted(bookings, key=lambda booking: (booking.start, booking.id))
+
+    async def booking_marks(self, organizers: Sequence[str]) -> tuple[str, ...]:
+        if not organizers:
+            return ()
+        async with self._redis() as client:
+            found = await client.hmget(f"{self.prefix}bookings:marks", list(organizers))
+        return tuple(cast(str | None, mark) or "" for mark in found)
 
     # -- no double booking --------------------------------------------------------------
 

@@ -12,6 +12,9 @@ microseconds since the Unix epoch, UTC, as in the SQLite backend):
                                           caller, organizer_key, list_key
     P bookings:active:<organizer>  zset   active booking ids scored by their start
     P bookings:longest:<organizer> string the longest booking's duration ever stored
+    P bookings:marks               hash   organizer -> mark of the last write of one of
+                                          their bookings (booking_marks)
+    P bookings:mark-seq            string the counter in those marks
     P bookings:by-start:<status>   zset   list keys of the bookings of that status, and
     P bookings:by-caller:<status>:<caller>        of that owner's,
     P bookings:by-organizer:<status>:<organizer_key>  of that organizer's: a list key is

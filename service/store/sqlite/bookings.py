@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
@@ -14,9 +15,25 @@ from service.store.sqlite.connection import Connection, fetch_all, fetch_one
 from service.store.sqlite.rows import INSERT_DELIVERY, delivery_params
 from service.store.sqlite.schema import NEVER_US, RESYNC_RETIRED
 
+# Marks of booking writes, unique within the process (one process writes a SQLite store).
+_MARKS = itertools.count(1)
+
+
+def mark_written(marks: dict[str, str], *organizers: str | None) -> None:
+    """Give `organizers` new marks in `marks`; called after a write transaction of their
+    bookings has ended, also when it failed (a spare new mark costs one recomputed answer)."""
+    mark = str(next(_MARKS))
+    for organizer in organizers:
+        if organizer is not None:
+            marks[organizer] = mark
+
 
 class Bookings(Connection):
     """Bookings by id, by organizer and time; holds over an organizer's time."""
+
+    async def booking_marks(self, organizers: Sequence[str]) -> tuple[str, ...]:
+        marks = self._booking_marks
+        return tuple(marks.get(organizer, "") for organizer in organizers)
 
     # -- bookings -----------------------------------------------------------------------
 
@@ -33,11 +50,15 @@ class Bookings(Connection):
         release_hold: str | None = None,
         deliveries: Sequence[Delivery] = (),
     ) -> bool:
-        async with self._writing() as db:
-            if not await write_booking(db, booking, expected_version, deliveries):
-                return False
-            if release_hold is not None:
-                await db.execute("DELETE FROM holds WHERE id = ?", (release_hold,))
+        before: list[str | None] = [None]
+        try:
+            async with self._writing() as db:
+                if not await write_booking(db, booking, expected_version, deliveries, before):
+                    return False
+                if release_hold is not None:
+                    await db.execute("DELETE FROM holds WHERE id = ?", (release_hold,))
+        finally:
+            mark_written(self._booking_marks, booking.organizer, before[0])
         return True
 
     async def active_bookings(
@@ -174,11 +195,15 @@ async def write_booking(
     booking: Booking,
     expected_version: int | None,
     deliveries: Sequence[Delivery],
+    before: list[str | None],
 ) -> bool:
     """Write `booking` and enqueue `deliveries` if the stored version is
-    `expected_version` (None: absent); inside a write transaction."""
-    row = await fetch_one(db, "SELECT version FROM bookings WHERE id = ?", (booking.id,))
+    `expected_version` (None: absent); inside a write transaction. `before[0]` is set to
+    the organizer the stored booking had, if any (a write changes both of theirs marks)."""
+    row = await fetch_one(db, "SELECT version, organizer FROM bookings WHERE id = ?", (booking.id,))
     stored = None if row is None else int(row["version"])
+    if row is not None:
+        before[0] = str(row["organizer"])
     if stored != expected_version:
         return False
     # A booking that ended left the resync, and an inactive one is not in it: written

@@ -48,6 +48,8 @@ class Connection:
         self._db: aiosqlite.Connection | None = db
         self._lock = asyncio.Lock()
         self.path = path
+        # Per organizer, the mark of the last write of one of their bookings (`booking_marks`).
+        self._booking_marks: dict[str, str] = {}
 
     @classmethod
     async def open(cls, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Self:

@@ -14,7 +14,7 @@ from service.store.base import (
     StoredResponse,
     UnresolvedCreate,
 )
-from service.store.sqlite.bookings import hold_is_free, take_hold, write_booking
+from service.store.sqlite.bookings import hold_is_free, mark_written, take_hold, write_booking
 from service.store.sqlite.connection import Connection, fetch_one
 from service.store.sqlite.queue import UNRESOLVED, claim
 from service.store.sqlite.rows import unresolved_from
@@ -105,13 +105,31 @@ class Unresolved(Connection):
         deliveries: Sequence[Delivery] = (),
         response: StoredResponse | None = None,
     ) -> bool:
+        before: list[str | None] = [None]
+        try:
+            return await self._finish_unresolved(
+                record_id, booking, expected_version, deliveries, response, before
+            )
+        finally:
+            if booking is not None:
+                mark_written(self._booking_marks, booking.organizer, before[0])
+
+    async def _finish_unresolved(
+        self,
+        record_id: str,
+        booking: Booking | None,
+        expected_version: int | None,
+        deliveries: Sequence[Delivery],
+        response: StoredResponse | None,
+        before: list[str | None],
+    ) -> bool:
         async with self._writing() as db:
             row = await fetch_one(db, "SELECT * FROM unresolved WHERE id = ?", (record_id,))
             if row is None:
                 return False
             record = unresolved_from(row)
             if booking is not None:
-                if not await write_booking(db, booking, expected_version, deliveries):
+                if not await write_booking(db, booking, expected_version, deliveries, before):
                     return False
                 if response is not None and record.idempotency_key is not None:
                     await db.execute(

@@ -162,7 +162,15 @@ local function put_booking()
   local stored = redis.call('HMGET', key, 'version', 'organizer', 'status', 'caller',
                             'organizer_key', 'list_key')
   if (stored[1] or '') ~= expected then return 0 end
-  if stored[2] then redis.call('ZREM', P .. 'bookings:active:' .. stored[2], id) end
+  -- A new mark for the organizer (and the one before, if it changed): see booking_marks().
+  -- The clock and a counter, so no mark comes back even if the counter was lost.
+  local t = redis.call('TIME')
+  local mark = t[1] .. t[2] .. ':' .. redis.call('INCR', P .. 'bookings:mark-seq')
+  redis.call('HSET', P .. 'bookings:marks', organizer, mark)
+  if stored[2] then
+    redis.call('ZREM', P .. 'bookings:active:' .. stored[2], id)
+    redis.call('HSET', P .. 'bookings:marks', stored[2], mark)
+  end
   if stored[6] then
     for _, index in ipairs(listings(stored[3], stored[4] or '', stored[5] or '')) do
       redis.call('ZREM', index, stored[6])
