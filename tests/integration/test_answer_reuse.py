@@ -126,7 +126,8 @@ async def test_read_queries_and_rendered_bodies_stay_within_their_bounds(
     bodies = [await (await gateway.get(query(d), headers=AUTH)).read() for d in days]
     assert len(handlers._QUERIES) == 2 and len(handlers._BODIES) == 3
     # What is kept is what rendering the (reused) answers again gives, byte for byte.
-    handlers._BODIES.clear()
+    monkeypatch.setattr(handlers, "_BODIES", {})
+    monkeypatch.setattr(handlers, "_body_bytes", 0)
     assert [await (await gateway.get(query(d), headers=AUTH)).read() for d in days] == bodies
     assert len(handlers._BODIES) == 3
     monkeypatch.setattr(handlers, "BODY_BYTES", max(map(len, bodies)) + 1)
