@@ -72,13 +72,18 @@ class Certificates:
 
 
 class TLSRedisServer(ServerProcess):
-    """One redis-server with TLS only (no plain port), ACL user USER/PASSWORD."""
+    """One redis-server with TLS only (no plain port), ACL user USER/PASSWORD.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    It keeps its port, directory and certificates across stop() and start(). `persistent`:
+    an append-only file synced on every write, so data outlives a restart.
+    """
+
+    def __init__(self, binary: str, directory: Path, *, persistent: bool = False) -> None:
         self.binary = binary
         self.directory = directory
         self.certs = Certificates(directory)
         self.port = free_port()
+        self.persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0, **options: str) -> str:
@@ -101,6 +106,11 @@ class TLSRedisServer(ServerProcess):
 
     def start(self) -> None:
         certs = self.certs
+        # No one can log in as the default user ("off"), but it keeps every permission:
+        # Redis 7 (any build without the fix for redis/redis#14541) replays the MULTI/EXEC
+        # blocks of an append-only file as the default user and checks its ACL at EXEC, so
+        # with a default user without permissions the writes of every script would be
+        # dropped, with a log line only, when the server restarts.
         command = [
             self.binary,
             "--bind", "127.0.0.1",
@@ -111,9 +121,10 @@ class TLSRedisServer(ServerProcess):
             "--tls-ca-cert-file", certs.path("ca.crt"),
             "--tls-auth-clients", "yes",
             "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all",
-            "--user", "default", "off",
+            "--user", "default", "off", "~*", "&*", "+@all",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", str(self.directory),
             "--logfile", str(self.log),
             "--daemonize", "no",
@@ -155,7 +166,7 @@ class TLSRedisServer(ServerProcess):
 
 
 @contextlib.contextmanager
-def running_tls_redis_server() -> Iterator[TLSRedisServer]:
+def running_tls_redis_server(*, persistent: bool = False) -> Iterator[TLSRedisServer]:
     binary = shutil.which("redis-server")
     missing = [name for name in ("redis-server", "openssl") if shutil.which(name) is None]
     if missing or binary is None:
@@ -163,7 +174,7 @@ def running_tls_redis_server() -> Iterator[TLSRedisServer]:
             pytest.fail(f"REQUIRE_REDIS=1 but {', '.join(missing)} not installed")
         pytest.skip(f"{', '.join(missing)} not installed: TLS Redis tests skipped")
     with tempfile.TemporaryDirectory(prefix="redis-tls-test-") as directory:
-        server = TLSRedisServer(binary, Path(directory))
+        server = TLSRedisServer(binary, Path(directory), persistent=persistent)
         try:
             server.start()
         except RuntimeError as err:
@@ -181,4 +192,11 @@ def running_tls_redis_server() -> Iterator[TLSRedisServer]:
 def tls_redis_server() -> Iterator[TLSRedisServer]:
     """One TLS server shared by the session; tests flush the database they use."""
     with running_tls_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def durable_tls_redis_server() -> Iterator[TLSRedisServer]:
+    """A TLS server for one test alone whose data survives a restart (as in production)."""
+    with running_tls_redis_server(persistent=True) as server:
         yield server

@@ -4,7 +4,8 @@ Concurrent creates with one Idempotency-Key give one Vyte event; overlapping boo
 success; operations accepted by a replica that is then SIGKILLed are completed by the others;
 Redis restarting mid-test is answered with 503s and then recovered from; and every webhook is
 delivered (the receiver refuses each first attempt, so each one is retried, possibly by another
-replica) under a stable webhook-id, in version order per booking.
+replica) under a stable webhook-id, in version order per booking. It runs once on plain Redis
+and once on Redis over TLS (`rediss://`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import attrs
@@ -29,10 +30,7 @@ from tests.conftest import JOHN
 from tests.dates import iso, meeting_day
 from tests.e2e.process import Process, start
 
-if TYPE_CHECKING:
-    from tests.redis_server import RedisServer
-
-pytest_plugins = ("tests.redis_server",)
+pytest_plugins = ("tests.redis_server", "tests.tls_redis")
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-replicas-token"
@@ -67,6 +65,21 @@ class Receiver:
         """(type, version) of the accepted webhooks about one booking, in arrival order."""
         bodies = (self.accepted[i] for i in self.order)
         return [(b["type"], b["data"]["version"]) for b in bodies if b["data"]["id"] == booking_id]
+
+
+class StoreServer(Protocol):
+    def url(self, db: int = 0) -> str: ...
+    def stop(self) -> None: ...
+    def start(self) -> None: ...
+
+
+@pytest.fixture(params=["redis", "rediss"])
+def store_server(request: pytest.FixtureRequest) -> StoreServer:
+    """A Redis of this test's own whose data survives a restart, plain or TLS-only (with an
+    ACL user and password, CA and client certificate in the rediss:// URL)."""
+    fixture = "durable_redis_server" if request.param == "redis" else "durable_tls_redis_server"
+    server: StoreServer = request.getfixturevalue(fixture)
+    return server
 
 
 @pytest.fixture
@@ -107,9 +120,9 @@ def body(title: str, start: str, callback: str, minutes: int = 60) -> dict[str, 
 
 
 async def test_three_replicas_on_one_redis_behave_as_one(
-    tmp_path: Path, durable_redis_server: RedisServer, receiver: Receiver
+    tmp_path: Path, store_server: StoreServer, receiver: Receiver
 ) -> None:
-    redis = durable_redis_server
+    redis = store_server
     sandbox = await asyncio.to_thread(
         start, ["sandbox", "--port", "{port}"], tmp_path, {}, "/_sandbox/stats", "sandbox"
     )
