@@ -10,7 +10,10 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -49,6 +52,10 @@ _PLAIN = frozenset({int, float, bool})
 # whether a text can hold a secret at all, so the common text (no secret) costs one pass, not
 # one per pattern. Each alternative is a prefix of what one pattern matches.
 _SHAPE_TRIGGERS = (r"(?i:\bbearer\s)", "whsec_", re.escape("/v1/vyte/webhooks/"))
+# What each trigger contains, as plain text: `bearer` (in the text lowered: its letters have no
+# case-insensitive match outside ASCII) and the literal triggers.
+_TRIGGER_WORD = "bearer"
+_TRIGGER_LITERALS = ("whsec_", "/v1/vyte/webhooks/")
 
 
 class Redactor:
@@ -58,11 +65,22 @@ class Redactor:
         known = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, known))) if known else None
         self._trigger = re.compile("|".join([*_SHAPE_TRIGGERS, *map(re.escape, known)]))
+        self._literals = (*_TRIGGER_LITERALS, *known)
         # Whether a key names a secret, per key seen (log keys are a small, fixed set).
         self._secret_key: dict[str, bool] = {}
 
+    def _may_hold_secret(self, text: str) -> bool:
+        """False when no trigger can match `text`; plain substring scans, much faster than
+        the trigger's alternation, which the regex engine tries at every position."""
+        if _TRIGGER_WORD in text.lower():
+            return True
+        for literal in self._literals:  # noqa: SIM110 - any() and its generator cost more
+            if literal in text:
+                return True
+        return False
+
     def scrub(self, text: str) -> str:
-        if self._trigger.search(text) is None:
+        if not self._may_hold_secret(text) or self._trigger.search(text) is None:
             return text
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
@@ -86,19 +104,45 @@ class Redactor:
         # Anything else is rendered as text anyway: redact what it renders to.
         return self.scrub(str(value))
 
-    def _value(self, key: str, value: Any) -> Any:
+    def _is_secret_key(self, key: str) -> bool:
         secret = self._secret_key.get(key)
         if secret is None:
             secret = bool(_SECRET_KEYS.search(key)) and key not in _NOT_SECRET_KEYS
             if len(self._secret_key) < _MAX_KEYS_REMEMBERED:
                 self._secret_key[key] = secret
-        if secret and value is not None:
+        return secret
+
+    def _value(self, key: str, value: Any) -> Any:
+        if value is not None and self._is_secret_key(key):
             return REDACTED
         return self._scrub(value)
+
+    def _clean(self, event: MutableMapping[str, Any]) -> bool:
+        """Whether the event holds nothing to redact, found in one search over all its texts
+        (the usual line: flat, text and numbers, no secret key). A trigger matched across two
+        joined texts only sends the event down the per-field path, which finds nothing."""
+        # Keys starting with "_" (which __call__ skips) need no test here: they can only
+        # send the event down the per-field path.
+        texts = []
+        secret_key = self._secret_key
+        for key, value in event.items():
+            kind = type(value)
+            if kind is str:
+                texts.append(value)
+            elif value is None:
+                continue
+            elif kind not in _PLAIN:
+                return False
+            if secret_key.get(key, True) and self._is_secret_key(key):
+                return False
+        joined = "\n".join(texts)
+        return not self._may_hold_secret(joined) or self._trigger.search(joined) is None
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        if self._clean(event):
+            return event
         for key, value in list(event.items()):
             if key.startswith("_"):  # structlog's own bookkeeping (e.g. the stdlib record)
                 continue
@@ -122,6 +166,53 @@ def _render_json(logger: Any, method: str, event: MutableMapping[str, Any]) -> s
         return json.dumps(event, default=_fallback)
 
 
+class UtcTimestamp:
+    """structlog processor: `timestamp` as `TimeStamper(fmt="iso", utc=True)` writes it
+    (`2026-12-02T06:13:17.583717Z`, no fraction at a whole second), with the date and time of
+    day formatted once per second rather than through a datetime on every line."""
+
+    def __init__(self) -> None:
+        # (second, its text): one attribute, so threads never see the two out of step
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        cached, text = self._second
+        if second != cached:
+            text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+            self._second = (second, text)
+        micros = nanos // 1000
+        event["timestamp"] = f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+        return event
+
+
+class _LineWriter:
+    """structlog's output: one line per event on `stream`, flushed, as PrintLogger writes it
+    without `print`'s separate writes of text and newline."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._write = stream.write
+        self._flush = stream.flush
+        self._lock = threading.Lock()  # lines from other threads stay whole
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._write(message + "\n")
+            self._flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class Loggers:
+    """Loggers written on every request, bound once by `configure` (structlog's lazy proxy
+    would bind a new one on every call); structlog's own lazy ones until then."""
+
+    access: Any = structlog.get_logger("access")
+
+
 def configure(
     level: str = "info",
     fmt: str = "json",
@@ -138,7 +229,7 @@ def configure(
         structlog.contextvars.merge_contextvars,
         add_trace_ids,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
     ]
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
@@ -149,11 +240,13 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        # One PrintLogger for every logger: loggers are not cached (a later `configure` must
-        # reach module-level ones), and building a PrintLogger per log call cost 2% of /livez.
-        logger_factory=_SharedLogger(structlog.PrintLogger(out)),
+        # One output for every logger: loggers are not cached (a later `configure` must reach
+        # module-level ones), and building a PrintLogger per log call cost 2% of /livez.
+        logger_factory=_SharedLogger(_LineWriter(out)),
         cache_logger_on_first_use=False,
     )
+    # Bound to the processors list structlog keeps (capture_logs changes it in place).
+    Loggers.access = structlog.get_logger("access").bind()
     _route_stdlib(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -172,10 +265,10 @@ def configure(
 class _SharedLogger:
     """A logger factory that hands out the same output logger whatever it is asked for."""
 
-    def __init__(self, logger: structlog.PrintLogger) -> None:
+    def __init__(self, logger: _LineWriter) -> None:
         self._logger = logger
 
-    def __call__(self, *args: Any) -> structlog.PrintLogger:
+    def __call__(self, *args: Any) -> _LineWriter:
         return self._logger
 
 
@@ -213,6 +306,7 @@ def _our_handlers(root: logging.Logger) -> list[_Handler]:
 def reset() -> None:
     """Undo `configure` (for tests): structlog's defaults, stdlib logging as it was."""
     structlog.reset_defaults()
+    Loggers.access = structlog.get_logger("access")
     root = logging.getLogger()
     for old in _our_handlers(root):
         root.removeHandler(old)

@@ -71,3 +71,45 @@ def test_keys_are_judged_the_same_the_second_time() -> None:
     for _ in range(2):
         event = redact(None, "info", {"api_key": "x", "caller": "alpha", "status": 200})
         assert event == {"api_key": REDACTED, "caller": "alpha", "status": 200}
+
+
+_KEYS = st.sampled_from(
+    ["event", "path", "route", "request_id", "caller", "token", "api_key", "detail", "_record"]
+)
+_VALUES = st.one_of(
+    _TEXT,
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.lists(_TEXT, max_size=2),
+    st.dictionaries(st.sampled_from(["authorization", "note"]), _TEXT, max_size=2),
+    st.binary(max_size=8),
+)
+
+
+@given(st.dictionaries(_KEYS, _VALUES, max_size=8))
+@settings(max_examples=500)
+@example({"event": "request", "path": "/v1/vyte/webhooks/tok_9", "status": 401})
+@example({"event": "bearer", "detail": "abcdefgh12"})  # a trigger across two joined texts
+@example({"event": "request", "token": None, "caller": "alpha"})
+def test_the_whole_event_check_redacts_as_each_field_would(event: dict[str, object]) -> None:
+    """An event the one-search check passes as clean is the one every field leaves alone."""
+    field_by_field = {
+        k: v if k.startswith("_") else Redactor(SECRETS)._value(k, v) for k, v in event.items()
+    }
+    assert Redactor(SECRETS)(None, "info", dict(event)) == field_by_field
+
+
+def test_an_event_with_nothing_secret_is_returned_as_it_came() -> None:
+    event = {
+        "event": "request",
+        "path": "/livez",
+        "status": 200,
+        "duration_ms": 0.1,
+        "caller": None,
+    }
+    assert Redactor(SECRETS)(None, "info", dict(event)) == event
+    assert Redactor(SECRETS)._clean(event)
+    assert not Redactor(SECRETS)._clean({**event, "path": "/x?key=s3cret-value"})
+    assert not Redactor(SECRETS)._clean({**event, "token": "anything"})
