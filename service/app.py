@@ -22,7 +22,7 @@ from service.health import Health
 from service.http import routes
 from service.http.cursors import cursor_key
 from service.http.handlers import created_answer
-from service.http.middlewares import bearer_auth, problems, request_budget, request_context
+from service.http.middlewares import request_edge
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
 from service.http.tracing import request_span
@@ -52,10 +52,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             request_span,
-            request_context,
-            problems,
-            bearer_auth(settings.api_tokens, exempt_prefixes=(WEBHOOK_PREFIX,)),
-            request_budget(settings.request_budget),
+            request_edge(
+                settings.api_tokens, (WEBHOOK_PREFIX,), budget_seconds=settings.request_budget
+            ),
         ],
         client_max_size=MAX_BODY,
     )

@@ -1,11 +1,12 @@
-"""Request context (id, access log, metrics), problems, bearer auth and the request budget."""
+"""The request edge, in one middleware: request id, access log, metrics, problems, bearer
+auth and the request budget."""
 
 from __future__ import annotations
 
 import hmac
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -16,12 +17,15 @@ from service.budget import budget
 from service.errors import Unauthorized
 from service.http.parsing import UnreadableBody
 from service.http.problems import problem_for
+from service.logging import Loggers
 
 log = structlog.get_logger("http")
-access_log = structlog.get_logger("access")
 
 REQUEST_ID = "X-Request-ID"
 CALLER: web.RequestKey[str] = web.RequestKey("caller", str)
+
+_clear_contextvars = structlog.contextvars.clear_contextvars
+_bind_contextvars = structlog.contextvars.bind_contextvars
 
 
 def _valid_request_id(value: str | None) -> bool:
@@ -34,76 +38,17 @@ def _route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind the request id into every log line, echo it, and write the access line."""
-    incoming = request.headers.get(REQUEST_ID)
-    # A generated id is 128 random bits in hex, as opaque as a uuid4 and cheaper to make.
-    request_id = (
-        incoming if incoming is not None and _valid_request_id(incoming) else os.urandom(16).hex()
-    )
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        response.headers[REQUEST_ID] = request_id
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        route = _route_of(request)
-        metrics.observe_request(request.method, route, status, elapsed)
-        access_log.info(
-            "request",
-            method=request.method,
-            route=route,
-            path=request.path,
-            status=status,
-            duration_ms=round(elapsed * 1000, 2),
-            caller=request.get(CALLER),
-        )
-
-
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error becomes application/problem+json; no traceback ever leaves."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return problem_for(exc, request.path)
-    except UnreadableBody as exc:
-        response = problem_for(exc, request.path)
-        # Where this body ends on the wire is unknown: the connection cannot carry more.
-        response.force_close()
-        return response
-    except Exception as exc:
-        return problem_for(exc, request.path)
-
-
-def request_budget(seconds: float) -> Middleware:
-    """Give each request `seconds` for its upstream work, retries and waits included."""
-
-    @web.middleware
-    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        with budget(seconds):
-            return await handler(request)
-
-    return limit
-
-
-def bearer_auth(tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...]) -> Middleware:
-    """Require `Authorization: Bearer <token>` on /v1 routes; bind the caller's name."""
+def bearer_caller(
+    tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...]
+) -> Callable[[web.Request], str | None]:
+    """The caller a request's `Authorization: Bearer <token>` names: None for what needs no
+    token (outside /v1, `exempt_prefixes`), Unauthorized when a /v1 route has no valid one."""
     candidates = [(t.encode(), caller) for t, caller in tokens.items()]
 
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def caller_of(request: web.Request) -> str | None:
         path = request.path
         if not path.startswith("/v1/") or path.startswith(exempt_prefixes):
-            return await handler(request)
+            return None
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         caller = None
         if scheme.lower() == "bearer" and given:
@@ -117,8 +62,69 @@ def bearer_auth(tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...]) -> 
                 "a valid bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="booking-gateway"'},
             )
-        request[CALLER] = caller
-        structlog.contextvars.bind_contextvars(caller=caller)
-        return await handler(request)
+        return caller
 
-    return auth
+    return caller_of
+
+
+def request_edge(
+    tokens: Mapping[str, str], exempt_prefixes: tuple[str, ...], budget_seconds: float
+) -> Middleware:
+    """One layer for what every request goes through (aiohttp wraps each middleware in calls
+    of its own, which /livez paid for five times), in this order, outermost first:
+
+    - the request id: the caller's X-Request-ID when valid, else a new one; bound into every
+      log line of the request and echoed on the answer;
+    - the access line and the request metrics, once the answer is known;
+    - problems: every error becomes application/problem+json, no traceback ever leaves;
+    - bearer auth on /v1 routes, binding the caller's name;
+    - the budget: `budget_seconds` for the request's upstream work, retries and waits included.
+    """
+    caller_of = bearer_caller(tokens, exempt_prefixes)
+
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get(REQUEST_ID)
+        if request_id is None or not _valid_request_id(request_id):
+            # 128 random bits in hex, as opaque as a uuid4 and cheaper to make.
+            request_id = os.urandom(16).hex()
+        _clear_contextvars()
+        _bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            try:
+                caller = caller_of(request)
+                if caller is not None:
+                    request[CALLER] = caller
+                    _bind_contextvars(caller=caller)
+                with budget(budget_seconds):
+                    response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = problem_for(exc, request.path)
+            except UnreadableBody as exc:
+                response = problem_for(exc, request.path)
+                # Where this body ends on the wire is unknown: the connection cannot carry more.
+                response.force_close()
+            except Exception as exc:
+                response = problem_for(exc, request.path)
+            status = response.status
+            response.headers[REQUEST_ID] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_of(request)
+            metrics.observe_request(request.method, route, status, elapsed)
+            Loggers.access.info(
+                "request",
+                method=request.method,
+                route=route,
+                path=request.path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                caller=request.get(CALLER),
+            )
+
+    return edge
