@@ -22,7 +22,6 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -171,18 +170,22 @@ class PropagatingTracer:
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: Attributes = None,
     ) -> trace.Span:
-        parent = trace.get_current_span(context).get_span_context()
-        if parent.is_valid:
-            return NonRecordingSpan(
-                SpanContext(
-                    parent.trace_id,
-                    _new_id(64),
-                    is_remote=False,
-                    trace_flags=parent.trace_flags,
-                    trace_state=parent.trace_state,
-                )
+        return _propagated(trace.get_current_span(context).get_span_context())
+
+
+def _propagated(parent: SpanContext | None) -> NonRecordingSpan:
+    """A span that records nothing: a child of `parent` when valid, else a new trace's root."""
+    if parent is not None and parent.is_valid:
+        return NonRecordingSpan(
+            SpanContext(
+                parent.trace_id,
+                _new_id(64),
+                is_remote=False,
+                trace_flags=parent.trace_flags,
+                trace_state=parent.trace_state,
             )
-        return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
+        )
+    return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
 
 
 _PROPAGATING = PropagatingTracer()
@@ -306,14 +309,16 @@ async def _flush(shutdown: Callable[[], object], abort: Callable[[], object]) ->
 # -- spans -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class ServerSpan:
     """A request's span, current while the request is handled (see service/http/tracing.py)."""
 
-    span: trace.Span
-    token: object
-    method: str
-    route: str | None
+    __slots__ = ("method", "route", "span", "token")
+
+    def __init__(self, span: trace.Span, token: object, method: str, route: str | None) -> None:
+        self.span = span
+        self.token = token
+        self.method = method
+        self.route = route
 
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
@@ -338,12 +343,19 @@ def start_server_span(
 ) -> ServerSpan:
     """Start the request's span and make it current: it continues an incoming `traceparent`,
     else starts a trace. Probes and scrapes (QUIET_PATHS) get ids but are never recorded."""
-    parent = _parent(traceparent, tracestate)
-    tracer = _PROPAGATING if path in QUIET_PATHS else _Active.tracer
-    name = f"{method} {route}" if route else method
-    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    return ServerSpan(span, token, method, route)
+    tracer = _Active.tracer
+    if tracer is _PROPAGATING or path in QUIET_PATHS:
+        # Nothing is recorded: the span is its ids, the caller's trace or a new one (the
+        # path of every request without an exporter, so it skips what only the SDK needs).
+        remote = parse_traceparent(traceparent, tracestate) if traceparent else None
+        span: trace.Span = _propagated(remote)
+        current = trace.set_span_in_context(span, Context())
+    else:
+        parent = _parent(traceparent, tracestate)
+        name = f"{method} {route}" if route else method
+        span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        current = trace.set_span_in_context(span, parent)
+    return ServerSpan(span, otel_context.attach(current), method, route)
 
 
 def _upstream_name(method: str, path: str) -> str:
@@ -535,7 +547,7 @@ def add_trace_ids(
 ) -> MutableMapping[str, Any]:
     """structlog processor: `trace_id` and `span_id` of the current span, when there is one."""
     span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:
-        event.setdefault("trace_id", f"{span_context.trace_id:032x}")
-        event.setdefault("span_id", f"{span_context.span_id:016x}")
+    if span_context.is_valid:  # then the ids fit 128 and 64 bits; to_bytes().hex() is quickest
+        event.setdefault("trace_id", span_context.trace_id.to_bytes(16).hex())
+        event.setdefault("span_id", span_context.span_id.to_bytes(8).hex())
     return event
