@@ -206,6 +206,16 @@ class _LineWriter:
     fatal = failure = err = error = critical = exception = msg
 
 
+def _format_exc_info(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog's `format_exc_info`, skipped for the lines without `exc_info` (nearly all):
+    it would look for an exception to format in each of them."""
+    if "exc_info" not in event:
+        return event
+    return structlog.processors.format_exc_info(logger, method, event)
+
+
 class Loggers:
     """Loggers written on every request, bound once by `configure` (structlog's lazy proxy
     would bind a new one on every call); structlog's own lazy ones until then."""
@@ -235,7 +245,7 @@ def configure(
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info,
+            _format_exc_info,
             redactor,
             renderer,
         ],
@@ -252,7 +262,7 @@ def configure(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                _format_exc_info,
                 redactor,
                 renderer,
             ],
