@@ -338,24 +338,36 @@ class ServerSpan:
         otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
+def records_requests(path: str) -> bool:
+    """Whether a request to `path` gets a recorded span: only while exporting, and never
+    for probes and scrapes (QUIET_PATHS)."""
+    return _Active.tracer is not _PROPAGATING and path not in QUIET_PATHS
+
+
+def enter_unrecorded_span(traceparent: str | None, tracestate: str | None) -> object:
+    """Make a request's span current when it is not recorded (see `records_requests`): only
+    its ids, continuing an incoming `traceparent`, else a new trace. Returns the token for
+    `leave_unrecorded_span`. The path of every request without an exporter, so it does
+    nothing else."""
+    remote = parse_traceparent(traceparent, tracestate) if traceparent else None
+    return otel_context.attach(trace.set_span_in_context(_propagated(remote), Context()))
+
+
+def leave_unrecorded_span(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
 def start_server_span(
     method: str, route: str | None, path: str, traceparent: str | None, tracestate: str | None
 ) -> ServerSpan:
     """Start the request's span and make it current: it continues an incoming `traceparent`,
     else starts a trace. Probes and scrapes (QUIET_PATHS) get ids but are never recorded."""
-    tracer = _Active.tracer
-    if tracer is _PROPAGATING or path in QUIET_PATHS:
-        # Nothing is recorded: the span is its ids, the caller's trace or a new one (the
-        # path of every request without an exporter, so it skips what only the SDK needs).
-        remote = parse_traceparent(traceparent, tracestate) if traceparent else None
-        span: trace.Span = _propagated(remote)
-        current = trace.set_span_in_context(span, Context())
-    else:
-        parent = _parent(traceparent, tracestate)
-        name = f"{method} {route}" if route else method
-        span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-        current = trace.set_span_in_context(span, parent)
-    return ServerSpan(span, otel_context.attach(current), method, route)
+    tracer = _PROPAGATING if path in QUIET_PATHS else _Active.tracer
+    parent = _parent(traceparent, tracestate)
+    name = f"{method} {route}" if route else method
+    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return ServerSpan(span, token, method, route)
 
 
 def _upstream_name(method: str, path: str) -> str:
