@@ -74,6 +74,31 @@ def test_the_propagating_tracer_keeps_the_trace_and_makes_new_span_ids() -> None
     assert all(r.get_span_context().is_valid for r in roots)
 
 
+def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> None:
+    outside = trace.get_current_span()
+    token = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "a=1")
+    try:
+        span = trace.get_current_span()
+        context = span.get_span_context()
+        assert not span.is_recording() and context.is_valid and not context.is_remote
+        assert f"{context.trace_id:032x}" == TRACE and f"{context.span_id:016x}" != SPAN
+        assert context.trace_flags.sampled and context.trace_state.to_header() == "a=1"
+        event = tracing.add_trace_ids(None, "info", {})
+        assert event == {"trace_id": TRACE, "span_id": f"{context.span_id:016x}"}
+    finally:
+        tracing.leave_unrecorded_span(token)
+    assert trace.get_current_span() is outside
+    for header in (None, "00-broken"):
+        token = tracing.enter_unrecorded_span(header, None)
+        try:
+            context = trace.get_current_span().get_span_context()
+            assert context.is_valid and f"{context.trace_id:032x}" != TRACE
+            assert not context.trace_flags.sampled
+        finally:
+            tracing.leave_unrecorded_span(token)
+    assert not tracing.records_requests("/v1/availability")  # no exporter in these tests
+
+
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
