@@ -217,10 +217,37 @@ def _format_exc_info(
 
 
 class Loggers:
-    """Loggers written on every request, bound once by `configure` (structlog's lazy proxy
+    """Loggers written on every request, built once by `configure` (structlog's lazy proxy
     would bind a new one on every call); structlog's own lazy ones until then."""
 
     access: Any = structlog.get_logger("access")
+
+
+class _InfoLines:
+    """`info` lines through structlog's configured processors to its output, as a bound
+    logger without context writes them, minus its copies of the context and keywords on
+    every call (2 of the access line's 7.6 us). The processors are structlog's own list, which
+    `structlog.testing.capture_logs` changes in place (its last processor drops the event)."""
+
+    def __init__(self, processors: list[Any], output: Any) -> None:
+        self._processors = processors
+        self._output = output
+
+    def info(self, event: str, **fields: Any) -> None:
+        fields["event"] = event
+        line: Any = fields
+        try:
+            for processor in self._processors:
+                line = processor(self._output, "info", line)
+        except structlog.DropEvent:
+            return
+        # As BoundLoggerBase._proxy_to_logger passes on what the last processor returns.
+        if isinstance(line, tuple):
+            self._output.info(*line[0], **line[1])
+        elif isinstance(line, dict):
+            self._output.info(**line)
+        else:
+            self._output.info(line)
 
 
 def configure(
@@ -235,6 +262,7 @@ def configure(
         _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     redactor = Redactor(secrets)
+    output = _LineWriter(out)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_trace_ids,
@@ -252,11 +280,15 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         # One output for every logger: loggers are not cached (a later `configure` must reach
         # module-level ones), and building a PrintLogger per log call cost 2% of /livez.
-        logger_factory=_SharedLogger(_LineWriter(out)),
+        logger_factory=_SharedLogger(output),
         cache_logger_on_first_use=False,
     )
-    # Bound to the processors list structlog keeps (capture_logs changes it in place).
-    Loggers.access = structlog.get_logger("access").bind()
+    # On the processors list structlog keeps (capture_logs changes it in place).
+    Loggers.access = (
+        _InfoLines(structlog.get_config()["processors"], output)
+        if numeric_level <= logging.INFO
+        else structlog.get_logger("access").bind()
+    )
     _route_stdlib(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -63,3 +63,22 @@ def test_configure_binds_the_access_logger_and_reset_unbinds_it() -> None:
     finally:
         service_logging.reset()
     assert isinstance(Loggers.access, structlog._config.BoundLoggerLazyProxy)
+
+
+def test_the_access_logger_writes_what_structlogs_own_logger_writes() -> None:
+    stream = io.StringIO()
+    service_logging.configure("info", "json", secrets=["s3cret-value"], stream=stream)
+    try:
+        structlog.contextvars.bind_contextvars(request_id="r-1")
+        fields = {"path": "/x?k=s3cret-value", "status": 200, "caller": None}
+        Loggers.access.info("request", **fields)
+        structlog.get_logger("access").info("request", **fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+        service_logging.reset()
+    ours, theirs = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert list(ours) == list(theirs)  # the same keys, in the same order
+    assert {k: v for k, v in ours.items() if k != "timestamp"} == {
+        k: v for k, v in theirs.items() if k != "timestamp"
+    }
+    assert ours["path"] == "/x?k=[redacted]" and ours["request_id"] == "r-1"
