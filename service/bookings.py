@@ -34,6 +34,7 @@ from service.errors import (
 from service.logging import current_request_id
 from service.ports import Outbox
 from service.store.base import IDEMPOTENCY_TTL, Store, StoredResponse, UnresolvedCreate
+from service.tracing import current_trace_context
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 from service.vyte.mapping import (
@@ -213,6 +214,7 @@ class BookingService:
             created_at=now,
             updated_at=now,
             request_id=current_request_id(),
+            trace_context=current_trace_context(),
         )
 
     async def _send(
