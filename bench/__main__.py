@@ -25,6 +25,7 @@ from bench import (
     memory,
     replicas,
     resync,
+    reuse,
     tracing,
     warm,
 )
@@ -40,6 +41,7 @@ PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "delivery": delivery.run,
     "tracing": tracing.run,
     "resync": resync.run,
+    "reuse": reuse.run,
 }
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import time
-import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -50,12 +49,10 @@ log = structlog.get_logger("availability")
 # Participants' answers kept at most; with the 30 s default TTL that is 333 new queries a
 # second before the bound, rather than the TTL, decides what is dropped.
 CACHE_ENTRIES = 10_000
-# Shared-cache key prefix of a participant's cache generation (AvailabilityService.forget).
-_GENERATION = "slots-gen:"
 # Whole answers kept at most, and the slots in all of them (a month of 15-minute steps is
-# about 3,000): about 20 MB at most.
+# about 3,000; a slot with its participants measured about 180 bytes): under 10 MB.
 ANSWER_ENTRIES = 1024
-ANSWER_SLOTS = 100_000
+ANSWER_SLOTS = 50_000
 
 # Bound once: looking a label up costs more than counting.
 _HIT, _JOINED, _MISS, _SHARED_HIT = (
@@ -73,11 +70,14 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
 
 
 def _cache_key(
-    p: Participant, duration: int, first: date, last: date, timezone: str
+    p: Participant, duration: int, first: date, last: date, timezone: str, mark: str
 ) -> tuple[object, ...]:
-    """What identifies one upstream query: only what Vyte is asked (rule 5's parameters
-    are applied to its answer, so every variant of a query shares it)."""
-    return (p.is_email, p.key, duration, first, last, timezone)
+    """What identifies one upstream answer: only what Vyte is asked (rule 5's parameters
+    are applied to its answer, so every variant of a query shares it), and the participant's
+    booking mark when it was asked (`Store.booking_marks`): once the gateway writes one of
+    their bookings, having just changed the event in Vyte or heard of a change made there,
+    the next answer asks Vyte again, on every replica."""
+    return (p.is_email, p.key, duration, first, last, timezone, mark)
 
 
 @attrs.frozen
@@ -101,9 +101,8 @@ class _Answer:
     """A computed answer, and what must still hold for it to be the answer now."""
 
     availability: Availability
-    # The participants' own-booking marks and slot-cache generations it was computed under.
+    # The participants' booking marks it was computed under.
     marks: tuple[str, ...]
-    generations: tuple[str, ...]
     # `clock` time the first participant's cached free time expires.
     expires: float
     # Epoch seconds after which now + notice passes the first start it offers (or would
@@ -154,49 +153,9 @@ class AvailabilityService:
         self._shared = shared if cache_ttl > 0 else None
         self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
         self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
-        # Per participant key, the generation of what is cached of them (see `forget`).
-        self._generations: dict[str, str] = {}
         # Whole answers by query, oldest first (see `_reuse`), and the slots they hold.
         self._answers: dict[AvailabilityQuery, _Answer] = {}
         self._answer_slots = 0
-
-    async def forget(self, participant: Participant) -> None:
-        """Stop using what is cached of `participant`'s free time, here and on every replica:
-        the gateway just moved one of their events in Vyte, so the next answer asks Vyte."""
-        if self._ttl <= 0:
-            return
-        token = uuid.uuid4().hex
-        self._generations[participant.key] = token
-        for key in [k for k in self._cache if k[1] == participant.key]:
-            del self._cache[key]
-        if self._shared is not None:
-            try:
-                await self._shared.cache_set(_GENERATION + participant.key, token, self._ttl)
-            except Exception as err:
-                log.warning("shared_slot_cache_unwritable", error=f"{type(err).__name__}: {err}")
-
-    async def _sync_generations(self, participants: Sequence[Participant]) -> None:
-        """Learn the generations other replicas gave these participants (`forget`), in one
-        concurrent round of reads; only with a shared cache, where entries of another
-        replica's making may be stale."""
-        if self._shared is None or self._ttl <= 0:
-            return
-        found = await asyncio.gather(
-            *(self._shared.cache_get(_GENERATION + p.key) for p in participants),
-            return_exceptions=True,
-        )
-        for p, answer in zip(participants, found, strict=True):
-            if isinstance(answer, BaseException):
-                log.warning("shared_slot_cache_unreadable", error=type(answer).__name__)
-            else:
-                # None: no forget within a TTL, so no entry is older than one.
-                self._generations[p.key] = answer[0] if answer else ""
-
-    def _key(
-        self, p: Participant, duration: int, first: date, last: date, timezone: str
-    ) -> tuple[object, ...]:
-        """The cache key of one upstream query, under the participant's generation."""
-        return (*_cache_key(p, duration, first, last, timezone), self._generations.get(p.key, ""))
 
     async def free_windows(
         self,
@@ -208,23 +167,36 @@ class AvailabilityService:
         timezone: str,
         fresh: bool = False,
     ) -> tuple[Interval, ...]:
-        """Participant's free windows from Vyte (merged), cached unless `fresh`."""
-        key = self._key(participant, duration, first, last, timezone)
-        if not fresh:
-            cached = self._cached(key)
-            if cached is not None:
-                return cached
+        """Participant's free windows from Vyte (merged): cached, or asked now if `fresh`
+        (then not kept: a booking written next changes the mark it would be kept under)."""
+        if fresh:
+            return await self._ask_vyte(participant, duration, first, last, timezone)
+        (mark,) = await self._store.booking_marks([participant.key])
+        key = _cache_key(participant, duration, first, last, timezone, mark)
+        return await self._free(participant, key, duration, first, last, timezone)
+
+    async def _free(
+        self,
+        participant: Participant,
+        key: tuple[object, ...],
+        duration: int,
+        first: date,
+        last: date,
+        timezone: str,
+    ) -> tuple[Interval, ...]:
+        """The free windows under cache key `key`: this process's, a running fetch's, the
+        shared cache's, or Vyte's."""
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         running = self._inflight.get(key)
-        if running is not None and not fresh:
+        if running is not None:
             _JOINED.inc()
             return await asyncio.shield(running)
         _MISS.inc()
-        task = asyncio.ensure_future(
-            self._fetch(participant, key, duration, first, last, timezone, fresh)
-        )
-        if not fresh:
-            self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        task = asyncio.ensure_future(self._fetch(participant, key, duration, first, last, timezone))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
     def _cached(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
@@ -245,16 +217,23 @@ class AvailabilityService:
         first: date,
         last: date,
         timezone: str,
-        fresh: bool,
     ) -> tuple[Interval, ...]:
-        if not fresh:
-            shared = await self._shared_get(key)
-            if shared is not None:
-                _SHARED_HIT.inc()
-                free, left = shared
-                # Kept here only for what the shared entry has left: one TTL in all.
-                self._remember(key, free, min(left, self._ttl))
-                return free
+        shared = await self._shared_get(key)
+        if shared is not None:
+            _SHARED_HIT.inc()
+            free, left = shared
+            # Kept here only for what the shared entry has left: one TTL in all.
+            self._remember(key, free, min(left, self._ttl))
+            return free
+        free = await self._ask_vyte(participant, duration, first, last, timezone)
+        if self._ttl > 0:
+            self._remember(key, free)
+            await self._shared_set(key, free)
+        return free
+
+    async def _ask_vyte(
+        self, participant: Participant, duration: int, first: date, last: date, timezone: str
+    ) -> tuple[Interval, ...]:
         who = {"emails": participant.key} if participant.is_email else {"users": participant.key}
         answer = await self._vyte.slots(
             duration=duration, first=first, last=last, timezone=timezone, **who
@@ -263,11 +242,7 @@ class AvailabilityService:
             windows = parse_windows((w.start.date_time, w.end.date_time) for w in answer.slots)
         except ValueError as err:
             raise vyte_errors.VyteBadResponse(f"unreadable slot: {err}") from None
-        free = tuple(merge_intervals(windows))
-        if self._ttl > 0:
-            self._remember(key, free)
-            await self._shared_set(key, free)
-        return free
+        return tuple(merge_intervals(windows))
 
     @staticmethod
     def _shared_key(key: tuple[object, ...]) -> str:
@@ -334,41 +309,30 @@ class AvailabilityService:
             )
         return busy
 
-    async def _participant(self, p: Participant, q: AvailabilityQuery) -> _Outcome:
+    async def _participant(
+        self, p: Participant, q: AvailabilityQuery, key: tuple[object, ...]
+    ) -> _Outcome:
         try:
-            free = await self.free_windows(
-                p, duration=q.duration, first=q.first, last=q.last, timezone=q.timezone
-            )
+            free = await self._free(p, key, q.duration, q.first, q.last, q.timezone)
         except vyte_errors.VyteError as err:
             return _outcome_of(err)
         return _Outcome(free=free)
 
-    async def _freshness(self, q: AvailabilityQuery) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The own-booking marks and slot-cache generations of the query's participants,
-        read before anything the answer is computed from (a write after this read changes
-        a mark, so an answer it missed is not reused)."""
-        keys = [p.key for p in q.participants]
-        if self._shared is None:
-            marks = await self._store.booking_marks(keys)
-        else:
-            marks, _ = await asyncio.gather(
-                self._store.booking_marks(keys), self._sync_generations(q.participants)
-            )
-        generations = self._generations
-        return marks, tuple(generations.get(key, "") for key in keys)
+    def _keys(self, q: AvailabilityQuery, marks: tuple[str, ...]) -> list[tuple[object, ...]]:
+        return [
+            _cache_key(p, q.duration, q.first, q.last, q.timezone, mark)
+            for p, mark in zip(q.participants, marks, strict=True)
+        ]
 
-    def _reuse(
-        self, q: AvailabilityQuery, marks: tuple[str, ...], generations: tuple[str, ...]
-    ) -> Availability | None:
+    def _reuse(self, q: AvailabilityQuery, marks: tuple[str, ...]) -> Availability | None:
         """The answer computed for `q` before, if nothing it depends on has changed since:
-        no booking of its people written, none of their cached free time expired or
-        forgotten, and no start it offered now too close (`notice`) or past."""
+        no booking of its people written, none of their cached free time expired, and no
+        start it offered now too close (`notice`) or past."""
         kept = self._answers.get(q)
         if kept is None:
             return None
         if (
             kept.marks == marks
-            and kept.generations == generations
             and kept.expires > self._clock()
             and self._now().timestamp() <= kept.until
         ):
@@ -376,22 +340,13 @@ class AvailabilityService:
         self._drop_answer(q)
         return None
 
-    def _keep(
-        self,
-        answer: Availability,
-        marks: tuple[str, ...],
-        generations: tuple[str, ...],
-        not_before: datetime,
-    ) -> None:
+    def _keep(self, answer: Availability, marks: tuple[str, ...], not_before: datetime) -> None:
         """Keep a complete answer for `_reuse`, for as long as every participant's free time
         stays cached; the oldest answers go first beyond the bounds."""
         q = answer.query
         if self._ttl <= 0 or not answer.complete:
             return
-        entries = [
-            self._cache.get(self._key(p, q.duration, q.first, q.last, q.timezone))
-            for p in q.participants
-        ]
+        entries = [self._cache.get(key) for key in self._keys(q, marks)]
         if any(entry is None for entry in entries):
             return
         expires = min(entry[0] for entry in entries if entry is not None)
@@ -401,7 +356,7 @@ class AvailabilityService:
         at = bisect_left(grid, math.ceil(not_before.timestamp()))
         until = grid[at] - q.notice * 60 if at < len(grid) else math.inf
         self._drop_answer(q)
-        self._answers[q] = _Answer(answer, marks, generations, expires, until)
+        self._answers[q] = _Answer(answer, marks, expires, until)
         self._answer_slots += len(answer.slots)
         while len(self._answers) > ANSWER_ENTRIES or self._answer_slots > ANSWER_SLOTS:
             self._drop_answer(next(iter(self._answers)))
@@ -413,24 +368,29 @@ class AvailabilityService:
 
     async def query(self, q: AvailabilityQuery) -> Availability:
         metrics.AVAILABILITY_PARTICIPANTS.observe(len(q.participants))
-        marks, generations = await self._freshness(q)
-        reused = self._reuse(q, marks, generations)
+        # Read before anything the answer is computed from: a booking written after this
+        # read changes a mark, so an answer that missed it is not reused.
+        marks = await self._store.booking_marks([p.key for p in q.participants])
+        reused = self._reuse(q, marks)
         if reused is not None:
             # Every participant's cached free time is in it: counted as the lookups it saves.
             _HIT.inc(len(q.participants))
             return reused
-        answer, not_before = await self._compute(q)
-        self._keep(answer, marks, generations, not_before)
+        answer, not_before = await self._compute(q, marks)
+        self._keep(answer, marks, not_before)
         return answer
 
-    async def _compute(self, q: AvailabilityQuery) -> tuple[Availability, datetime]:
+    async def _compute(
+        self, q: AvailabilityQuery, marks: tuple[str, ...]
+    ) -> tuple[Availability, datetime]:
         """The answer to `q`, and the earliest start it could offer (now + notice)."""
         # Cached answers are taken here and now: a task per participant costs more than
         # the lookup, and on the warm path every participant is cached.
+        keys = self._keys(q, marks)
         outcomes: list[_Outcome] = []
         missing: list[int] = []
-        for i, p in enumerate(q.participants):
-            cached = self._cached(self._key(p, q.duration, q.first, q.last, q.timezone))
+        for i, key in enumerate(keys):
+            cached = self._cached(key)
             if cached is None:
                 missing.append(i)
             outcomes.append(_Outcome(free=cached or ()))
@@ -439,7 +399,7 @@ class AvailabilityService:
             own = asyncio.ensure_future(self.own_bookings(q))
             try:
                 fetched = await asyncio.gather(
-                    *(self._participant(q.participants[i], q) for i in missing)
+                    *(self._participant(q.participants[i], q, keys[i]) for i in missing)
                 )
             except BaseException:
                 own.cancel()

@@ -21,7 +21,7 @@ from service.domain.booking import (
     TransitionRefused,
     plan_transition,
 )
-from service.domain.participant import parse_participant, parse_timezone
+from service.domain.participant import parse_timezone
 from service.errors import (
     BookingCancelled,
     BookingNotFound,
@@ -34,6 +34,7 @@ from service.errors import (
 from service.logging import current_request_id
 from service.ports import Outbox
 from service.store.base import IDEMPOTENCY_TTL, Store, StoredResponse, UnresolvedCreate
+from service.tracing import current_trace_context
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
 from service.vyte.mapping import (
@@ -213,6 +214,7 @@ class BookingService:
             created_at=now,
             updated_at=now,
             request_id=current_request_id(),
+            trace_context=current_trace_context(),
         )
 
     async def _send(
@@ -545,18 +547,11 @@ class BookingService:
                 return current
             now = datetime.now(UTC)
             updated = current.changed(now, status=target)
+            # Written, the booking changes its organizer's mark: the next availability
+            # answer, on every replica, asks Vyte again rather than its cached view.
             if await self.save(updated, _EVENT_FOR[target], current.version):
-                if target == BookingStatus.CANCELLED:
-                    await self._free_cached_time(updated)
                 return updated
         raise Conflict("booking is changing too fast; retry")
-
-    async def _free_cached_time(self, booking: Booking) -> None:
-        """A cancelled booking's time is free at once: Vyte's cached view (here and on every
-        replica) still shows it busy, so the organizer's next answer asks Vyte again."""
-        organizer = parse_participant(booking.organizer)
-        if organizer is not None:
-            await self._availability.forget(organizer)
 
 
 _EVENT_FOR = {

@@ -66,12 +66,9 @@ class RescheduleService:
         if not held:
             raise SlotUnavailable("the new time overlaps another booking of this organizer")
         event = await self._move(booking, move, hold)
-        moved = await self._record(booking.id, move, event, hold)
-        organizer = parse_participant(booking.organizer)
-        if organizer is not None:
-            # Vyte's cached view still shows the old time busy: drop it here and everywhere.
-            await self._availability.forget(organizer)
-        return moved
+        # Recorded, the move changes the organizer's booking mark: Vyte's cached view, which
+        # still shows the old time busy, is not used again here or on any replica.
+        return await self._record(booking.id, move, event, hold)
 
     async def _check_slot(self, booking: Booking, move: Reschedule) -> None:
         """409 unless the new time lies inside the organizer's fresh Vyte windows, the

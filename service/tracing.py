@@ -37,7 +37,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from service.store.base import Delivery, Operation, Store
+from service.store.base import Delivery, Operation, Store, UnresolvedCreate
 
 log = structlog.get_logger("tracing")
 
@@ -128,11 +128,23 @@ def _parent(traceparent: str | None, tracestate: str | None = None) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(remote), Context())
 
 
-def current_traceparent() -> str | None:
-    """The `traceparent` of the current span (stored with deliveries and operations, so their
-    work continues this trace later, in any replica, also after a restart)."""
+def current_trace_context() -> str | None:
+    """The trace context of the current span, to store with deliveries, operations and
+    unresolved creates so their work continues this trace later, in any replica, also after a
+    restart: its `traceparent`, then, when it carries one, a newline and its `tracestate`
+    (a header value never holds a newline)."""
     span_context = trace.get_current_span().get_span_context()
-    return format_traceparent(span_context) if span_context.is_valid else None
+    if not span_context.is_valid:
+        return None
+    traceparent = format_traceparent(span_context)
+    state = span_context.trace_state.to_header()
+    return f"{traceparent}\n{state}" if state else traceparent
+
+
+def _stored_parent(trace_context: str | None) -> Context:
+    """`_parent` of a context `current_trace_context` gave (None: a new trace starts)."""
+    traceparent, _, tracestate = (trace_context or "").partition("\n")
+    return _parent(traceparent, tracestate or None)
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
@@ -498,7 +510,7 @@ def delivery_attempt(
     async def attempt(self: S, delivery: Delivery) -> str | None:
         span = _Active.tracer.start_span(
             f"webhook {delivery.event_type}",
-            context=_parent(delivery.trace_context),
+            context=_stored_parent(delivery.trace_context),
             kind=SpanKind.CLIENT,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -537,13 +549,41 @@ def operation_attempt(
     @functools.wraps(apply)
     async def attempt(self: S, op: Operation) -> None:
         span = _Active.tracer.start_span(
-            f"operation {op.type}", context=_parent(op.trace_context), kind=SpanKind.INTERNAL
+            f"operation {op.type}", context=_stored_parent(op.trace_context), kind=SpanKind.INTERNAL
         )
         if span.is_recording():
             span.set_attributes({"operation.id": op.id, "operation.attempt": op.attempts + 1})
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             await apply(self, op)
+        finally:
+            span.end()
+            otel_context.detach(token)
+
+    return attempt
+
+
+def unresolved_look(
+    look: Callable[[S, UnresolvedCreate], Awaitable[None]],
+) -> Callable[[S, UnresolvedCreate], Awaitable[None]]:
+    """Decorates the reconciler's look for a create whose outcome is unknown: a span
+    continuing the trace of the request that sent the create, so the search in Vyte and
+    the webhook of a found event belong to that trace."""
+
+    @functools.wraps(look)
+    async def attempt(self: S, record: UnresolvedCreate) -> None:
+        span = _Active.tracer.start_span(
+            "unresolved create look",
+            context=_stored_parent(record.trace_context),
+            kind=SpanKind.INTERNAL,
+        )
+        if span.is_recording():
+            span.set_attributes(
+                {"unresolved.id": record.id, "unresolved.attempt": record.attempts + 1}
+            )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            await look(self, record)
         finally:
             span.end()
             otel_context.detach(token)

@@ -26,7 +26,7 @@ from service.store.base import OperationType, StoredResponse
 _QUERIES: dict[str, tuple[AvailabilityQuery, bool]] = {}
 QUERY_ENTRIES = 1024
 _BODIES: dict[tuple[int, bool], tuple[Availability, bytes]] = {}
-BODY_BYTES = 16 << 20
+BODY_BYTES = 4 << 20
 _body_bytes = 0
 
 

@@ -39,7 +39,7 @@ from service.store.base import (
     OperationType,
     Store,
 )
-from service.tracing import current_traceparent, operation_attempt
+from service.tracing import current_trace_context, operation_attempt
 from service.vyte.client import retry_after_seconds
 
 log = structlog.get_logger("operations")
@@ -74,7 +74,7 @@ def new_operation(
         created_at=now,
         updated_at=now,
         request_id=current_request_id(),
-        trace_context=current_traceparent(),
+        trace_context=current_trace_context(),
     )
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from service.domain.booking import Booking
 from service.logging import current_request_id
 from service.store.base import Delivery, DeliveryStatus, Operation, Store
-from service.tracing import current_traceparent
+from service.tracing import current_trace_context
 
 EVENT_TYPES = (
     "booking.requested",
@@ -117,7 +117,7 @@ class Outbox:
                 created_at=now,
                 updated_at=now,
                 request_id=current_request_id(),
-                trace_context=current_traceparent(),
+                trace_context=current_trace_context(),
                 caller=caller,
             )
             for url, caller in receivers.items()

@@ -24,6 +24,7 @@ from service.domain.booking import Booking
 from service.errors import ServiceError
 from service.notify.loop import poll
 from service.store.base import IDEMPOTENCY_TTL, Store, StoredResponse, UnresolvedCreate
+from service.tracing import unresolved_look
 
 log = structlog.get_logger("reconciler")
 
@@ -95,6 +96,7 @@ class Reconciler:
             return None
         return booking_id_answer if key.endswith(_OPERATION) else self._answer
 
+    @unresolved_look
     async def _look(self, record: UnresolvedCreate) -> None:
         structlog.contextvars.bind_contextvars(unresolved=record.id, request_id=record.request_id)
         try:

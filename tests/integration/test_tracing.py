@@ -267,3 +267,46 @@ async def test_an_accepted_operation_continues_the_accepting_requests_trace(
     (call,) = [s for s in finished if s.name == "POST /v2/events/{id}/confirm"]
     assert call.parent is not None and call.parent.span_id == applied.context.span_id
     assert hex_span(call) == parts(sent)[1]
+
+
+async def test_the_tracestate_travels_with_stored_work_into_vyte_calls_and_webhooks(
+    gateway_factory: Any, vyte: RecordingVyte, spans: InMemorySpanExporter, receiver: Any
+) -> None:
+    from service import keys
+
+    gateway = await gateway_factory(vyte_base_url=vyte.url)
+    day = meeting_day(1)
+    body = {
+        "organizer": PEOPLE[0],
+        "title": "Traced with state",
+        "start": iso(day, "14:00", "Europe/Paris"),
+        "end": iso(day, "15:00", "Europe/Paris"),
+        "timezone": "Europe/Paris",
+        "invitees": [{"full_name": "Ada Lovelace", "email": "ada@example.com"}],
+        "callback_url": receiver.url,
+    }
+    resp = await gateway.post("/v1/bookings", json=body, headers=AUTH)
+    assert resp.status == 201
+    booking_id = (await resp.json())["id"]
+    await receiver.wait_for(1)  # booking.requested, in another trace
+
+    incoming = f"00-{INCOMING_TRACE}-{INCOMING_PARENT}-01"
+    state = "vendor=abc,other=1"
+    resp = await gateway.post(
+        f"/v1/bookings/{booking_id}/confirm",
+        headers={**AUTH, "traceparent": incoming, "tracestate": state, "Prefer": "respond-async"},
+    )
+    assert resp.status == 202
+    await receiver.wait_for(2)
+    headers, payload = receiver.received[1]
+    assert json.loads(payload)["type"] == "booking.confirmed"
+    # The operation was stored, then run by the worker: its Vyte call carries the caller's
+    # state, and so does the webhook of the change, delivered from the stored outbox.
+    (sent,) = [h for m, p, h in vyte.seen if p == f"/v2/events/{booking_id}/confirm"]
+    assert parts(sent["traceparent"])[0] == INCOMING_TRACE and sent["tracestate"] == state
+    assert parts(headers["traceparent"])[0] == INCOMING_TRACE
+    assert headers["tracestate"] == state
+    stored = await gateway.app[keys.STORE].list_deliveries(None, 10, caller="alpha")
+    (confirmed,) = [d for d in stored if d.event_type == "booking.confirmed"]
+    traceparent, _, kept_state = (confirmed.trace_context or "").partition("\n")
+    assert parts(traceparent)[0] == INCOMING_TRACE and kept_state == state

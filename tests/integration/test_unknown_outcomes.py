@@ -443,3 +443,29 @@ async def test_a_reschedule_whose_answer_was_lost_is_read_back(
     await asyncio.sleep(0.3)
     expected = ["booking.requested", "booking.updated"] if applied else ["booking.requested"]
     assert [b["type"] for b in receiver.bodies()] == expected
+
+
+async def test_the_reconciler_continues_the_trace_of_the_create_it_settles(
+    gateway_factory: Factory,
+    sandbox_admin: aiohttp.ClientSession,
+    receiver: Receiver,
+) -> None:
+    gw = await gateway_factory(unknown_outcome_timeout=5)
+    body = booking(receiver.url, check_availability=False)
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    incoming = f"00-{trace_id}-b7ad6b7169203331-01"
+    await fault(sandbox_admin, status=502, apply=True)  # Vyte stores it, the answer is lost
+    sent = await gw.post(
+        "/v1/bookings",
+        json=body,
+        headers={**AUTH, "traceparent": incoming, "tracestate": "vendor=abc"},
+    )
+    assert sent.status == 502
+    await receiver.wait_for(1)
+    # Found by the reconciler, later and from the stored record: its webhook is still
+    # part of the create's trace, with the caller's state.
+    headers, _ = receiver.received[0]
+    assert [b["type"] for b in receiver.bodies()] == ["booking.requested"]
+    assert headers["traceparent"].split("-")[1] == trace_id
+    assert headers["traceparent"].split("-")[2] != "b7ad6b7169203331"
+    assert headers["tracestate"] == "vendor=abc"

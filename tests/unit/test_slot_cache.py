@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -15,6 +16,16 @@ from service.vyte.models import Slots
 from tests.dates import in_days
 
 TTL = 30.0
+
+
+class NoMarks:
+    """A store in which no booking was ever written."""
+
+    async def booking_marks(self, organizers: Sequence[str]) -> tuple[str, ...]:
+        return tuple("" for _ in organizers)
+
+
+STORE = cast(Store, NoMarks())
 
 
 class CountingVyte:
@@ -47,9 +58,7 @@ def vyte() -> CountingVyte:
 
 @pytest.fixture
 def service(vyte: CountingVyte, clock: list[float]) -> AvailabilityService:
-    return AvailabilityService(
-        cast(VyteClient, vyte), cast(Store, None), cache_ttl=TTL, clock=lambda: clock[0]
-    )
+    return AvailabilityService(cast(VyteClient, vyte), STORE, cache_ttl=TTL, clock=lambda: clock[0])
 
 
 async def test_entries_are_reused_until_the_ttl_ends(
@@ -97,7 +106,7 @@ async def test_a_ttl_below_the_clocks_resolution_caches_nothing_and_fails_nothin
 ) -> None:
     assert clock[0] + 1e-14 == clock[0]  # the entry expires as it is made
     service = AvailabilityService(
-        cast(VyteClient, vyte), cast(Store, None), cache_ttl=1e-14, clock=lambda: clock[0]
+        cast(VyteClient, vyte), STORE, cache_ttl=1e-14, clock=lambda: clock[0]
     )
     await ask(service, "u1")
     await ask(service, "u1")
@@ -129,7 +138,7 @@ class DictCache:
 def replica(vyte: CountingVyte, clock: list[float], shared: DictCache) -> AvailabilityService:
     return AvailabilityService(
         cast(VyteClient, vyte),
-        cast(Store, None),
+        STORE,
         cache_ttl=TTL,
         clock=lambda: clock[0],
         shared=shared,
