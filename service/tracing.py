@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -187,16 +188,9 @@ class PropagatingTracer:
 
 def _propagated(parent: SpanContext | None) -> NonRecordingSpan:
     """A span that records nothing: a child of `parent` when valid, else a new trace's root."""
-    if parent is not None and parent.is_valid:
-        return NonRecordingSpan(
-            SpanContext(
-                parent.trace_id,
-                _new_id(64),
-                is_remote=False,
-                trace_flags=parent.trace_flags,
-                trace_state=parent.trace_state,
-            )
-        )
+    if parent is not None and parent.is_valid:  # (trace id, span id, remote, flags, state)
+        ids = SpanContext(parent.trace_id, _new_id(64), False, parent.trace_flags, parent.trace_state)
+        return NonRecordingSpan(ids)
     return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
 
 
@@ -321,16 +315,14 @@ async def _flush(shutdown: Callable[[], object], abort: Callable[[], object]) ->
 # -- spans -------------------------------------------------------------------------------------
 
 
+@attrs.frozen
 class ServerSpan:
     """A request's span, current while the request is handled (see service/http/tracing.py)."""
 
-    __slots__ = ("method", "route", "span", "token")
-
-    def __init__(self, span: trace.Span, token: object, method: str, route: str | None) -> None:
-        self.span = span
-        self.token = token
-        self.method = method
-        self.route = route
+    span: trace.Span
+    token: object
+    method: str
+    route: str | None
 
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
@@ -357,10 +349,8 @@ def records_requests(path: str) -> bool:
 
 
 def enter_unrecorded_span(traceparent: str | None, tracestate: str | None) -> object:
-    """Make a request's span current when it is not recorded (see `records_requests`): only
-    its ids, continuing an incoming `traceparent`, else a new trace. Returns the token for
-    `leave_unrecorded_span`. The path of every request without an exporter, so it does
-    nothing else."""
+    """Make an unrecorded request span current (every request without an exporter): only
+    ids, continuing an incoming `traceparent`, else a new trace; the token is for `leave_`."""
     remote = parse_traceparent(traceparent, tracestate) if traceparent else None
     return otel_context.attach(trace.set_span_in_context(_propagated(remote), Context()))
 
