@@ -525,13 +525,13 @@ def format_instant(ts: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)
 def _microseconds(value: str) -> int:
     """An ISO 8601 date-time with offset as integer POSIX microseconds (exact).
 
     Remembered across answers: the participants of one query share most of their instants
-    (a working day starts at 09:00 for many), and a repeated text costs a lookup. 8192 texts
-    are under 1 MB.
+    (a working day starts at 09:00 for many), and a repeated text costs a lookup. 4096 texts
+    (a month of half hours in a few offsets) take about 1 MB.
     """
     try:
         parsed = datetime.fromisoformat(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -122,12 +122,13 @@ def participant_states(states: Sequence[ParticipantState]) -> list[dict[str, str
 
 def _columns(
     slots: Sequence[SlotMatch],
-) -> tuple[Sequence[int], Sequence[int], Sequence[tuple[int, ...]], Sequence[int | None]]:
+) -> tuple[Sequence[int], Iterable[int], Sequence[tuple[int, ...]], Sequence[int | None]]:
     """Starts, ends, participants and stranded minutes of every slot: read from find_slots'
     columns as they are, without a SlotMatch per slot."""
     if isinstance(slots, Slots):
         starts, members, duration, stranded = slots.columns()
-        return starts, [t + duration for t in starts], members, stranded or [None] * len(starts)
+        ends = map(duration.__add__, starts)
+        return starts, ends, members, stranded or [None] * len(starts)
     return (
         [m.start for m in slots],
         [m.end for m in slots],
