@@ -150,21 +150,19 @@ def parse_windows(pairs: Iterable[tuple[str, str]]) -> list[Interval]:
     """``parse_window`` for each ``(start, end)`` pair, in order.
 
     An upstream answer lists back-to-back windows, so most instants appear twice (one window's
-    end is the next one's start); each distinct string is parsed once.
+    end is the next one's start), and the participants of a query share most of theirs: each
+    distinct string is parsed once (``_microseconds`` keeps them).
     """
-    parsed: dict[str, int] = {}
     windows: list[Interval] = []
+    append = windows.append
     for start, end in pairs:
-        start_us = parsed.get(start)
-        if start_us is None:
-            start_us = parsed[start] = _microseconds(start)
-        end_us = parsed.get(end)
-        if end_us is None:
-            end_us = parsed[end] = _microseconds(end)
+        start_us = _microseconds(start)
+        end_us = _microseconds(end)
         if end_us < start_us:
             raise ValueError(f"window ends before it starts: {start!r} .. {end!r}")
         start_seconds = -(-start_us // _MICROS)
-        windows.append((start_seconds, max(start_seconds, end_us // _MICROS)))
+        end_seconds = end_us // _MICROS
+        append((start_seconds, end_seconds if end_seconds > start_seconds else start_seconds))
     return windows
 
 
