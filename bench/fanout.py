@@ -95,9 +95,11 @@ async def measure(
             cpu = dict.fromkeys(through, 0.0)
             concurrent: list[float] = []
             calls = 0
-            # Interleaved, so a noisy moment on the shared machine hits all alike.
-            for _ in range(repeat):
-                for label, gateway in gateways:
+            # Interleaved, so a noisy moment on the shared machine hits all alike, and the
+            # gateways take turns going first.
+            for round_ in range(repeat):
+                turn = round_ % len(gateways)
+                for label, gateway in gateways[turn:] + gateways[:turn]:
                     calls -= await _upstream_calls(session, sandbox)
                     cpu[label] -= gateway.cpu_seconds()
                     through[label].append(await _timed(session, gateway_url(gateway, size), AUTH))
