@@ -26,6 +26,9 @@ from bench.harness import AUTH, VYTE_AUTH, Server, Stack, median, ms
 SIZES = (1, 5, 20, 50)
 LATENCY = 0.1
 QUERY = {"duration": "30", "from": "2027-03-01", "to": "2027-03-05", "timezone": "Europe/Paris"}
+# Seconds every timed fan-out waits first, so the sandbox has finished what the previous one
+# left it (access log lines, garbage) whoever comes next.
+SETTLE = 0.1
 # Gateway / bare concurrent client (issue 19), by participants.
 GOALS = {20: 1.05, 50: 1.08}
 
@@ -101,10 +104,12 @@ async def measure(
                 turn = round_ % len(gateways)
                 for label, gateway in gateways[turn:] + gateways[:turn]:
                     calls -= await _upstream_calls(session, sandbox)
+                    await asyncio.sleep(SETTLE)
                     cpu[label] -= gateway.cpu_seconds()
                     through[label].append(await _timed(session, gateway_url(gateway, size), AUTH))
                     cpu[label] += gateway.cpu_seconds()
                     calls += await _upstream_calls(session, sandbox)
+                await asyncio.sleep(SETTLE)
                 concurrent.append(await _concurrent(session, sandbox, size))
             if calls != size * repeat * len(gateways):
                 raise RuntimeError(f"{size} participants: {calls} upstream calls, not one each")
