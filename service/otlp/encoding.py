@@ -18,8 +18,12 @@ _BYTE = [bytes((i,)) for i in range(0x80)]
 _TIMES = struct.Struct("<BQBQ")  # Span.start_time_unix_nano (7) and end_time_unix_nano (8)
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
-_FLAGS = struct.Struct("<BBI")  # Span.flags (16): a two-byte tag, then a fixed32
-_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags: the parent's is_remote is known / true
+_IDS = struct.Struct(">BBQQBBQ")  # Span.trace_id (1) and span_id (2), big-endian bytes
+_PARENT = struct.Struct(">BBQ")  # Span.parent_span_id (4)
+# Span.flags (16, a two-byte tag, then a fixed32), as the SDK sets them: SpanFlags says that
+# whether the parent is remote is known (0x100), and whether it is (0x200)
+_LOCAL_PARENT = struct.pack("<BBI", 0x85, 0x01, 0x100)
+_REMOTE_PARENT = struct.pack("<BBI", 0x85, 0x01, 0x300)
 # SPAN_KIND_INTERNAL is 1; by id, as an enum member hashes in Python code
 _KIND = {id(kind): b"\x30" + _BYTE[kind.value + 1] for kind in SpanKind}
 _STATUS_CODE = {StatusCode.OK: b"\x18\x01", StatusCode.ERROR: b"\x18\x02"}
@@ -123,14 +127,12 @@ def _event(name: str, timestamp: int, attributes: Attributes) -> bytes:
 def encode_span(span: RecordingSpan) -> bytes:
     """One Span message."""
     context = span._context
-    parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-    ]
+    trace_id = context.trace_id
+    parts = [_IDS.pack(0x0A, 16, trace_id >> 64, trace_id & LOW_64, 0x12, 8, context.span_id)]
     if context.trace_state:
         parts.append(_field(b"\x1a", context.trace_state.to_header().encode()))
     if span.parent_id:
-        parts.append(b"\x22\x08" + span.parent_id.to_bytes(8, "big"))
+        parts.append(_PARENT.pack(0x22, 8, span.parent_id))
     parts.append(_string(b"\x2a", span.name, _names))
     parts.append(_KIND[id(span.kind)])
     parts.append(_TIMES.pack(0x39, span._start, 0x41, span._end))
@@ -140,7 +142,7 @@ def encode_span(span: RecordingSpan) -> bytes:
             parts.append(attribute)
     if span.dropped_attributes:
         parts.append(b"\x50" + _varint(span.dropped_attributes))
-    for event in span._events:
+    for event in span._events or ():
         parts.append(_event(*event))
     if span.dropped_events:
         parts.append(b"\x60" + _varint(span.dropped_events))
@@ -148,8 +150,7 @@ def encode_span(span: RecordingSpan) -> bytes:
         message = span.status_message.encode("utf-8", "replace")
         status = (_field(b"\x12", message) if message else b"") + _STATUS_CODE[span.status_code]
         parts.append(_field(b"\x7a", status))
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if span._remote_parent else 0)
-    parts.append(_FLAGS.pack(0x85, 0x01, flags))
+    parts.append(_REMOTE_PARENT if span._remote_parent else _LOCAL_PARENT)
     return b"".join(parts)
 
 
@@ -166,7 +167,14 @@ def encode_scope(name: str, version: str = "") -> bytes:
     return _field(b"\x0a", scope)
 
 
-def encode_request(resource: bytes, scope: bytes, spans: Iterable[RecordingSpan]) -> bytes:
-    """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of `spans`."""
-    scope_spans = scope + b"".join([_field(b"\x12", encode_span(span)) for span in spans])
-    return _field(b"\x0a", resource + _field(b"\x12", scope_spans))
+def span_field(span: RecordingSpan) -> bytes:
+    """A span as one ScopeSpans.spans (2) field: what the export queue holds (bytes, which
+    the garbage collector never visits, where queued span objects would each be visited
+    until exported)."""
+    return _field(b"\x12", encode_span(span))
+
+
+def encode_request(resource: bytes, scope: bytes, span_fields: Iterable[bytes]) -> bytes:
+    """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of spans
+    encoded by `span_field`."""
+    return _field(b"\x0a", resource + _field(b"\x12", scope + b"".join(span_fields)))

@@ -106,9 +106,9 @@ def settings(environ: Mapping[str, str]) -> ExportSettings:
 
 
 class BatchExporter:
-    """Ended spans wait in a bounded queue (past `max_queue`, a span is dropped and counted);
-    a thread posts them in batches of `max_batch`, at once when a batch is full, else every
-    `schedule_delay`. `shutdown` exports what is left; `abort` gives up on it."""
+    """Ended spans wait, encoded, in a bounded queue (past `max_queue`, a span is dropped and
+    counted); a thread posts them in batches of `max_batch`, at once when a batch is full,
+    else every `schedule_delay`. `shutdown` exports what is left; `abort` gives up on it."""
 
     def __init__(
         self,
@@ -120,7 +120,7 @@ class BatchExporter:
         self.settings = settings
         self.dropped = 0
         self.exported = 0
-        self._queue: deque[RecordingSpan] = deque()
+        self._queue: deque[bytes] = deque()
         self._max_queue, self._max_batch = settings.max_queue, settings.max_batch
         self._resource = encoding.encode_resource(resource)
         self._scope = encoding.encode_scope(scope)
@@ -134,14 +134,19 @@ class BatchExporter:
         self._thread.start()
 
     def add(self, span: RecordingSpan) -> None:
-        """A span's sink: called as it ends, in whatever thread ends it."""
+        """A span's sink, called as it ends: it is encoded at once (see encoding.span_field)."""
         queue = self._queue
         if len(queue) >= self._max_queue:
             if not self.dropped:
                 log.warning("tracing_queue_full", max_queue=self._max_queue)
             self.dropped += 1
             return
-        queue.append(span)
+        try:
+            queue.append(encoding.span_field(span))
+        except Exception:  # a bug here must not fail the request that ended the span
+            self.dropped += 1
+            log.exception("tracing_encode_failed")
+            return
         if len(queue) == self._max_batch:
             self._wake.set()
 
@@ -153,6 +158,7 @@ class BatchExporter:
             self._thread.join()
         else:  # never started: export in this thread
             self._drain(everything=True)
+            self._close()
         if self.dropped:
             log.warning("tracing_spans_dropped", dropped=self.dropped, exported=self.exported)
 
@@ -162,11 +168,19 @@ class BatchExporter:
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stopping and not self._aborted.is_set():
-            timed_out = not self._wake.wait(self.settings.schedule_delay)
-            self._wake.clear()
-            self._drain(everything=timed_out or self._stopping)
-        self._drain(everything=True)
+        try:
+            while not self._stopping and not self._aborted.is_set():
+                timed_out = not self._wake.wait(self.settings.schedule_delay)
+                self._wake.clear()
+                self._drain(everything=timed_out or self._stopping)
+            self._drain(everything=True)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        close = getattr(self._post, "close", None)
+        if close is not None:
+            close()
 
     def _drain(self, everything: bool) -> None:
         """Export full batches, and the last partial one when `everything`."""
@@ -175,12 +189,7 @@ class BatchExporter:
             if self._aborted.is_set():
                 return
             batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
-            try:
-                body = encoding.encode_request(self._resource, self._scope, batch)
-            except Exception:  # a bug here must not end the thread: log it, drop the batch
-                log.exception("tracing_encode_failed", spans=len(batch))
-                continue
-            if self._post(body):
+            if self._post(encoding.encode_request(self._resource, self._scope, batch)):
                 self.exported += len(batch)
 
 
@@ -263,6 +272,10 @@ class HTTPPoster:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         self._connection = connection
         return connection
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the exporter's thread does, as it ends)."""
+        self._close()
 
     def _close(self) -> None:
         if self._connection is not None:

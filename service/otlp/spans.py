@@ -130,7 +130,7 @@ class RecordingSpan(trace.Span):
         self._remote_parent = parent is not None and parent.is_remote
         self.kind = kind
         self._attributes: dict[str, AttributeValue] = dict(attributes) if attributes else {}
-        self._events: list[tuple[str, int, Attributes]] = []
+        self._events: list[tuple[str, int, Attributes]] | None = None  # most spans have none
         self.dropped_attributes = self.dropped_events = 0
         self.status_code = StatusCode.UNSET
         self.status_message = ""
@@ -145,7 +145,7 @@ class RecordingSpan(trace.Span):
 
     @property
     def events(self) -> Sequence[tuple[str, int, Attributes]]:
-        return self._events
+        return self._events or ()
 
     @property
     def start_time(self) -> int:
@@ -197,6 +197,8 @@ class RecordingSpan(trace.Span):
     ) -> None:
         if self._end:
             return
+        if self._events is None:
+            self._events = []
         if len(self._events) >= _MAX_EVENTS:
             self.dropped_events += 1
             return
