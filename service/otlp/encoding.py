@@ -167,14 +167,7 @@ def encode_scope(name: str, version: str = "") -> bytes:
     return _field(b"\x0a", scope)
 
 
-def span_field(span: RecordingSpan) -> bytes:
-    """A span as one ScopeSpans.spans (2) field: what the export queue holds (bytes, which
-    the garbage collector never visits, where queued span objects would each be visited
-    until exported)."""
-    return _field(b"\x12", encode_span(span))
-
-
-def encode_request(resource: bytes, scope: bytes, span_fields: Iterable[bytes]) -> bytes:
-    """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of spans
-    encoded by `span_field`."""
-    return _field(b"\x0a", resource + _field(b"\x12", scope + b"".join(span_fields)))
+def encode_request(resource: bytes, scope: bytes, spans: Iterable[RecordingSpan]) -> bytes:
+    """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of `spans`."""
+    scope_spans = scope + b"".join([_field(b"\x12", encode_span(span)) for span in spans])
+    return _field(b"\x0a", resource + _field(b"\x12", scope_spans))

@@ -85,8 +85,9 @@ def settings(environ: Mapping[str, str]) -> ExportSettings:
     )
     max_queue = int(_number(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1))
     max_batch = int(_number(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1))
-    if max_batch > max_queue:
-        log.warning("tracing_setting_invalid", variable="OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+    if max_batch > max_queue:  # a batch could never fill: cut it to the queue
+        if environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "").strip():
+            log.warning("tracing_setting_invalid", variable="OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
         max_batch = max_queue
     return ExportSettings(
         endpoint=endpoint,
@@ -106,8 +107,8 @@ def settings(environ: Mapping[str, str]) -> ExportSettings:
 
 
 class BatchExporter:
-    """Ended spans wait, encoded, in a bounded queue (past `max_queue`, a span is dropped and
-    counted); a thread posts them in batches of `max_batch`, at once when a batch is full,
+    """Ended spans wait in a bounded queue (past `max_queue`, a span is dropped and counted);
+    a thread encodes and posts them in batches of `max_batch`, at once when a batch is full,
     else every `schedule_delay`. `shutdown` exports what is left; `abort` gives up on it."""
 
     def __init__(
@@ -120,7 +121,7 @@ class BatchExporter:
         self.settings = settings
         self.dropped = 0
         self.exported = 0
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[RecordingSpan] = deque()
         self._max_queue, self._max_batch = settings.max_queue, settings.max_batch
         self._resource = encoding.encode_resource(resource)
         self._scope = encoding.encode_scope(scope)
@@ -134,19 +135,15 @@ class BatchExporter:
         self._thread.start()
 
     def add(self, span: RecordingSpan) -> None:
-        """A span's sink, called as it ends: it is encoded at once (see encoding.span_field)."""
+        """A span's sink: called as it ends, in whatever thread ends it. The thread encodes
+        (a batch at a time costs less than a span at a time between requests)."""
         queue = self._queue
         if len(queue) >= self._max_queue:
             if not self.dropped:
                 log.warning("tracing_queue_full", max_queue=self._max_queue)
             self.dropped += 1
             return
-        try:
-            queue.append(encoding.span_field(span))
-        except Exception:  # a bug here must not fail the request that ended the span
-            self.dropped += 1
-            log.exception("tracing_encode_failed")
-            return
+        queue.append(span)
         if len(queue) == self._max_batch:
             self._wake.set()
 
@@ -189,7 +186,12 @@ class BatchExporter:
             if self._aborted.is_set():
                 return
             batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
-            if self._post(encoding.encode_request(self._resource, self._scope, batch)):
+            try:
+                body = encoding.encode_request(self._resource, self._scope, batch)
+            except Exception:  # a bug here must not end the thread: log it, drop the batch
+                log.exception("tracing_encode_failed", spans=len(batch))
+                continue
+            if self._post(body):
                 self.exported += len(batch)
 
 

@@ -301,11 +301,7 @@ def test_repeated_attribute_values_encode_as_the_first_did() -> None:
     for value in ["GET", "GET", 1, True, 1.0, 1, "GET"]:
         span = tracer.start_span("s", attributes={"key": value})
         span.end()
-        encoded.append(
-            attributes(
-                spans_of(decode(encoding.encode_request(b"", b"", [encoding.span_field(span)])))[0]
-            )
-        )  # type: ignore[arg-type]
+        encoded.append(attributes(spans_of(decode(encoding.encode_request(b"", b"", [span])))[0]))  # type: ignore[arg-type]
     assert [e["key"] for e in encoded] == ["GET", "GET", 1, True, 1.0, 1, "GET"]
     assert [type(e["key"]) for e in encoded] == [str, str, int, bool, float, int, str]
 
