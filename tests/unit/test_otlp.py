@@ -70,10 +70,17 @@ class Posts:
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.times: list[float] = []
 
     def __call__(self, body: bytes) -> bool:
+        self.times.append(time.monotonic())
         self.bodies.append(body)
         return True
+
+    def wait(self, count: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.bodies) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def spans(self) -> list[ProtoSpan]:
         return [s for body in self.bodies for s in spans_of(decode(body))]
@@ -324,22 +331,44 @@ def test_a_full_queue_drops_spans_and_counts_them() -> None:
 
 def test_the_thread_exports_a_full_batch_at_once_and_the_rest_after_the_delay() -> None:
     posts = Posts()
-    exporter = unstarted(posts, max_batch=4, schedule_delay=0.3)
+    exporter = unstarted(posts, max_batch=4, schedule_delay=1.0)
     exporter.start()
     tracer = RecordingTracer(sampler({}), exporter.add)
     try:
         for _ in range(5):
             tracer.start_span("s", context=Context()).end()
-        deadline = time.monotonic() + 0.2
-        while not posts.bodies and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [len(spans_of(decode(b))) for b in posts.bodies] == [4]  # before the delay
-        deadline = time.monotonic() + 2
-        while len(posts.bodies) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [len(spans_of(decode(b))) for b in posts.bodies] == [4, 1]
+        ended = time.monotonic()
+        posts.wait(2)
     finally:
         exporter.shutdown()
+    assert [len(spans_of(decode(b))) for b in posts.bodies] == [4, 1]
+    assert posts.times[0] - ended < 0.9  # full: sent without waiting for the delay
+    assert posts.times[1] - ended > 0.9  # the rest: after it
+
+
+def test_a_batch_that_fails_to_encode_is_dropped_and_the_thread_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    posts = Posts()
+    exporter = unstarted(posts, max_batch=1, schedule_delay=0.01)
+    real = encoding.encode_span
+
+    def encode_span(span: RecordingSpan) -> bytes:
+        if span.name == "bad":
+            raise ValueError("a bug")
+        return real(span)
+
+    monkeypatch.setattr(encoding, "encode_span", encode_span)
+    exporter.start()
+    tracer = RecordingTracer(sampler({}), exporter.add)
+    try:
+        for name in ("bad", "good"):
+            tracer.start_span(name, context=Context()).end()
+            time.sleep(0.05)
+        posts.wait(1)
+    finally:
+        exporter.shutdown()
+    assert [s.name for s in posts.spans()] == ["good"] and exporter.exported == 1
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -507,7 +536,10 @@ def test_abort_ends_the_retries_against_a_dead_collector() -> None:
     exporter._post = lambda body: posts.append(real_post(body)) or False  # type: ignore[method-assign]
     exporter.start()
     RecordingTracer(sampler({}), exporter.add).start_span("s", context=Context()).end()
-    time.sleep(0.3)  # the first attempt failed: the thread waits out its backoff
+    deadline = time.monotonic() + 5
+    while exporter._queue and time.monotonic() < deadline:  # taken: being posted
+        time.sleep(0.01)
+    time.sleep(0.1)  # the first attempt failed: the thread waits out its backoff
     started = time.monotonic()
     exporter.abort()
     exporter._thread.join(2)
