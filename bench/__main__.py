@@ -1,7 +1,7 @@
 """``python -m bench [PART ...] [--quick]``: the benchmark suite, or some parts of it.
 
-Parts: fanout, warm, kernel, bookings, memory, load, replicas, delivery, tracing, resync
-(all by default, in that order).
+Parts: fanout, warm, kernel, bookings, memory, load, replicas, delivery, tracing, resync,
+reuse, large (all by default, in that order).
 Every part starts its own processes on 127.0.0.1 (replicas also a redis-server, when installed)
 and stops them; the whole suite takes about four minutes.
 Output is Markdown, ready for bench/RESULTS.md.
@@ -21,6 +21,7 @@ from bench import (
     fanout,
     harness,
     kernel,
+    large,
     load,
     memory,
     replicas,
@@ -42,6 +43,7 @@ PARTS: dict[str, Callable[[bool], dict[str, float]]] = {
     "tracing": tracing.run,
     "resync": resync.run,
     "reuse": reuse.run,
+    "large": large.run,
 }
 
 

@@ -3,7 +3,7 @@ calls, operations and webhook deliveries, exported over OTLP only when OTEL_* as
 
 With no exporter configured, spans record nothing but still get fresh ids, so the trace context
 reaches logs, Vyte and webhook receivers at the cost of two random numbers per span. With one,
-spans come from the OpenTelemetry SDK and leave through its batch processor (its own thread).
+spans are recorded and posted in batches by service.otlp (its own thread).
 """
 
 from __future__ import annotations
@@ -188,9 +188,9 @@ class PropagatingTracer:
 
 def _propagated(parent: SpanContext | None) -> NonRecordingSpan:
     """A span that records nothing: a child of `parent` when valid, else a new trace's root."""
-    if parent is not None and parent.is_valid:  # (trace id, span id, remote, flags, state)
-        ids = SpanContext(parent.trace_id, _new_id(64), False, parent.trace_flags, parent.trace_state)
-        return NonRecordingSpan(ids)
+    if parent is not None and parent.is_valid:
+        flags, state = parent.trace_flags, parent.trace_state
+        return NonRecordingSpan(SpanContext(parent.trace_id, _new_id(64), False, flags, state))
     return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
 
 
@@ -279,25 +279,26 @@ async def export(app: object) -> AsyncIterator[None]:
         )
         yield
         return
-    # Imported only when exporting: a gateway that exports nothing never loads the SDK.
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    # Imported only when exporting. The SDK gives the resource (OTEL_SERVICE_NAME,
+    # OTEL_RESOURCE_ATTRIBUTES); spans, their encoding and export are service.otlp's, at a
+    # fraction of the SDK's cost per span (bench/RESULTS.md).
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from service.otlp.export import BatchExporter, settings
+    from service.otlp.spans import RecordingTracer, sampler
 
     resource = Resource.create()
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
-    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
-    exporter = OTLPSpanExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    use_tracer(provider.get_tracer(SERVICE_NAME))
+    exporter = BatchExporter(settings(environ), resource.attributes, SERVICE_NAME)
+    use_tracer(RecordingTracer(sampler(environ), exporter.add))
+    exporter.start()
     log.info("tracing_export", endpoint=_safe_endpoint(environ), protocol="http/protobuf")
     try:
         yield
     finally:
         use_tracer(None)
-        await _flush(provider.shutdown, exporter.shutdown)
+        await _flush(exporter.shutdown, exporter.abort)
 
 
 async def _flush(shutdown: Callable[[], object], abort: Callable[[], object]) -> None:

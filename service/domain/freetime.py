@@ -4,10 +4,11 @@ Instants are integer POSIX seconds; ``zoneinfo`` is only used to build the grid 
 """
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from itertools import compress
-from typing import Literal
+from typing import Literal, overload
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -16,6 +17,7 @@ __all__ = [
     "Interval",
     "Order",
     "SlotMatch",
+    "Slots",
     "candidate_starts",
     "find_slots",
     "format_instant",
@@ -48,6 +50,66 @@ class SlotMatch:
     """Indices into the participant list, ascending (= request order)."""
     stranded_minutes: int | None = None
     """With ``order="best"``: the minutes this slot strands (see ``find_slots``); else None."""
+
+
+class Slots(Sequence[SlotMatch]):
+    """``find_slots``' answer: the slots as columns, each ``SlotMatch`` built when asked for.
+
+    A month of 15-minute steps can hold thousands of slots. As columns they are a few lists
+    rather than as many objects for the garbage collector to walk while an answer is kept, and
+    an answer's shaping can read the columns without building them (``columns``).
+    """
+
+    __slots__ = ("_duration", "_members", "_starts", "_stranded")
+
+    def __init__(
+        self,
+        starts: list[int],
+        members: list[tuple[int, ...]],
+        duration: int,
+        stranded: list[int] | None = None,
+    ) -> None:
+        self._starts = starts
+        self._members = members
+        self._duration = duration
+        self._stranded = stranded
+
+    def columns(self) -> tuple[list[int], list[tuple[int, ...]], int, list[int] | None]:
+        """Starts, participants, the duration in seconds (end = start + duration) and the
+        stranded minutes (None unless ordered by "best"), slot by slot."""
+        return self._starts, self._members, self._duration, self._stranded
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> SlotMatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SlotMatch]: ...
+
+    def __getitem__(self, index: int | slice) -> SlotMatch | list[SlotMatch]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        start = self._starts[index]
+        stranded = None if self._stranded is None else self._stranded[index]
+        return SlotMatch(start, start + self._duration, self._members[index], stranded)
+
+    def __iter__(self) -> Iterator[SlotMatch]:
+        duration = self._duration
+        stranded: Iterable[int | None] = self._stranded or [None] * len(self._starts)
+        for start, who, minutes in zip(self._starts, self._members, stranded, strict=True):
+            yield SlotMatch(start, start + duration, who, minutes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Slots({list(self)!r})"
 
 
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
@@ -88,21 +150,19 @@ def parse_windows(pairs: Iterable[tuple[str, str]]) -> list[Interval]:
     """``parse_window`` for each ``(start, end)`` pair, in order.
 
     An upstream answer lists back-to-back windows, so most instants appear twice (one window's
-    end is the next one's start); each distinct string is parsed once.
+    end is the next one's start), and the participants of a query share most of theirs: each
+    distinct string is parsed once (``_microseconds`` keeps them).
     """
-    parsed: dict[str, int] = {}
     windows: list[Interval] = []
+    append = windows.append
     for start, end in pairs:
-        start_us = parsed.get(start)
-        if start_us is None:
-            start_us = parsed[start] = _microseconds(start)
-        end_us = parsed.get(end)
-        if end_us is None:
-            end_us = parsed[end] = _microseconds(end)
+        start_us = _microseconds(start)
+        end_us = _microseconds(end)
         if end_us < start_us:
             raise ValueError(f"window ends before it starts: {start!r} .. {end!r}")
         start_seconds = -(-start_us // _MICROS)
-        windows.append((start_seconds, max(start_seconds, end_us // _MICROS)))
+        end_seconds = end_us // _MICROS
+        append((start_seconds, end_seconds if end_seconds > start_seconds else start_seconds))
     return windows
 
 
@@ -163,7 +223,7 @@ def find_slots(
     not_before: datetime | None = None,
     order: Order = "start",
     limit: int | None = None,
-) -> list[SlotMatch]:
+) -> Slots:
     """Slots ``[t, t + duration)`` on the grid where at least ``required`` participants are free
     (DESIGN §3.1 rules 2, 3 and 5).
 
@@ -199,7 +259,7 @@ def find_slots(
     if not_before is not None:
         grid = grid[bisect_left(grid, _ceil_seconds(not_before)) :]
     if not grid:
-        return []
+        return Slots([], [], duration_minutes * 60)
     duration = duration_minutes * 60
     before = buffer_before_minutes * 60
     # The meeting and what must be free after it: the buffered slot ends at t + reach.
@@ -213,7 +273,7 @@ def find_slots(
     wanted = limit if limit is not None and not best else len(grid)
     starts, members = _sweep(toggles, count, grid, required, wanted)
     if not best:
-        return [SlotMatch(t, t + duration, who) for t, who in zip(starts, members, strict=True)]
+        return Slots(starts, members, duration)
     return _ranked(starts, members, grid_first, duration, count, ranges, limit)
 
 
@@ -307,7 +367,7 @@ def _ranked(
     count: int,
     ranges: _StartRanges,
     limit: int | None,
-) -> list[SlotMatch]:
+) -> Slots:
     """The matches in order=best order, each with its stranded minutes, cut to ``limit``."""
     stranded = _stranded(
         starts,
@@ -328,45 +388,64 @@ def _ranked(
     ranked = sorted(range(len(ranks)), key=ranks.__getitem__)
     if limit is not None:
         del ranked[limit:]
-    return [SlotMatch(starts[i], starts[i] + duration, members[i], stranded[i]) for i in ranked]
+    return Slots(
+        [starts[i] for i in ranked],
+        [members[i] for i in ranked],
+        duration,
+        [stranded[i] for i in ranked],
+    )
 
 
 def _sweep(
     toggles: Sequence[int], count: int, grid: Sequence[int], required: int, wanted: int
 ) -> tuple[list[int], list[tuple[int, ...]]]:
-    """Walk the grid beside the sorted toggles: the first ``wanted`` starts at which at least
-    ``required`` participants are free, and who they are (neighbouring starts with the same
-    participants share one tuple)."""
+    """Walk the sorted toggles, taking the grid in runs between them: the first ``wanted``
+    starts at which at least ``required`` participants are free, and who they are (the
+    starts of one run share one tuple).
+
+    A toggle at position p (relative to the first candidate) changes who is free from the
+    first candidate t with ``t - first >= p`` on; between two such candidates nobody changes,
+    so the run of candidates is copied in one slice instead of being visited one by one.
+    """
     grid_first = grid[0]
+    size = len(grid)
     active = [False] * count
     active_count = 0
     members: tuple[int, ...] = ()
     members_stale = True
     everyone = range(count)
-    position = 0
-    total = len(toggles)
     starts: list[int] = []
     who: list[tuple[int, ...]] = []
-    for t in grid:
-        bound = (t - grid_first + 1) * count
-        while position < total and toggles[position] < bound:
-            participant = toggles[position] % count
-            if active[participant]:
-                active[participant] = False
-                active_count -= 1
-            else:
-                active[participant] = True
-                active_count += 1
-            position += 1
-            members_stale = True
-        if active_count >= required:
-            if members_stale:
-                members = tuple(compress(everyone, active))
-                members_stale = False
-            starts.append(t)
-            who.append(members)
-            if len(starts) == wanted:
+    # Candidates before `run` are done; those from it on have the current participants.
+    run = 0
+    for code in toggles:
+        position, participant = divmod(code, count)
+        if position > grid[run] - grid_first:
+            at = bisect_left(grid, position + grid_first, run)
+            if active_count >= required:
+                if members_stale:
+                    members = tuple(compress(everyone, active))
+                    members_stale = False
+                starts.extend(grid[run:at])
+                who.extend([members] * (at - run))
+                if len(starts) >= wanted:
+                    break
+            if at == size:
                 break
+            run = at
+        if active[participant]:
+            active[participant] = False
+            active_count -= 1
+        else:
+            active[participant] = True
+            active_count += 1
+        members_stale = True
+    else:
+        if active_count >= required:
+            members = tuple(compress(everyone, active))
+            starts.extend(grid[run:])
+            who.extend([members] * (size - run))
+    del starts[wanted:], who[wanted:]
     return starts, who
 
 
@@ -444,8 +523,14 @@ def format_instant(ts: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
+@lru_cache(maxsize=4096)
 def _microseconds(value: str) -> int:
-    """An ISO 8601 date-time with offset as integer POSIX microseconds (exact)."""
+    """An ISO 8601 date-time with offset as integer POSIX microseconds (exact).
+
+    Remembered across answers: the participants of one query share most of their instants
+    (a working day starts at 09:00 for many), and a repeated text costs a lookup. 4096 texts
+    (a month of half hours in a few offsets) take about 1 MB.
+    """
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -13,7 +13,7 @@ import attrs
 
 from service.availability import Availability
 from service.domain.booking import Booking
-from service.domain.freetime import format_instant
+from service.domain.freetime import SlotMatch, Slots, format_instant
 from service.domain.participant import ParticipantState
 from service.store.base import Delivery, Operation, Subscription
 
@@ -120,32 +120,49 @@ def participant_states(states: Sequence[ParticipantState]) -> list[dict[str, str
     return listed
 
 
+def _columns(
+    slots: Sequence[SlotMatch],
+) -> tuple[Sequence[int], Iterable[int], Sequence[tuple[int, ...]], Sequence[int | None]]:
+    """Starts, ends, participants and stranded minutes of every slot: read from find_slots'
+    columns as they are, without a SlotMatch per slot."""
+    if isinstance(slots, Slots):
+        starts, members, duration, stranded = slots.columns()
+        ends = map(duration.__add__, starts)
+        return starts, ends, members, stranded or [None] * len(starts)
+    return (
+        [m.start for m in slots],
+        [m.end for m in slots],
+        [m.participants for m in slots],
+        [m.stranded_minutes for m in slots],
+    )
+
+
 def availability_answer(answer: Availability, by_day: bool) -> dict[str, Any]:
     """GET /v1/availability's answer: the slots, or with `by_day` the dates that have some."""
     q = answer.query
     zone = q.zone
     names = [p.given for p in q.participants]
+    starts, ends, members, stranded = _columns(answer.slots)
     # A slot's end is usually another slot's start, and neighbouring slots usually have the
     # same participants (find_slots hands out the same tuple then): build each text once.
     texts: dict[int, str] = {}
-    members: tuple[int, ...] | None = None
+    group: tuple[int, ...] | None = None
     who: list[str] = []
     slots: list[dict[str, Any]] = []
-    ranked = q.order == "best"
-    for m in answer.slots:
-        start = texts.get(m.start)
-        if start is None:
-            start = texts[m.start] = _instant_text(m.start, zone)
-        end = texts.get(m.end)
-        if end is None:
-            end = texts[m.end] = _instant_text(m.end, zone)
-        if m.participants is not members:
-            members = m.participants
-            who = [names[i] for i in members]
-        slot: dict[str, Any] = {"start": start, "end": end, "participants": who}
-        if ranked:
-            slot["stranded_minutes"] = m.stranded_minutes
-        slots.append(slot)
+    for start, end, people in zip(starts, ends, members, strict=True):
+        start_text = texts.get(start)
+        if start_text is None:
+            start_text = texts[start] = _instant_text(start, zone)
+        end_text = texts.get(end)
+        if end_text is None:
+            end_text = texts[end] = _instant_text(end, zone)
+        if people is not group:
+            group = people
+            who = [names[i] for i in people]
+        slots.append({"start": start_text, "end": end_text, "participants": who})
+    if q.order == "best":
+        for slot, minutes in zip(slots, stranded, strict=True):
+            slot["stranded_minutes"] = minutes
     body: dict[str, Any] = {
         "timezone": q.timezone,
         "from": q.first.isoformat(),

@@ -10,6 +10,7 @@ budget; POST/PUT/DELETE are never retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 import cattrs
+import orjson
 import structlog
 
 from service import metrics
@@ -368,6 +370,11 @@ class VyteClient:
 
     async def _acquire(self, left: float) -> None:
         """Take one of the `concurrency` slots, waiting a bounded time (never a long queue)."""
+        if not self._limit.locked():
+            # A free slot is taken at once: no timer to arm and cancel (every call of a fan-out
+            # below VYTE_CONCURRENCY comes this way).
+            await self._limit.acquire()
+            return
         try:
             async with asyncio.timeout(max(0.0, min(self._options.queue_wait, left))):
                 await self._limit.acquire()
@@ -381,9 +388,10 @@ class VyteClient:
         endpoint: str, outcome: str, status: int | None, attempt: int, elapsed: float | None
     ) -> None:
         """Metrics and the log line of one attempt (`elapsed` None: it was never sent)."""
-        metrics.UPSTREAM_REQUESTS.labels(endpoint, outcome).inc()
+        count, latency = _attempt_metrics(endpoint, outcome)
+        count.inc()
         if elapsed is not None:
-            metrics.UPSTREAM_LATENCY.labels(endpoint, outcome).observe(elapsed)
+            latency.observe(elapsed)
         log.info(
             "upstream",
             endpoint=endpoint,
@@ -430,7 +438,10 @@ class VyteClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=time_limit),
             ) as resp:
-                text = await resp.text()
+                # JSON is read from the bytes (orjson checks the UTF-8 itself); only answers
+                # that are not JSON are decoded as text.
+                raw = await resp.read() if expect_json else None
+                text = await resp.text() if raw is None else ""
                 self.last_answer_at = time.monotonic()
                 _raise_for_status(resp.status, resp.headers.get("Retry-After"))
         except TimeoutError:
@@ -441,12 +452,32 @@ class VyteClient:
             raise errors.VyteBadResponse(f"unreadable answer: {type(err).__name__}") from None
         except UnicodeDecodeError:
             raise errors.VyteBadResponse("answer is not text", status=200) from None
-        if not expect_json:
+        if raw is None:
             return text, resp.status
-        try:
-            return json.loads(text), resp.status
-        except ValueError:
-            raise errors.VyteBadResponse("answer is not JSON", status=resp.status) from None
+        return _json(raw, resp.status), resp.status
+
+
+def _json(raw: bytes, status: int) -> Any:
+    """The answer's JSON: orjson, or the standard library for what orjson refuses (numbers
+    beyond 64 bits, NaN), as before."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise errors.VyteBadResponse("answer is not JSON", status=status) from None
+
+
+@functools.cache
+def _attempt_metrics(endpoint: str, outcome: str) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one (endpoint, outcome), looked up once:
+    both name a handful of values each, and a label lookup costs more than the count."""
+    return (
+        metrics.UPSTREAM_REQUESTS.labels(endpoint, outcome),
+        metrics.UPSTREAM_LATENCY.labels(endpoint, outcome),
+    )
 
 
 def _raise_for_status(status: int, retry_after: str | None) -> None:

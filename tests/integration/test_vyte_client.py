@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
@@ -197,3 +198,39 @@ async def test_timeout_is_its_own_error(
     vyte = client_for(http, sandbox_url, timeout=0.3)
     with budget(1.0), pytest.raises(errors.VyteTimeout):
         await vyte.auth_test()
+
+
+async def test_slot_answers_are_read_strictly_and_big_numbers_still_parse(
+    http: aiohttp.ClientSession,
+) -> None:
+    vyte = client_for(http, FAKE)
+    day = in_days(2)
+    start, end = iso(day, "09:00", "UTC"), iso(day, "10:00", "UTC")
+    window = {"start": {"dateTime": start}, "end": {"dateTime": end}}
+    url = re.compile(rf"{FAKE}/v2/slots.*")
+    with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
+        # orjson refuses integers beyond 64 bits; the standard library reads them, as before.
+        mocked.get(
+            url,
+            status=200,
+            body='{"timezone":"UTC","count":1'
+            + "0" * 30
+            + ',"slots":['
+            + json.dumps(window)
+            + "]}",
+        )
+        slots = await vyte.slots(duration=30, first=day, last=day, timezone="UTC", users=JOHN)
+        assert slots.timezone == "UTC"
+        assert [(w.start.date_time, w.end.date_time) for w in slots.slots] == [(start, end)]
+        for bad in (
+            {"timezone": "UTC", "slots": [{"start": window["start"]}]},
+            {"timezone": "UTC", "slots": [{"start": "09:00", "end": window["end"]}]},
+            {"slots": [window]},
+            {"timezone": "UTC", "slots": {"0": window}},
+        ):
+            mocked.get(url, status=200, payload=bad)
+            with pytest.raises(errors.VyteBadResponse):
+                await vyte.slots(duration=30, first=day, last=day, timezone="UTC", users=JOHN)
+        mocked.get(url, status=200, body=b"\xff not utf-8")
+        with pytest.raises(errors.VyteBadResponse):
+            await vyte.slots(duration=30, first=day, last=day, timezone="UTC", users=JOHN)

@@ -521,3 +521,67 @@ def test_find_slots_rejects_bad_arguments(duration: int, required: int, match: s
             step_minutes=30,
             required=required,
         )
+
+
+# --- the sweep's runs and the Slots columns ----------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(scenarios(), st.integers(2, 4), st.none() | st.integers(1, 40))
+def test_find_slots_matches_oracle_with_long_runs_of_candidates(
+    scenario: tuple[list[list[Interval]], date, date, ZoneInfo, int, int, int],
+    step: int,
+    limit: int | None,
+) -> None:
+    # Steps of a few minutes put hundreds of candidates between two changes of who is free:
+    # the sweep copies such runs whole, and must stop exactly at the limit inside one.
+    free, first, last, tz, duration, _, required = scenario
+    got = find_slots(
+        free,
+        first=first,
+        last=last,
+        tz=tz,
+        duration_minutes=duration,
+        step_minutes=step,
+        required=required,
+        limit=limit,
+    )
+    expected = oracle_slots(free, first, last, tz, duration, step, required)
+    if limit is not None:
+        expected = expected[:limit]
+    assert [(m.start, m.end, m.participants) for m in got] == expected
+
+
+def test_slots_read_as_a_sequence_of_slot_matches() -> None:
+    got = find_slots(
+        [[(0, 7200)], [(1800, 7200)]],
+        first=date(1970, 1, 1),
+        last=date(1970, 1, 1),
+        tz=ZoneInfo("UTC"),
+        duration_minutes=30,
+        step_minutes=30,
+        required=1,
+    )
+    expected = [
+        SlotMatch(0, 1800, (0,)),
+        SlotMatch(1800, 3600, (0, 1)),
+        SlotMatch(3600, 5400, (0, 1)),
+        SlotMatch(5400, 7200, (0, 1)),
+    ]
+    assert got == expected and expected == got
+    assert len(got) == 4
+    assert got[1] == expected[1] and got[-1] == expected[-1]
+    assert got[1:3] == expected[1:3]
+    assert list(got) == expected
+    assert got != expected[:3]
+    assert got != "not slots"
+    assert repr(got) == f"Slots({expected!r})"
+    starts, members, duration, stranded = got.columns()
+    assert (starts, members, duration, stranded) == (
+        [0, 1800, 3600, 5400],
+        [(0,), (0, 1), (0, 1), (0, 1)],
+        1800,
+        None,
+    )
+    with pytest.raises(IndexError):
+        got[4]

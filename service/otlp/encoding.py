@@ -1,0 +1,173 @@
+"""OTLP protobuf, written by hand: an ExportTraceServiceRequest of recorded spans."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import Attributes
+
+from service.otlp.spans import LOW_64, RecordingSpan
+
+# opentelemetry/proto/collector/trace/v1 ExportTraceServiceRequest, with only the fields these
+# spans fill. A tag byte is (field number << 3) | wire type (0 varint, 1 fixed64, 2 bytes, 5
+# fixed32); the test suite decodes what this writes with opentelemetry-proto.
+
+_BYTE = [bytes((i,)) for i in range(0x80)]
+_TIMES = struct.Struct("<BQBQ")  # Span.start_time_unix_nano (7) and end_time_unix_nano (8)
+_FIXED64 = struct.Struct("<Q")
+_DOUBLE = struct.Struct("<d")
+_IDS = struct.Struct(">BBQQBBQ")  # Span.trace_id (1) and span_id (2), big-endian bytes
+_PARENT = struct.Struct(">BBQ")  # Span.parent_span_id (4)
+# Span.flags (16, a two-byte tag, then a fixed32), as the SDK sets them: SpanFlags says that
+# whether the parent is remote is known (0x100), and whether it is (0x200)
+_LOCAL_PARENT = struct.pack("<BBI", 0x85, 0x01, 0x100)
+_REMOTE_PARENT = struct.pack("<BBI", 0x85, 0x01, 0x300)
+# SPAN_KIND_INTERNAL is 1; by id, as an enum member hashes in Python code
+_KIND = {id(kind): b"\x30" + _BYTE[kind.value + 1] for kind in SpanKind}
+_STATUS_CODE = {StatusCode.OK: b"\x18\x01", StatusCode.ERROR: b"\x18\x02"}
+_CACHE_LIMIT = 4096  # attribute keys and span names are few; past this, encode each time
+#: values kept per attribute key: a key with more distinct values (a request id) is encoded
+#: each time
+_DISTINCT = 64
+_keys: dict[str, bytes] = {}
+_names: dict[str, bytes] = {}
+_span_attributes: dict[str, dict[object, bytes]] = {}
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _BYTE[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _string(tag: bytes, text: str, cache: dict[str, bytes]) -> bytes:
+    encoded = cache.get(text)
+    if encoded is None:
+        encoded = _field(tag, text.encode("utf-8", "replace"))
+        if len(cache) < _CACHE_LIMIT:
+            cache[text] = encoded
+    return encoded
+
+
+def _any_value(value: object) -> bytes | None:
+    """An AnyValue, or None for a type attributes cannot hold."""
+    kind = type(value)
+    if kind is str:
+        return _field(b"\x0a", value.encode("utf-8", "replace"))  # type: ignore[attr-defined]
+    if kind is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if kind is int:
+        return b"\x18" + _varint(value & LOW_64)  # type: ignore[operator]
+    if kind is float:
+        return b"\x21" + _DOUBLE.pack(value)
+    if isinstance(value, bool | int | float | str) and not isinstance(value, bytes):
+        base = next(t for t in (bool, int, float, str) if isinstance(value, t))
+        return _any_value(base(value))  # an IntEnum, a str subclass ...
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        items = [_any_value(item) for item in value]
+        array = b"".join(_field(b"\x0a", item) for item in items if item is not None)
+        return _field(b"\x2a", array)  # ArrayValue.values (1)
+    return None
+
+
+def _key_values(tag: bytes, attributes: Mapping[str, object] | None) -> list[bytes]:
+    """Repeated KeyValue fields (key 1, value 2) under `tag`."""
+    encoded = []
+    for key, value in (attributes or {}).items():
+        any_value = _any_value(value)
+        if any_value is not None:
+            encoded.append(_field(tag, _string(b"\x0a", key, _keys) + _field(b"\x12", any_value)))
+    return encoded
+
+
+def _span_attribute(key: str, value: object) -> bytes | None:
+    """One Span.attributes (9) field. Most values repeat (a method, a route, a status), so
+    str and int ones are kept, encoded, per key (not bool or float: True == 1 == 1.0)."""
+    kind = type(value)
+    cached = kind is str or kind is int
+    values = _span_attributes.get(key)
+    if cached and values is not None:
+        encoded = values.get(value)
+        if encoded is not None:
+            return encoded
+    any_value = _any_value(value)
+    if any_value is None:
+        return None
+    encoded = _field(b"\x4a", _string(b"\x0a", key, _keys) + _field(b"\x12", any_value))
+    if cached:
+        if values is None and len(_span_attributes) < _CACHE_LIMIT:
+            values = _span_attributes[key] = {}
+        if values is not None and len(values) < _DISTINCT:
+            values[value] = encoded
+    return encoded
+
+
+def _event(name: str, timestamp: int, attributes: Attributes) -> bytes:
+    return _field(
+        b"\x5a",  # Span.events (11): time (1), name (2), attributes (3)
+        b"\x09"
+        + _FIXED64.pack(timestamp)
+        + _string(b"\x12", name, _names)
+        + b"".join(_key_values(b"\x1a", attributes)),
+    )
+
+
+def encode_span(span: RecordingSpan) -> bytes:
+    """One Span message."""
+    context = span._context
+    trace_id = context.trace_id
+    parts = [_IDS.pack(0x0A, 16, trace_id >> 64, trace_id & LOW_64, 0x12, 8, context.span_id)]
+    if context.trace_state:
+        parts.append(_field(b"\x1a", context.trace_state.to_header().encode()))
+    if span.parent_id:
+        parts.append(_PARENT.pack(0x22, 8, span.parent_id))
+    parts.append(_string(b"\x2a", span.name, _names))
+    parts.append(_KIND[id(span.kind)])
+    parts.append(_TIMES.pack(0x39, span._start, 0x41, span._end))
+    for key, value in span._attributes.items():
+        attribute = _span_attribute(key, value)
+        if attribute is not None:
+            parts.append(attribute)
+    if span.dropped_attributes:
+        parts.append(b"\x50" + _varint(span.dropped_attributes))
+    for event in span._events or ():
+        parts.append(_event(*event))
+    if span.dropped_events:
+        parts.append(b"\x60" + _varint(span.dropped_events))
+    if span.status_code is not StatusCode.UNSET:
+        message = span.status_message.encode("utf-8", "replace")
+        status = (_field(b"\x12", message) if message else b"") + _STATUS_CODE[span.status_code]
+        parts.append(_field(b"\x7a", status))
+    parts.append(_REMOTE_PARENT if span._remote_parent else _LOCAL_PARENT)
+    return b"".join(parts)
+
+
+def encode_resource(attributes: Mapping[str, object]) -> bytes:
+    """ResourceSpans.resource (1): a Resource with its attributes (1)."""
+    return _field(b"\x0a", b"".join(_key_values(b"\x0a", attributes)))
+
+
+def encode_scope(name: str, version: str = "") -> bytes:
+    """ScopeSpans.scope (1): an InstrumentationScope, name (1) and version (2)."""
+    scope = _field(b"\x0a", name.encode())
+    if version:
+        scope += _field(b"\x12", version.encode())
+    return _field(b"\x0a", scope)
+
+
+def encode_request(resource: bytes, scope: bytes, spans: Iterable[RecordingSpan]) -> bytes:
+    """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of `spans`."""
+    scope_spans = scope + b"".join([_field(b"\x12", encode_span(span)) for span in spans])
+    return _field(b"\x0a", resource + _field(b"\x12", scope_spans))

@@ -1,0 +1,274 @@
+"""Spans the gateway records when exporting: what it uses of `trace.Span`, a tracer that makes
+ids as service.tracing's propagating one does, and the OTEL_TRACES_SAMPLER rules."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.util.types import Attributes, AttributeValue
+
+log = structlog.get_logger("tracing")
+
+#: spans that start a trace, or continue one: whether to record them (trace id, parent)
+Sampler = Callable[[SpanContext, int], bool]
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+LOW_64 = (1 << 64) - 1
+#: attributes and events kept per span, as the SDK's OTEL_*_COUNT_LIMIT defaults
+_MAX_ATTRIBUTES = 128
+_MAX_EVENTS = 128
+
+
+def _new_id(bits: int) -> int:
+    while True:  # an all-zero id is invalid in W3C trace context
+        value = random.getrandbits(bits)
+        if value:
+            return value
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+
+def _ratio(rate: float) -> Callable[[int], bool]:
+    """The spec's TraceIdRatioBased rule: the trace id's low 64 bits under rate * 2^64, so every
+    service sampling at a rate keeps the same traces."""
+    bound = round(rate * (LOW_64 + 1))
+    return lambda trace_id: trace_id & LOW_64 < bound
+
+
+def _rate(arg: str | None) -> float:
+    if arg is None or not arg.strip():
+        return 1.0
+    try:
+        rate = float(arg)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        log.warning("tracing_sampler_arg_invalid", value=arg, using=1.0)
+        return 1.0
+    return rate
+
+
+def sampler(environ: Mapping[str, str]) -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name (default, as in the SDK:
+    parentbased_always_on). A parent-based one follows a valid parent's sampled flag."""
+    default = "parentbased_always_on"
+    name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() or default
+    root_name = name.removeprefix("parentbased_")
+    roots: dict[str, Callable[[int], bool]] = {
+        "always_on": lambda trace_id: True,
+        "always_off": lambda trace_id: False,
+    }
+    if root_name == "traceidratio":
+        roots["traceidratio"] = _ratio(_rate(environ.get("OTEL_TRACES_SAMPLER_ARG")))
+    if root_name not in roots:
+        log.warning("tracing_sampler_unsupported", sampler=name, using=default)
+        name, root_name = default, "always_on"
+    root = roots[root_name]
+    if name.startswith("parentbased_"):
+
+        def parent_based(parent: SpanContext, trace_id: int) -> bool:
+            if parent.is_valid:
+                return bool(parent.trace_flags & TraceFlags.SAMPLED)
+            return root(trace_id)
+
+        return parent_based
+    return lambda parent, trace_id: root(trace_id)
+
+
+# -- spans -------------------------------------------------------------------------------------
+
+
+class RecordingSpan(trace.Span):
+    """What the gateway uses of a span, recorded: ended, it goes to `sink` (the exporter's
+    queue). Like the SDK's span it ignores changes once ended, and a status once OK."""
+
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end",
+        "_events",
+        "_remote_parent",
+        "_sink",
+        "_start",
+        "dropped_attributes",
+        "dropped_events",
+        "kind",
+        "name",
+        "parent_id",
+        "status_code",
+        "status_message",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        sink: Callable[[RecordingSpan], None],
+    ) -> None:
+        self.name = name
+        self._context = context
+        self.parent_id = parent.span_id if parent is not None else 0
+        self._remote_parent = parent is not None and parent.is_remote
+        self.kind = kind
+        self._attributes: dict[str, AttributeValue] = dict(attributes) if attributes else {}
+        self._events: list[tuple[str, int, Attributes]] | None = None  # most spans have none
+        self.dropped_attributes = self.dropped_events = 0
+        self.status_code = StatusCode.UNSET
+        self.status_message = ""
+        self._sink = sink
+        self._end = 0
+        self._start = time.time_ns()
+
+    # -- what the exporter reads
+    @property
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        return self._attributes
+
+    @property
+    def events(self) -> Sequence[tuple[str, int, Attributes]]:
+        return self._events or ()
+
+    @property
+    def start_time(self) -> int:
+        return self._start
+
+    @property
+    def end_time(self) -> int:
+        return self._end
+
+    @property
+    def remote_parent(self) -> bool:
+        return self._remote_parent
+
+    # -- the trace.Span API
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return not self._end
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        if self._end:
+            return
+        attributes = self._attributes
+        if key not in attributes and len(attributes) >= _MAX_ATTRIBUTES:
+            self.dropped_attributes += 1
+            return
+        attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        if len(self._attributes) + len(attributes) <= _MAX_ATTRIBUTES and not self._end:
+            self._attributes.update(attributes)
+            return
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if isinstance(status, Status):
+            code, description = status.status_code, status.description
+        else:
+            code = status
+        if self._end or code is StatusCode.UNSET or self.status_code is StatusCode.OK:
+            return
+        self.status_code = code
+        self.status_message = (description or "") if code is StatusCode.ERROR else ""
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        if self._end:
+            return
+        if self._events is None:
+            self._events = []
+        if len(self._events) >= _MAX_EVENTS:
+            self.dropped_events += 1
+            return
+        self._events.append((name, timestamp or time.time_ns(), attributes))
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        recorded = {
+            "exception.type": type(exception).__name__,
+            "exception.message": str(exception),
+            **(attributes or {}),
+        }
+        self.add_event("exception", recorded, timestamp)
+
+    def update_name(self, name: str) -> None:
+        if not self._end:
+            self.name = name
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end:
+            return
+        self._end = end_time or time.time_ns()
+        self._sink(self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is not None and not self._end:
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
+
+
+class RecordingTracer:
+    """Spans with ids made as service.tracing.PropagatingTracer makes them (a child keeps its
+    parent's trace id and tracestate), recorded when `sample` says so, else with the sampled
+    flag off and recording nothing."""
+
+    def __init__(self, sample: Sampler, sink: Callable[[RecordingSpan], None]) -> None:
+        self._sample = sample
+        self._sink = sink
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+    ) -> trace.Span:
+        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        if parent is not None and parent.is_valid:
+            trace_id, state = parent.trace_id, parent.trace_state
+        else:
+            parent, trace_id, state = None, _new_id(128), None
+        sampled = self._sample(parent or trace.INVALID_SPAN_CONTEXT, trace_id)
+        own = SpanContext(
+            trace_id,
+            _new_id(64),
+            is_remote=False,
+            trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
+            trace_state=state,
+        )
+        if not sampled:
+            return NonRecordingSpan(own)
+        return RecordingSpan(name, own, parent, kind, attributes, self._sink)
