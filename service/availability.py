@@ -16,6 +16,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -69,15 +70,24 @@ def _grid(first: date, last: date, zone: ZoneInfo, step: int) -> tuple[int, ...]
     return tuple(candidate_starts(first, last, zone, step))
 
 
-def _cache_key(
-    p: Participant, duration: int, first: date, last: date, timezone: str, mark: str
-) -> tuple[object, ...]:
-    """What identifies one upstream answer: only what Vyte is asked (rule 5's parameters
-    are applied to its answer, so every variant of a query shares it), and the participant's
-    booking mark when it was asked (`Store.booking_marks`): once the gateway writes one of
-    their bookings, having just changed the event in Vyte or heard of a change made there,
-    the next answer asks Vyte again, on every replica."""
-    return (p.is_email, p.key, duration, first, last, timezone, mark)
+class _Ask(NamedTuple):
+    """What identifies one upstream answer, and the cache key of it: only what Vyte is asked
+    (rule 5's parameters are applied to its answer, so every variant of a query shares it),
+    and the participant's booking mark when it was asked (`Store.booking_marks`): once the
+    gateway writes one of their bookings, having just changed the event in Vyte or heard of a
+    change made there, the next answer asks Vyte again, on every replica."""
+
+    is_email: bool
+    key: str
+    duration: int
+    first: date
+    last: date
+    timezone: str
+    mark: str
+
+
+def _ask(p: Participant, duration: int, first: date, last: date, timezone: str, mark: str) -> _Ask:
+    return _Ask(p.is_email, p.key, duration, first, last, timezone, mark)
 
 
 @attrs.frozen
@@ -151,8 +161,8 @@ class AvailabilityService:
         self._now = now
         # The replicas' common cache behind this process's own (None: this process only).
         self._shared = shared if cache_ttl > 0 else None
-        self._cache: dict[tuple[object, ...], tuple[float, tuple[Interval, ...]]] = {}
-        self._inflight: dict[tuple[object, ...], asyncio.Future[tuple[Interval, ...]]] = {}
+        self._cache: dict[_Ask, tuple[float, tuple[Interval, ...]]] = {}
+        self._inflight: dict[_Ask, asyncio.Future[tuple[Interval, ...]]] = {}
         # Whole answers by query, oldest first (see `_reuse`), and the slots they hold.
         self._answers: dict[AvailabilityQuery, _Answer] = {}
         self._answer_slots = 0
@@ -170,20 +180,11 @@ class AvailabilityService:
         """Participant's free windows from Vyte (merged): cached, or asked now if `fresh`
         (then not kept: a booking written next changes the mark it would be kept under)."""
         if fresh:
-            return await self._ask_vyte(participant, duration, first, last, timezone)
+            return await self._ask_vyte(_ask(participant, duration, first, last, timezone, ""))
         (mark,) = await self._store.booking_marks([participant.key])
-        key = _cache_key(participant, duration, first, last, timezone, mark)
-        return await self._free(participant, key, duration, first, last, timezone)
+        return await self._free(_ask(participant, duration, first, last, timezone, mark))
 
-    async def _free(
-        self,
-        participant: Participant,
-        key: tuple[object, ...],
-        duration: int,
-        first: date,
-        last: date,
-        timezone: str,
-    ) -> tuple[Interval, ...]:
+    async def _free(self, key: _Ask) -> tuple[Interval, ...]:
         """The free windows under cache key `key`: this process's, a running fetch's, the
         shared cache's, or Vyte's."""
         cached = self._cached(key)
@@ -194,12 +195,12 @@ class AvailabilityService:
             _JOINED.inc()
             return await asyncio.shield(running)
         _MISS.inc()
-        task = asyncio.ensure_future(self._fetch(participant, key, duration, first, last, timezone))
+        task = asyncio.ensure_future(self._fetch(key))
         self._inflight[key] = task
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
-    def _cached(self, key: tuple[object, ...]) -> tuple[Interval, ...] | None:
+    def _cached(self, key: _Ask) -> tuple[Interval, ...] | None:
         """This process's unexpired answer for `key`, counted as a hit; None otherwise."""
         if self._ttl <= 0:
             return None
@@ -209,15 +210,7 @@ class AvailabilityService:
         _HIT.inc()
         return hit[1]
 
-    async def _fetch(
-        self,
-        participant: Participant,
-        key: tuple[object, ...],
-        duration: int,
-        first: date,
-        last: date,
-        timezone: str,
-    ) -> tuple[Interval, ...]:
+    async def _fetch(self, key: _Ask) -> tuple[Interval, ...]:
         shared = await self._shared_get(key)
         if shared is not None:
             _SHARED_HIT.inc()
@@ -225,18 +218,16 @@ class AvailabilityService:
             # Kept here only for what the shared entry has left: one TTL in all.
             self._remember(key, free, min(left, self._ttl))
             return free
-        free = await self._ask_vyte(participant, duration, first, last, timezone)
+        free = await self._ask_vyte(key)
         if self._ttl > 0:
             self._remember(key, free)
             await self._shared_set(key, free)
         return free
 
-    async def _ask_vyte(
-        self, participant: Participant, duration: int, first: date, last: date, timezone: str
-    ) -> tuple[Interval, ...]:
-        who = {"emails": participant.key} if participant.is_email else {"users": participant.key}
+    async def _ask_vyte(self, ask: _Ask) -> tuple[Interval, ...]:
+        who = {"emails": ask.key} if ask.is_email else {"users": ask.key}
         answer = await self._vyte.slots(
-            duration=duration, first=first, last=last, timezone=timezone, **who
+            duration=ask.duration, first=ask.first, last=ask.last, timezone=ask.timezone, **who
         )
         try:
             windows = parse_windows((w.start.date_time, w.end.date_time) for w in answer.slots)
@@ -245,13 +236,11 @@ class AvailabilityService:
         return tuple(merge_intervals(windows))
 
     @staticmethod
-    def _shared_key(key: tuple[object, ...]) -> str:
+    def _shared_key(key: _Ask) -> str:
         text = json.dumps([str(part) for part in key], separators=(",", ":"))
         return "slots:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
-    async def _shared_get(
-        self, key: tuple[object, ...]
-    ) -> tuple[tuple[Interval, ...], float] | None:
+    async def _shared_get(self, key: _Ask) -> tuple[tuple[Interval, ...], float] | None:
         """The shared answer and the seconds it has left; None, asking Vyte instead, when
         there is none or the shared cache fails in any way (it is only an optimisation)."""
         if self._shared is None:
@@ -269,7 +258,7 @@ class AvailabilityService:
             log.warning("shared_slot_cache_unreadable", error=f"{type(err).__name__}: {err}")
             return None
 
-    async def _shared_set(self, key: tuple[object, ...], free: tuple[Interval, ...]) -> None:
+    async def _shared_set(self, key: _Ask, free: tuple[Interval, ...]) -> None:
         if self._shared is None:
             return
         try:
@@ -279,9 +268,7 @@ class AvailabilityService:
         except Exception as err:
             log.warning("shared_slot_cache_unwritable", error=f"{type(err).__name__}: {err}")
 
-    def _remember(
-        self, key: tuple[object, ...], free: tuple[Interval, ...], ttl: float | None = None
-    ) -> None:
+    def _remember(self, key: _Ask, free: tuple[Interval, ...], ttl: float | None = None) -> None:
         """Cache `free`; drop what expired, and the oldest entries beyond CACHE_ENTRIES.
 
         Entries live for at most the TTL and are inserted in time order, so the front of
@@ -309,18 +296,16 @@ class AvailabilityService:
             )
         return busy
 
-    async def _participant(
-        self, p: Participant, q: AvailabilityQuery, key: tuple[object, ...]
-    ) -> _Outcome:
+    async def _participant(self, key: _Ask) -> _Outcome:
         try:
-            free = await self._free(p, key, q.duration, q.first, q.last, q.timezone)
+            free = await self._free(key)
         except vyte_errors.VyteError as err:
             return _outcome_of(err)
         return _Outcome(free=free)
 
-    def _keys(self, q: AvailabilityQuery, marks: tuple[str, ...]) -> list[tuple[object, ...]]:
+    def _keys(self, q: AvailabilityQuery, marks: tuple[str, ...]) -> list[_Ask]:
         return [
-            _cache_key(p, q.duration, q.first, q.last, q.timezone, mark)
+            _ask(p, q.duration, q.first, q.last, q.timezone, mark)
             for p, mark in zip(q.participants, marks, strict=True)
         ]
 
@@ -398,9 +383,7 @@ class AvailabilityService:
             # One store read for everybody's own bookings, alongside the Vyte fan-out.
             own = asyncio.ensure_future(self.own_bookings(q))
             try:
-                fetched = await asyncio.gather(
-                    *(self._participant(q.participants[i], q, keys[i]) for i in missing)
-                )
+                fetched = await asyncio.gather(*(self._participant(keys[i]) for i in missing))
             except BaseException:
                 own.cancel()
                 raise

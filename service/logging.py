@@ -79,8 +79,12 @@ class Redactor:
                 return True
         return False
 
+    def _triggered(self, text: str) -> bool:
+        """Whether some pattern can begin a match in `text` (the cheap scans first)."""
+        return self._may_hold_secret(text) and self._trigger.search(text) is not None
+
     def scrub(self, text: str) -> str:
-        if not self._may_hold_secret(text) or self._trigger.search(text) is None:
+        if not self._triggered(text):
             return text
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
@@ -135,8 +139,7 @@ class Redactor:
                 return False
             if secret_key.get(key, True) and self._is_secret_key(key):
                 return False
-        joined = "\n".join(texts)
-        return not self._may_hold_secret(joined) or self._trigger.search(joined) is None
+        return not self._triggered("\n".join(texts))
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]

@@ -125,6 +125,22 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     children[1].observe(seconds)
 
 
+_upstream_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+
+def observe_upstream(endpoint: str, outcome: str, seconds: float | None) -> None:
+    """Count one Vyte call attempt and, when it was sent (`seconds` not None), its latency;
+    children kept as for requests (endpoints and outcomes are a handful of values each)."""
+    key = (endpoint, outcome)
+    children = _upstream_children.get(key)
+    if children is None:
+        children = (UPSTREAM_REQUESTS.labels(*key), UPSTREAM_LATENCY.labels(*key))
+        _upstream_children[key] = children
+    children[0].inc()
+    if seconds is not None:
+        children[1].observe(seconds)
+
+
 # Known label values start at zero, so rates and dashboards work before the first event.
 for _result in ("hit", "miss", "shared_hit", "joined"):
     SLOT_CACHE.labels(_result)

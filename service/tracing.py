@@ -13,7 +13,6 @@ import functools
 import inspect
 import logging
 import os
-import random
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -38,6 +37,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
+from service.otlp.spans import new_id
 from service.store.base import Delivery, Operation, Store, UnresolvedCreate
 
 log = structlog.get_logger("tracing")
@@ -69,13 +69,6 @@ StoreT = TypeVar("StoreT", bound=Store)
 
 
 # -- ids and the trace context on the wire ------------------------------------------------
-
-
-def _new_id(bits: int) -> int:
-    while True:  # an all-zero id is invalid in W3C trace context
-        value = random.getrandbits(bits)
-        if value:
-            return value
 
 
 def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
@@ -190,8 +183,8 @@ def _propagated(parent: SpanContext | None) -> NonRecordingSpan:
     """A span that records nothing: a child of `parent` when valid, else a new trace's root."""
     if parent is not None and parent.is_valid:
         flags, state = parent.trace_flags, parent.trace_state
-        return NonRecordingSpan(SpanContext(parent.trace_id, _new_id(64), False, flags, state))
-    return NonRecordingSpan(SpanContext(_new_id(128), _new_id(64), is_remote=False))
+        return NonRecordingSpan(SpanContext(parent.trace_id, new_id(64), False, flags, state))
+    return NonRecordingSpan(SpanContext(new_id(128), new_id(64), is_remote=False))
 
 
 _PROPAGATING = PropagatingTracer()

@@ -34,7 +34,8 @@ _MAX_ATTRIBUTES = 128
 _MAX_EVENTS = 128
 
 
-def _new_id(bits: int) -> int:
+def new_id(bits: int) -> int:
+    """A random W3C trace (128 bits) or span (64 bits) id."""
     while True:  # an all-zero id is invalid in W3C trace context
         value = random.getrandbits(bits)
         if value:
@@ -260,11 +261,11 @@ class RecordingTracer:
         if parent is not None and parent.is_valid:
             trace_id, state = parent.trace_id, parent.trace_state
         else:
-            parent, trace_id, state = None, _new_id(128), None
+            parent, trace_id, state = None, new_id(128), None
         sampled = self._sample(parent or trace.INVALID_SPAN_CONTEXT, trace_id)
         own = SpanContext(
             trace_id,
-            _new_id(64),
+            new_id(64),
             is_remote=False,
             trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
             trace_state=state,

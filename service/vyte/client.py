@@ -10,7 +10,6 @@ budget; POST/PUT/DELETE are never retried.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import math
 import time
@@ -388,10 +387,7 @@ class VyteClient:
         endpoint: str, outcome: str, status: int | None, attempt: int, elapsed: float | None
     ) -> None:
         """Metrics and the log line of one attempt (`elapsed` None: it was never sent)."""
-        count, latency = _attempt_metrics(endpoint, outcome)
-        count.inc()
-        if elapsed is not None:
-            latency.observe(elapsed)
+        metrics.observe_upstream(endpoint, outcome, elapsed)
         log.info(
             "upstream",
             endpoint=endpoint,
@@ -468,16 +464,6 @@ def _json(raw: bytes, status: int) -> Any:
         return json.loads(raw)
     except ValueError:
         raise errors.VyteBadResponse("answer is not JSON", status=status) from None
-
-
-@functools.cache
-def _attempt_metrics(endpoint: str, outcome: str) -> tuple[Any, Any]:
-    """The request counter and latency histogram of one (endpoint, outcome), looked up once:
-    both name a handful of values each, and a label lookup costs more than the count."""
-    return (
-        metrics.UPSTREAM_REQUESTS.labels(endpoint, outcome),
-        metrics.UPSTREAM_LATENCY.labels(endpoint, outcome),
-    )
 
 
 def _raise_for_status(status: int, retry_after: str | None) -> None:

@@ -195,14 +195,15 @@ async def write_booking(
     booking: Booking,
     expected_version: int | None,
     deliveries: Sequence[Delivery],
-    before: list[str | None],
+    before: list[str | None] | None = None,
 ) -> bool:
     """Write `booking` and enqueue `deliveries` if the stored version is
-    `expected_version` (None: absent); inside a write transaction. `before[0]` is set to
-    the organizer the stored booking had, if any (a write changes both of theirs marks)."""
+    `expected_version` (None: absent); inside a write transaction. When given, `before[0]`
+    is set to the organizer the stored booking had, if any (the caller gives both of them new
+    marks once the transaction has ended: `mark_written`)."""
     row = await fetch_one(db, "SELECT version, organizer FROM bookings WHERE id = ?", (booking.id,))
     stored = None if row is None else int(row["version"])
-    if row is not None:
+    if row is not None and before is not None:
         before[0] = str(row["organizer"])
     if stored != expected_version:
         return False
