@@ -199,18 +199,12 @@ def run(quick: bool = False, before: Path | None = None) -> dict[str, float]:
 
 def _second_gateway(running: Stack, code: Path) -> Server:
     """A gateway from another checkout, on the same sandbox, with its own store."""
-    env = {
-        "PYTHONPATH": str(code.resolve()),
-        "VYTE_BASE_URL": running.sandbox.url,
-        "VYTE_API_KEY": VYTE_AUTH["Authorization"],
-        "API_TOKENS": f"bench:{harness.TOKEN}",
-        "STORE_URL": f"sqlite:///{running.workdir}/before.sqlite3",
-        "LOG_LEVEL": "info",
-        "SHUTDOWN_TIMEOUT": "5",
-        "SLOT_CACHE_TTL": "0",
-    }
-    return harness.start_server(
-        "gateway-before", ["-m", "service", "serve"], running.workdir, env=env
+    return harness.another_gateway(
+        running,
+        "gateway-before",
+        store_url=f"sqlite:///{running.workdir}/before.sqlite3",
+        slot_cache_ttl="0",
+        code=code,
     )
 
 

@@ -212,6 +212,54 @@ def stack(
             sandbox.stop()
 
 
+def another_gateway(
+    running: Stack,
+    name: str,
+    *,
+    store_url: str,
+    slot_cache_ttl: str,
+    code: Path | None = None,
+) -> Server:
+    """One more gateway on `running`'s sandbox, with its own store; from another checkout of
+    the repository when `code` is given (a before/after in one run)."""
+    env = {
+        "VYTE_BASE_URL": running.sandbox.url,
+        "VYTE_API_KEY": VYTE_AUTH["Authorization"],
+        "API_TOKENS": f"bench:{TOKEN}",
+        "STORE_URL": store_url,
+        "LOG_LEVEL": "info",
+        "SHUTDOWN_TIMEOUT": "5",
+        "SLOT_CACHE_TTL": slot_cache_ttl,
+    }
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
+    return start_server(name, ["-m", "service", "serve"], running.workdir, env=env)
+
+
+def interleaved_load(
+    targets: dict[str, tuple[Server, str, dict[str, str]]],
+    *,
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Closed-loop load on every target once per round, in order (a noisy moment hits all of
+    them alike): per target, req/s and its server's CPU seconds per request in each round.
+    Any answer but 200 stops the run."""
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    cpus: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (server, url, headers) in targets.items():
+            cpu = server.cpu_seconds()
+            result = load_process(url, headers, concurrency=concurrency, seconds=seconds)
+            if result.errors or set(result.statuses) != {200}:
+                raise RuntimeError(f"{url}: unexpected answers {result.statuses}")
+            rates[name].append(result.rate)
+            # The CPU includes the loader's 0.2 s warm-up; per request it is still fair.
+            cpus[name].append((server.cpu_seconds() - cpu) / result.count)
+    return rates, cpus
+
+
 def _profile(gateway: Server) -> subprocess.Popen[bytes] | None:
     """With BENCH_PY_SPY=/path/to/py-spy, record the gateway while it runs (collapsed stacks,
     one file per gateway, in BENCH_PROFILE_DIR or the current directory). Off by default: the

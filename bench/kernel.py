@@ -77,7 +77,7 @@ def working_hours(days: int, rng: random.Random, *, shuffled: bool) -> Free:
     return free
 
 
-def run_kernel(free: Free, days: int, required: int) -> list[SlotMatch]:
+def run_kernel(free: Free, days: int, required: int) -> Sequence[SlotMatch]:
     return find_slots(
         free,
         first=FIRST_DAY,
@@ -97,7 +97,7 @@ def run_ranked(
     *,
     buffers: int = RANKED_BUFFERS,
     order: Order = "best",
-) -> list[SlotMatch]:
+) -> Sequence[SlotMatch]:
     """The kernel as ``order=best`` with buffers asks for it (``grid`` given: as the gateway,
     which caches the grid of a query range)."""
     return find_slots(
@@ -115,7 +115,7 @@ def run_ranked(
     )
 
 
-def run_naive(free: Free, days: int, required: int) -> list[SlotMatch]:
+def run_naive(free: Free, days: int, required: int) -> Sequence[SlotMatch]:
     """Baseline: for every candidate and participant, scan that participant's raw windows."""
     duration = DURATION * 60
     grid = candidate_starts(FIRST_DAY, FIRST_DAY + timedelta(days=days - 1), TIME_ZONE, STEP)

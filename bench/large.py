@@ -104,7 +104,7 @@ def measure(rounds: int, seconds: float, before: Path | None) -> dict[str, float
     ):
         gateways = [("", running.gateway)]
         if before is not None:
-            old = warm._second_gateway(running, before)
+            old = warm.before_gateway(running, before)
             others.callback(old.stop)
             gateways.insert(0, ("before: ", old))
         body = _fetch(_url(running.gateway))

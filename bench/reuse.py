@@ -25,19 +25,6 @@ OTHER_BOOKINGS = 300
 WEEK = "5 participants, 7 days"
 
 
-def _gateway(running: harness.Stack, name: str, store_url: str) -> Server:
-    env = {
-        "VYTE_BASE_URL": running.sandbox.url,
-        "VYTE_API_KEY": harness.VYTE_AUTH["Authorization"],
-        "API_TOKENS": f"bench:{harness.TOKEN}",
-        "STORE_URL": store_url,
-        "LOG_LEVEL": "info",
-        "SHUTDOWN_TIMEOUT": "5",
-        "SLOT_CACHE_TTL": "3600",
-    }
-    return harness.start_server(name, ["-m", "service", "serve"], running.workdir, env=env)
-
-
 async def _book_others(gateway: Server, count: int) -> None:
     """`count` active bookings of generated people 10-49 (none of them in the week's query),
     an hour each, on the week's days and the weeks after it."""
@@ -64,20 +51,25 @@ async def _book_others(gateway: Server, count: int) -> None:
 def measure(rounds: int, seconds: float) -> dict[str, float]:
     week = urlencode(warm.cases()[WEEK])
     targets: dict[str, tuple[Server, str, dict[str, str], str | None]] = {}
-    rates: dict[str, list[float]] = {}
-    cpus: dict[str, list[float]] = {}
     with (
         harness.stack(generated_users=50, gateway_env={"SLOT_CACHE_TTL": "3600"}) as running,
         replicas.redis_server(running.workdir) as redis_url,
         contextlib.ExitStack() as others,
     ):
         gateways = [("SQLite", running.gateway)]
-        booked = _gateway(running, "gateway-booked", f"sqlite:///{running.workdir}/booked.sqlite3")
+        booked = harness.another_gateway(
+            running,
+            "gateway-booked",
+            store_url=f"sqlite:///{running.workdir}/booked.sqlite3",
+            slot_cache_ttl="3600",
+        )
         others.callback(booked.stop)
         asyncio.run(_book_others(booked, OTHER_BOOKINGS))
         gateways.append((f"SQLite, {OTHER_BOOKINGS} other bookings", booked))
         if redis_url is not None:
-            on_redis = _gateway(running, "gateway-redis", f"{redis_url}/0")
+            on_redis = harness.another_gateway(
+                running, "gateway-redis", store_url=f"{redis_url}/0", slot_cache_ttl="3600"
+            )
             others.callback(on_redis.stop)
             gateways.append(("Redis", on_redis))
         for label, gateway in gateways:
@@ -90,16 +82,12 @@ def measure(rounds: int, seconds: float) -> dict[str, float]:
                 livez,
             )
         asyncio.run(warm._prime([url for _, url, _, _ in targets.values()]))
-        for _ in range(rounds):
-            for name, (server, url, headers, _) in targets.items():
-                cpu = server.cpu_seconds()
-                result = harness.load_process(
-                    url, headers, concurrency=CONCURRENCY, seconds=seconds
-                )
-                if result.errors or set(result.statuses) != {200}:
-                    raise RuntimeError(f"{url}: unexpected answers {result.statuses}")
-                rates.setdefault(name, []).append(result.rate)
-                cpus.setdefault(name, []).append((server.cpu_seconds() - cpu) / result.count)
+        rates, cpus = harness.interleaved_load(
+            {name: target[:3] for name, target in targets.items()},
+            rounds=rounds,
+            seconds=seconds,
+            concurrency=CONCURRENCY,
+        )
     rows: list[list[object]] = []
     headline: dict[str, float] = {}
     for index, (name, (_, _, _, base)) in enumerate(targets.items()):

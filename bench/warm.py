@@ -227,8 +227,6 @@ def measure_edge(rounds: int, seconds: float, before: Path | None = None) -> dic
     """
     # name -> (server, url, headers, the row its ratio is taken against)
     targets: dict[str, tuple[Server, str, dict[str, str], str | None]] = {}
-    rates: dict[str, list[float]] = {}
-    cpus: dict[str, list[float]] = {}
     bare = "bare aiohttp, one trivial handler"
     with (
         harness.trivial_server() as trivial,
@@ -237,7 +235,7 @@ def measure_edge(rounds: int, seconds: float, before: Path | None = None) -> dic
     ):
         gateways = [("", running.gateway)]
         if before is not None:
-            old = _second_gateway(running, before)
+            old = before_gateway(running, before)
             others.callback(old.stop)
             gateways.append(("before: ", old))
         targets[bare] = (trivial, trivial.url + "/", {}, None)
@@ -248,17 +246,12 @@ def measure_edge(rounds: int, seconds: float, before: Path | None = None) -> dic
                 url = f"{gateway.url}/v1/availability?{urlencode(params)}"
                 targets[label + name] = (gateway, url, AUTH, livez)
         asyncio.run(_prime([url for _, url, _, _ in targets.values()]))
-        for _ in range(rounds):
-            for name, (server, url, headers, _) in targets.items():
-                cpu = server.cpu_seconds()
-                result = harness.load_process(
-                    url, headers, concurrency=EDGE_CONCURRENCY, seconds=seconds
-                )
-                if result.errors or set(result.statuses) != {200}:
-                    raise RuntimeError(f"{url}: unexpected answers {result.statuses}")
-                rates.setdefault(name, []).append(result.rate)
-                # The CPU includes the loader's 0.2 s warm-up; per request it is still fair.
-                cpus.setdefault(name, []).append((server.cpu_seconds() - cpu) / result.count)
+        rates, cpus = harness.interleaved_load(
+            {name: target[:3] for name, target in targets.items()},
+            rounds=rounds,
+            seconds=seconds,
+            concurrency=EDGE_CONCURRENCY,
+        )
     names = list(targets)
     bases = {name: base for name, (_, _, _, base) in targets.items()}
     ratios = {
@@ -310,20 +303,14 @@ def measure_edge(rounds: int, seconds: float, before: Path | None = None) -> dic
     return headline
 
 
-def _second_gateway(running: harness.Stack, code: Path) -> Server:
+def before_gateway(running: harness.Stack, code: Path) -> Server:
     """A gateway from another checkout, on the same sandbox, with its own store."""
-    env = {
-        "PYTHONPATH": str(code.resolve()),
-        "VYTE_BASE_URL": running.sandbox.url,
-        "VYTE_API_KEY": harness.VYTE_AUTH["Authorization"],
-        "API_TOKENS": f"bench:{harness.TOKEN}",
-        "STORE_URL": f"sqlite:///{running.workdir}/before.sqlite3",
-        "LOG_LEVEL": "info",
-        "SHUTDOWN_TIMEOUT": "5",
-        "SLOT_CACHE_TTL": "3600",
-    }
-    return harness.start_server(
-        "gateway-before", ["-m", "service", "serve"], running.workdir, env=env
+    return harness.another_gateway(
+        running,
+        "gateway-before",
+        store_url=f"sqlite:///{running.workdir}/before.sqlite3",
+        slot_cache_ttl="3600",
+        code=code,
     )
 
 
