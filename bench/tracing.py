@@ -245,8 +245,10 @@ def _hook_costs(count: int) -> dict[str, float]:
         started = time.process_time()
         for _ in range(count):
             if hooked:
-                await http_tracing.request_span(request, handler)
+                entered = http_tracing.enter(request)
+                await handler(request)
                 tracing.add_trace_ids(None, "info", event)
+                http_tracing.leave(entered, 200, None)
             else:
                 await handler(request)
         return (time.process_time() - started) / count * 1e6
@@ -288,29 +290,23 @@ def _hook_costs(count: int) -> dict[str, float]:
 
 def _untraced(argv: Sequence[str]) -> int:
     """Run the service with its tracing hooks replaced by no-ops (the baseline)."""
-    from service import tracing
+    from service import tracing, tracing_export
     from service.http import tracing as http_tracing
-
-    @web.middleware
-    async def passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
-        response: web.StreamResponse = await handler(request)
-        return response
 
     async def no_export(app: web.Application) -> Any:
         yield
 
-    http_tracing.request_span = passthrough  # type: ignore[assignment]
-    tracing.client_trace_configs = list  # type: ignore[assignment]
+    http_tracing.enter = lambda request: None  # type: ignore[assignment]
+    http_tracing.leave = lambda entered, status, request_id: None  # type: ignore[assignment]
+    tracing.upstream_started = lambda method, path, host, port, headers: None  # type: ignore[assignment,return-value]
+    tracing.upstream_ended = lambda span, status, error: None  # type: ignore[assignment]
     tracing.trace_store = lambda store: store  # type: ignore[assignment]
-    tracing.export = no_export  # type: ignore[assignment]
+    tracing_export.export = no_export  # type: ignore[assignment]
     from service import logging as service_logging
 
     service_logging.add_trace_ids = lambda logger, method, event: event  # type: ignore[assignment]
-    from service import app
     from service.__main__ import main as service_main
 
-    if app.request_span is not passthrough:
-        raise RuntimeError("service.app was imported before its tracing hooks were replaced")
     return service_main(list(argv))
 
 

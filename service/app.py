@@ -14,7 +14,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from service import keys, tracing
+from service import keys, tracing, tracing_export
 from service.availability import AvailabilityService
 from service.bookings import BookingService
 from service.config import Settings
@@ -25,7 +25,6 @@ from service.http.handlers import created_answer
 from service.http.middlewares import request_edge
 from service.http.parsing import MAX_BODY
 from service.http.resources import webhook_body
-from service.http.tracing import request_span
 from service.listing import BookingListing
 from service.notify.connector import webhook_session
 from service.notify.dispatcher import Dispatcher
@@ -51,7 +50,6 @@ log = structlog.get_logger("app")
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
-            request_span,
             request_edge(
                 settings.api_tokens, (WEBHOOK_PREFIX,), budget_seconds=settings.request_budget
             ),
@@ -59,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY,
     )
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.append(tracing.export)
+    app.cleanup_ctx.append(tracing_export.export)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_vyte)
     app.cleanup_ctx.append(_services)
@@ -78,9 +76,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _vyte(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     connector = aiohttp.TCPConnector(limit=settings.vyte_concurrency, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
-        connector=connector, raise_for_status=False, trace_configs=tracing.client_trace_configs()
-    ) as session:
+    # The Vyte client gives each call its span itself (aiohttp's TraceConfig signals cost more
+    # than the calls' spans: bench/RESULTS.md).
+    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
         app[keys.VYTE] = VyteClient(session, VyteOptions.from_settings(settings))
         yield
 

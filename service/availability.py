@@ -226,11 +226,11 @@ class AvailabilityService:
 
     async def _ask_vyte(self, ask: _Ask) -> tuple[Interval, ...]:
         who = {"emails": ask.key} if ask.is_email else {"users": ask.key}
-        answer = await self._vyte.slots(
+        pairs = await self._vyte.slot_windows(
             duration=ask.duration, first=ask.first, last=ask.last, timezone=ask.timezone, **who
         )
         try:
-            windows = parse_windows((w.start.date_time, w.end.date_time) for w in answer.slots)
+            windows = parse_windows(pairs)
         except ValueError as err:
             raise vyte_errors.VyteBadResponse(f"unreadable slot: {err}") from None
         return tuple(merge_intervals(windows))

@@ -220,10 +220,12 @@ def _format_exc_info(
 
 
 class Loggers:
-    """Loggers written on every request, built once by `configure` (structlog's lazy proxy
-    would bind a new one on every call); structlog's own lazy ones until then."""
+    """Loggers written on every request (the access line) and every Vyte call (its
+    `upstream` line), built once by `configure` (structlog's lazy proxy would bind a new one
+    on every call); structlog's own lazy ones until then."""
 
     access: Any = structlog.get_logger("access")
+    upstream: Any = structlog.get_logger("vyte")
 
 
 class _InfoLines:
@@ -287,11 +289,11 @@ def configure(
         cache_logger_on_first_use=False,
     )
     # On the processors list structlog keeps (capture_logs changes it in place).
-    Loggers.access = (
-        _InfoLines(structlog.get_config()["processors"], output)
-        if numeric_level <= logging.INFO
-        else structlog.get_logger("access").bind()
-    )
+    if numeric_level <= logging.INFO:
+        Loggers.access = Loggers.upstream = _InfoLines(structlog.get_config()["processors"], output)
+    else:
+        Loggers.access = structlog.get_logger("access").bind()
+        Loggers.upstream = structlog.get_logger("vyte").bind()
     _route_stdlib(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -352,6 +354,7 @@ def reset() -> None:
     """Undo `configure` (for tests): structlog's defaults, stdlib logging as it was."""
     structlog.reset_defaults()
     Loggers.access = structlog.get_logger("access")
+    Loggers.upstream = structlog.get_logger("vyte")
     root = logging.getLogger()
     for old in _our_handlers(root):
         root.removeHandler(old)

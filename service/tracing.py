@@ -2,28 +2,24 @@
 calls, operations and webhook deliveries, exported over OTLP only when OTEL_* ask for it.
 
 With no exporter configured, spans record nothing but still get fresh ids, so the trace context
-reaches logs, Vyte and webhook receivers at the cost of two random numbers per span. With one,
-spans are recorded and posted in batches by service.otlp (its own thread).
+reaches logs, Vyte and webhook receivers at the cost of a random number or two per span. With
+one, spans are recorded and posted in batches by service.otlp (its own thread). The current
+span is the gateway's own context variable, not OpenTelemetry's context API.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import functools
 import inspect
 import logging
-import os
 import re
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from types import SimpleNamespace
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
-import attrs
 import structlog
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -37,7 +33,14 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from service.otlp.spans import new_id
+from service.otlp.spans import (
+    QuietSpan,
+    RecordingSpan,
+    new_ids,
+    new_span_hex,
+    quiet_child,
+    quiet_root,
+)
 from service.store.base import Delivery, Operation, Store, UnresolvedCreate
 
 log = structlog.get_logger("tracing")
@@ -47,9 +50,6 @@ TRACESTATE = "tracestate"
 #: Probes and scrapes: their log lines carry trace ids, but they are never exported (a
 #: kubelet probing every few seconds would bury every real trace).
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
-SERVICE_NAME = "booking-gateway"
-#: seconds the last spans may take to leave at shutdown
-FLUSH_SECONDS = 3.0
 
 # version-traceid-parentid-flags; later versions may append fields after another "-".
 _TRACEPARENT = re.compile(
@@ -113,13 +113,24 @@ def format_traceparent(span_context: SpanContext) -> str:
     )
 
 
-def _parent(traceparent: str | None, tracestate: str | None = None) -> Context:
-    """A context whose span is the remote parent, or an empty one (a new trace starts, even
-    if something else happens to be current)."""
-    remote = parse_traceparent(traceparent, tracestate)
-    if remote is None:
-        return Context()
-    return trace.set_span_in_context(NonRecordingSpan(remote), Context())
+def _stored_parent(trace_context: str | None) -> SpanContext | None:
+    """The parent a context `current_trace_context` gave names (None: a new trace starts)."""
+    traceparent, _, tracestate = (trace_context or "").partition("\n")
+    return parse_traceparent(traceparent, tracestate or None)
+
+
+def _headers_of(span: trace.Span) -> tuple[str, str] | None:
+    """(`traceparent`, `tracestate`) naming `span` as the parent, or None for an invalid one."""
+    if type(span) is QuietSpan:
+        return span.traceparent(), span.tracestate()
+    span_context = span.get_span_context()
+    if type(span) is RecordingSpan:
+        trace_hex, span_hex = span.hex_ids()
+        flags = "01" if span_context.trace_flags & TraceFlags.SAMPLED else "00"
+        return f"00-{trace_hex}-{span_hex}-{flags}", span_context.trace_state.to_header()
+    if not span_context.is_valid:
+        return None
+    return format_traceparent(span_context), span_context.trace_state.to_header()
 
 
 def current_trace_context() -> str | None:
@@ -127,196 +138,154 @@ def current_trace_context() -> str | None:
     unresolved creates so their work continues this trace later, in any replica, also after a
     restart: its `traceparent`, then, when it carries one, a newline and its `tracestate`
     (a header value never holds a newline)."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+    headers = _headers_of(current_span())
+    if headers is None:
         return None
-    traceparent = format_traceparent(span_context)
-    state = span_context.trace_state.to_header()
+    traceparent, state = headers
     return f"{traceparent}\n{state}" if state else traceparent
 
 
-def _stored_parent(trace_context: str | None) -> Context:
-    """`_parent` of a context `current_trace_context` gave (None: a new trace starts)."""
-    traceparent, _, tracestate = (trace_context or "").partition("\n")
-    return _parent(traceparent, tracestate or None)
-
-
-def inject(headers: MutableMapping[str, str]) -> None:
-    """Add the current span as the parent to outgoing `headers`."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+def inject(headers: MutableMapping[str, str], span: trace.Span | None = None) -> None:
+    """Add `span` (by default the current one) as the parent to outgoing `headers`."""
+    ids = _headers_of(current_span() if span is None else span)
+    if ids is None:
         return
-    headers[TRACEPARENT] = format_traceparent(span_context)
-    state = span_context.trace_state.to_header()
-    if state:
-        headers[TRACESTATE] = state
+    headers[TRACEPARENT] = ids[0]
+    if ids[1]:
+        headers[TRACESTATE] = ids[1]
 
 
 # -- tracers ---------------------------------------------------------------------------------
 
 
 class _Tracer(Protocol):
-    def start_span(
+    def start(
         self,
         name: str,
-        context: Context | None = None,
+        parent: SpanContext | None,
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: Attributes = None,
-    ) -> trace.Span: ...
+    ) -> trace.Span:
+        """A span, the child of `parent` (None: the root of a new trace)."""
 
 
 class PropagatingTracer:
     """Spans that record nothing and export nothing, with fresh ids: a child keeps its
     parent's trace id, sampled flag and tracestate, so callers further down see one trace."""
 
-    def start_span(
+    def start(
         self,
         name: str,
-        context: Context | None = None,
+        parent: SpanContext | None,
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: Attributes = None,
     ) -> trace.Span:
-        return _propagated(trace.get_current_span(context).get_span_context())
+        return quiet_child(parent)
 
 
-def _propagated(parent: SpanContext | None) -> NonRecordingSpan:
-    """A span that records nothing: a child of `parent` when valid, else a new trace's root."""
-    if parent is not None and parent.is_valid:
-        flags, state = parent.trace_flags, parent.trace_state
-        return NonRecordingSpan(SpanContext(parent.trace_id, new_id(64), False, flags, state))
-    return NonRecordingSpan(SpanContext(new_id(128), new_id(64), is_remote=False))
+class _OtelTracer:
+    """Another OpenTelemetry tracer (e.g. the SDK's, in tests) as a `_Tracer`: the parent goes
+    to it in a Context, the way that API takes one."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+    ) -> trace.Span:
+        context = Context()
+        if parent is not None and parent.is_valid:
+            context = trace.set_span_in_context(NonRecordingSpan(parent), context)
+        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
 
 
 _PROPAGATING = PropagatingTracer()
 
 
 class _Active:
-    """The tracer spans come from: the SDK's while exporting, else the propagating one."""
+    """The tracer spans come from: the exporter's while exporting, else the propagating one."""
 
     tracer: _Tracer = _PROPAGATING
 
 
-def _child_tracer() -> _Tracer:
-    """Where a Vyte or store call's span comes from: it is recorded only when its parent is
-    (or when it has none), so an unsampled or quiet request costs the SDK nothing."""
-    parent = trace.get_current_span()
-    if parent.get_span_context().is_valid and not parent.is_recording():
-        return _PROPAGATING
-    return _Active.tracer
+def _child(name: str, kind: SpanKind, attributes: Attributes = None) -> trace.Span:
+    """A Vyte or store call's span, a child of the current one: it is recorded only when its
+    parent is (or when it has none), so an unsampled or quiet request costs the exporter
+    nothing."""
+    parent = current_span()
+    if type(parent) is QuietSpan:
+        return parent.child()
+    context = parent.get_span_context()
+    if context.is_valid and not parent.is_recording():
+        return quiet_child(context)
+    return _Active.tracer.start(name, context if context.is_valid else None, kind, attributes)
 
 
-def use_tracer(tracer: _Tracer | None) -> None:
-    """Make `tracer` (e.g. an SDK TracerProvider's) the source of spans; None: record nothing."""
-    _Active.tracer = tracer or _PROPAGATING
+def use_tracer(tracer: _Tracer | trace.Tracer | None) -> None:
+    """Make `tracer` the source of spans: the exporter's RecordingTracer, or any OpenTelemetry
+    tracer (an SDK TracerProvider's); None: record nothing."""
+    if tracer is None:
+        _Active.tracer = _PROPAGATING
+    elif isinstance(tracer, trace.Tracer):
+        _Active.tracer = _OtelTracer(tracer)
+    else:
+        _Active.tracer = tracer
 
 
-# -- export ------------------------------------------------------------------------------------
+# -- the current span ----------------------------------------------------------------------------
+
+# The span current in this task: the gateway keeps its own (OpenTelemetry's context API would
+# copy a Context on every switch and look it up through two layers on every log line).
+_CURRENT: ContextVar[trace.Span | None] = ContextVar("span", default=None)
 
 
-def _names(environ: Mapping[str, str], key: str) -> set[str]:
-    return {n.strip().lower() for n in environ.get(key, "").split(",") if n.strip()}
+def current_span() -> trace.Span:
+    """The current span, or the invalid span outside any trace."""
+    return _CURRENT.get() or trace.INVALID_SPAN
 
 
-def exporter_configured(environ: Mapping[str, str]) -> bool:
-    """Whether the standard OTEL_* variables ask for an OTLP trace exporter: an OTLP endpoint,
-    or OTEL_TRACES_EXPORTER=otlp; never with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporters = _names(environ, "OTEL_TRACES_EXPORTER")
-    if "none" in exporters:
-        return False
-    if exporters:
-        unsupported = exporters - {"otlp"}
-        if unsupported:
-            log.warning("tracing_exporter_unsupported", exporters=sorted(unsupported))
-        return "otlp" in exporters
-    return bool(
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
-
-
-def _protocol(environ: Mapping[str, str]) -> str:
-    return (
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-
-
-def _safe_endpoint(environ: Mapping[str, str]) -> str:
-    """Where spans go, for the start-up line: scheme, host and port only."""
-    url = (
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or "http://localhost:4318"
-    )
+@contextlib.contextmanager
+def using(span: trace.Span) -> Iterator[trace.Span]:
+    """`span` current inside the block (not ended at its end)."""
+    token = _CURRENT.set(span)
     try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
-    except ValueError:
-        return "(unparsable URL)"
-
-
-async def export(app: object) -> AsyncIterator[None]:
-    """cleanup_ctx: while the app runs, spans go to the OTLP/HTTP endpoint the OTEL_*
-    variables name (read from the process environment, as the SDK itself reads them);
-    they are flushed when it stops."""
-    environ = os.environ
-    if not exporter_configured(environ):
-        yield
-        return
-    if _protocol(environ) != "http/protobuf":
-        log.warning(
-            "tracing_protocol_unsupported", protocol=_protocol(environ), supported="http/protobuf"
-        )
-        yield
-        return
-    # Imported only when exporting. The SDK gives the resource (OTEL_SERVICE_NAME,
-    # OTEL_RESOURCE_ATTRIBUTES); spans, their encoding and export are service.otlp's, at a
-    # fraction of the SDK's cost per span (bench/RESULTS.md).
-    from opentelemetry.sdk.resources import Resource
-
-    from service.otlp.export import BatchExporter, settings
-    from service.otlp.spans import RecordingTracer, sampler
-
-    resource = Resource.create()
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
-    exporter = BatchExporter(settings(environ), resource.attributes, SERVICE_NAME)
-    use_tracer(RecordingTracer(sampler(environ), exporter.add))
-    exporter.start()
-    log.info("tracing_export", endpoint=_safe_endpoint(environ), protocol="http/protobuf")
-    try:
-        yield
+        yield span
     finally:
-        use_tracer(None)
-        await _flush(exporter.shutdown, exporter.abort)
+        _CURRENT.reset(token)
 
 
-async def _flush(shutdown: Callable[[], object], abort: Callable[[], object]) -> None:
-    """Flush what is left, for at most FLUSH_SECONDS: a collector that is down would otherwise
-    hold the exporter in its retries for its whole timeout, past the pod's grace period."""
-    flushing = threading.Thread(target=shutdown, name="otlp-flush", daemon=True)
-    flushing.start()
-    await asyncio.to_thread(flushing.join, FLUSH_SECONDS)
-    if flushing.is_alive():
-        log.warning("tracing_flush_abandoned", after_seconds=FLUSH_SECONDS)
-        abort()  # ends the exporter's retries; the spans still queued are dropped
-        await asyncio.to_thread(flushing.join, 1.0)
+def _hex_ids(span: trace.Span) -> tuple[str, str] | None:
+    """(trace id, span id) in hex, or None for an invalid span."""
+    if type(span) is QuietSpan:
+        return span.trace_hex, span.span_hex
+    if type(span) is RecordingSpan:
+        return span.hex_ids()
+    context = span.get_span_context()
+    if not context.is_valid:  # then the ids fit 128 and 64 bits
+        return None
+    return context.trace_id.to_bytes(16).hex(), context.span_id.to_bytes(8).hex()
 
 
 # -- spans -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class ServerSpan:
-    """A request's span, current while the request is handled (see service/http/tracing.py)."""
+    """A recorded request's span, current while the request is handled (see
+    service/http/tracing.py)."""
 
-    span: trace.Span
-    token: object
-    method: str
-    route: str | None
+    __slots__ = ("method", "route", "span", "token")
+
+    def __init__(
+        self, span: trace.Span, token: Token[trace.Span | None], method: str, route: str | None
+    ) -> None:
+        self.span = span
+        self.token = token
+        self.method = method
+        self.route = route
 
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
@@ -333,7 +302,7 @@ class ServerSpan:
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
-        otel_context.detach(self.token)  # type: ignore[arg-type]
+        _CURRENT.reset(self.token)
 
 
 def records_requests(path: str) -> bool:
@@ -342,15 +311,31 @@ def records_requests(path: str) -> bool:
     return _Active.tracer is not _PROPAGATING and path not in QUIET_PATHS
 
 
-def enter_unrecorded_span(traceparent: str | None, tracestate: str | None) -> object:
+def _quiet_request(traceparent: str | None, tracestate: str | None) -> QuietSpan:
+    """An unrecorded request span: it continues a valid incoming `traceparent` (read straight
+    from its hex), else it starts a trace."""
+    if traceparent:
+        match = _TRACEPARENT.fullmatch(traceparent.strip())
+        if match is not None and parse_traceparent(traceparent, None) is not None:
+            trace_hex, flags = match.group(2), int(match.group(4), 16)
+            state = _tracestate(tracestate) if tracestate else None
+            return QuietSpan(trace_hex, new_span_hex(), bool(flags & TraceFlags.SAMPLED), state)
+    return quiet_root()
+
+
+def enter_unrecorded_span(
+    traceparent: str | None, tracestate: str | None
+) -> Token[trace.Span | None]:
     """Make an unrecorded request span current (every request without an exporter): only
     ids, continuing an incoming `traceparent`, else a new trace; the token is for `leave_`."""
-    remote = parse_traceparent(traceparent, tracestate) if traceparent else None
-    return otel_context.attach(trace.set_span_in_context(_propagated(remote), Context()))
+    if traceparent is None:  # the usual request: a new trace
+        trace_hex, span_hex = new_ids()
+        return _CURRENT.set(QuietSpan(trace_hex, span_hex, False, None))
+    return _CURRENT.set(_quiet_request(traceparent, tracestate))
 
 
-def leave_unrecorded_span(token: object) -> None:
-    otel_context.detach(token)  # type: ignore[arg-type]
+def leave_unrecorded_span(token: Token[trace.Span | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def start_server_span(
@@ -358,74 +343,67 @@ def start_server_span(
 ) -> ServerSpan:
     """Start the request's span and make it current: it continues an incoming `traceparent`,
     else starts a trace. Probes and scrapes (QUIET_PATHS) get ids but are never recorded."""
-    tracer = _PROPAGATING if path in QUIET_PATHS else _Active.tracer
-    parent = _parent(traceparent, tracestate)
-    name = f"{method} {route}" if route else method
-    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    return ServerSpan(span, token, method, route)
+    if path in QUIET_PATHS:
+        span: trace.Span = _quiet_request(traceparent, tracestate)
+    else:
+        parent = parse_traceparent(traceparent, tracestate)
+        name = f"{method} {route}" if route else method
+        span = _Active.tracer.start(name, parent, SpanKind.SERVER)
+    return ServerSpan(span, _CURRENT.set(span), method, route)
+
+
+# -- Vyte calls --------------------------------------------------------------------------------
 
 
 def _upstream_name(method: str, path: str) -> str:
     return f"{method} {_VYTE_ID.sub(_ID_TEMPLATE, path)}"
 
 
-async def _upstream_start(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
-) -> None:
-    url = params.url
-    span = _child_tracer().start_span(_upstream_name(params.method, url.path), kind=SpanKind.CLIENT)
+def upstream_started(
+    method: str, path: str, host: str, port: int, headers: MutableMapping[str, str]
+) -> trace.Span:
+    """The CLIENT span of one HTTP attempt to Vyte (so the fan-out shows as parallel children
+    of the request), named as its parent in `headers`; `upstream_ended` ends it."""
+    parent = _CURRENT.get()
+    if type(parent) is QuietSpan:  # the usual case without an exporter: ids only
+        quiet = parent.child()
+        headers[TRACEPARENT] = quiet.traceparent()
+        if quiet._state:
+            headers[TRACESTATE] = quiet._state.to_header()
+        return quiet
+    span = _child(_upstream_name(method, path), SpanKind.CLIENT)
     if span.is_recording():
         # No query string: it names participants (emails).
         span.set_attributes(
             {
-                "http.request.method": params.method,
-                "server.address": url.host or "",
-                "server.port": url.port or 0,
-                "url.path": url.path,
+                "http.request.method": method,
+                "server.address": host,
+                "server.port": port,
+                "url.path": path,
                 "peer.service": "vyte",
             }
         )
-    ctx.span = span
-    params.headers[TRACEPARENT] = format_traceparent(span.get_span_context())
-    state = span.get_span_context().trace_state.to_header()
-    if state:
-        params.headers[TRACESTATE] = state
+    inject(headers, span)
+    return span
 
 
-async def _upstream_end(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
-) -> None:
-    span: trace.Span = ctx.span
+def upstream_ended(span: trace.Span, status: int | None, error: BaseException | None) -> None:
+    """End an upstream span: with Vyte's status when it answered, and the error when the call
+    failed (before an answer, or while reading it)."""
+    if type(span) is QuietSpan:
+        return
     if span.is_recording():
-        status = params.response.status
-        span.set_attribute("http.response.status_code", status)
-        if status >= 400:
-            span.set_status(Status(StatusCode.ERROR))
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_status(Status(StatusCode.ERROR))
+        if error is not None:
+            span.set_attribute("error.type", type(error).__name__)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
     span.end()
 
 
-async def _upstream_failed(
-    session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    params: aiohttp.TraceRequestExceptionParams,
-) -> None:
-    span: trace.Span = ctx.span
-    if span.is_recording():
-        span.set_attribute("error.type", type(params.exception).__name__)
-        span.set_status(Status(StatusCode.ERROR, type(params.exception).__name__))
-    span.end()
-
-
-def client_trace_configs() -> list[aiohttp.TraceConfig]:
-    """For the Vyte ClientSession: one CLIENT span per HTTP attempt (so the fan-out shows as
-    parallel children of the request), and a child `traceparent` on every call."""
-    config: aiohttp.TraceConfig = aiohttp.TraceConfig()
-    config.on_request_start.append(_upstream_start)
-    config.on_request_end.append(_upstream_end)
-    config.on_request_exception.append(_upstream_failed)
-    return [config]
-
+# -- store calls -------------------------------------------------------------------------------
 
 # Not given spans: the readiness probe and close (noise), and the read every availability
 # query makes, cached ones too (its time shows in the request span; a span of its own would
@@ -459,9 +437,10 @@ def _traced_store_call(
 
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
-        if not trace.get_current_span().get_span_context().is_valid:
+        current = _CURRENT.get()
+        if current is None or type(current) is QuietSpan:  # nothing to record
             return await method(*args, **kwargs)
-        span = _child_tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = _child(name, SpanKind.CLIENT, attributes)
         try:
             return await method(*args, **kwargs)
         except BaseException as err:
@@ -492,12 +471,12 @@ def delivery_attempt(
 
     @functools.wraps(post)
     async def attempt(self: S, delivery: Delivery) -> str | None:
-        span = _Active.tracer.start_span(
+        span = _Active.tracer.start(
             f"webhook {delivery.event_type}",
-            context=_stored_parent(delivery.trace_context),
-            kind=SpanKind.CLIENT,
+            _stored_parent(delivery.trace_context),
+            SpanKind.CLIENT,
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = _CURRENT.set(span)
         try:
             error = await post(self, delivery)
         except BaseException as err:
@@ -519,7 +498,7 @@ def delivery_attempt(
             return error
         finally:
             span.end()
-            otel_context.detach(token)
+            _CURRENT.reset(token)
 
     return attempt
 
@@ -532,17 +511,17 @@ def operation_attempt(
 
     @functools.wraps(apply)
     async def attempt(self: S, op: Operation) -> None:
-        span = _Active.tracer.start_span(
-            f"operation {op.type}", context=_stored_parent(op.trace_context), kind=SpanKind.INTERNAL
+        span = _Active.tracer.start(
+            f"operation {op.type}", _stored_parent(op.trace_context), SpanKind.INTERNAL
         )
         if span.is_recording():
             span.set_attributes({"operation.id": op.id, "operation.attempt": op.attempts + 1})
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = _CURRENT.set(span)
         try:
             await apply(self, op)
         finally:
             span.end()
-            otel_context.detach(token)
+            _CURRENT.reset(token)
 
     return attempt
 
@@ -556,21 +535,19 @@ def unresolved_look(
 
     @functools.wraps(look)
     async def attempt(self: S, record: UnresolvedCreate) -> None:
-        span = _Active.tracer.start_span(
-            "unresolved create look",
-            context=_stored_parent(record.trace_context),
-            kind=SpanKind.INTERNAL,
+        span = _Active.tracer.start(
+            "unresolved create look", _stored_parent(record.trace_context), SpanKind.INTERNAL
         )
         if span.is_recording():
             span.set_attributes(
                 {"unresolved.id": record.id, "unresolved.attempt": record.attempts + 1}
             )
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = _CURRENT.set(span)
         try:
             await look(self, record)
         finally:
             span.end()
-            otel_context.detach(token)
+            _CURRENT.reset(token)
 
     return attempt
 
@@ -582,8 +559,14 @@ def add_trace_ids(
     logger: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: `trace_id` and `span_id` of the current span, when there is one."""
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:  # then the ids fit 128 and 64 bits; to_bytes().hex() is quickest
-        event.setdefault("trace_id", span_context.trace_id.to_bytes(16).hex())
-        event.setdefault("span_id", span_context.span_id.to_bytes(8).hex())
+    span = _CURRENT.get()
+    if span is None:
+        return event
+    if type(span) is QuietSpan:
+        ids: tuple[str, str] | None = (span.trace_hex, span.span_hex)
+    else:
+        ids = _hex_ids(span)
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
     return event

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 from service import metrics
 from service.budget import budget
 from service.errors import Unauthorized
+from service.http import tracing as http_tracing
 from service.http.parsing import UnreadableBody
 from service.http.problems import problem_for
 from service.logging import Loggers
@@ -73,6 +74,7 @@ def request_edge(
     """One layer for what every request goes through (aiohttp wraps each middleware in calls
     of its own, which /livez paid for five times), in this order, outermost first:
 
+    - the request's span (service/http/tracing.py), current until the access line is written;
     - the request id: the caller's X-Request-ID when valid, else a new one; bound into every
       log line of the request and echoed on the answer;
     - the access line and the request metrics, once the answer is known;
@@ -84,6 +86,7 @@ def request_edge(
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        span = http_tracing.enter(request)
         request_id = request.headers.get(REQUEST_ID)
         if request_id is None or not _valid_request_id(request_id):
             # 128 random bits in hex, as opaque as a uuid4 and cheaper to make.
@@ -102,6 +105,7 @@ def request_edge(
                     response = await handler(request)
             except web.HTTPException as exc:
                 if exc.status < 400:
+                    status = exc.status
                     raise
                 response = problem_for(exc, request.path)
             except UnreadableBody as exc:
@@ -114,17 +118,20 @@ def request_edge(
             response.headers[REQUEST_ID] = request_id
             return response
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route_of(request)
-            metrics.observe_request(request.method, route, status, elapsed)
-            Loggers.access.info(
-                "request",
-                method=request.method,
-                route=route,
-                path=request.path,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                caller=request.get(CALLER),
-            )
+            try:
+                elapsed = time.perf_counter() - started
+                route = _route_of(request)
+                metrics.observe_request(request.method, route, status, elapsed)
+                Loggers.access.info(
+                    "request",
+                    method=request.method,
+                    route=route,
+                    path=request.path,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    caller=request.get(CALLER),
+                )
+            finally:
+                http_tracing.leave(span, status, request_id)
 
     return edge

@@ -1,11 +1,18 @@
-"""The request span middleware: the web edge of service/tracing.py."""
+"""The request's span: the web edge of service/tracing.py, entered and left by the request
+edge (service/http/middlewares.py) around everything else a request does, its access line
+included, so every log line of the request carries the span's trace and span ids."""
 
 from __future__ import annotations
 
+from contextvars import Token
+
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from opentelemetry.trace import Span
 
 from service import tracing
+
+#: what `enter` gives and `leave` takes back
+Entered = tracing.ServerSpan | Token[Span | None] | None
 
 
 def _route(request: web.Request) -> str | None:
@@ -13,30 +20,21 @@ def _route(request: web.Request) -> str | None:
     return resource.canonical if resource is not None else None
 
 
-@web.middleware
-async def request_span(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Each request in its own span. Put it first, so every log line of the request (the
-    access line too) carries the span's trace and span ids."""
+def enter(request: web.Request) -> Entered:
+    """Make the request's span current: it continues the caller's `traceparent`, else starts
+    a trace. Without an exporter (and on probes) it is only ids, with nothing to record."""
     headers = request.headers
     traceparent = headers.get(tracing.TRACEPARENT)
     tracestate = headers.get(tracing.TRACESTATE) if traceparent else None
     path = request.path
     if not tracing.records_requests(path):
-        # Without an exporter (and on probes): only the ids, nothing to record at the end.
-        token = tracing.enter_unrecorded_span(traceparent, tracestate)
-        try:
-            return await handler(request)
-        finally:
-            tracing.leave_unrecorded_span(token)
-    span = tracing.start_server_span(request.method, _route(request), path, traceparent, tracestate)
-    status = 500
-    response: web.StreamResponse | None = None
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        span.end(status, response.headers.get("X-Request-ID") if response is not None else None)
+        return tracing.enter_unrecorded_span(traceparent, tracestate)
+    return tracing.start_server_span(request.method, _route(request), path, traceparent, tracestate)
+
+
+def leave(entered: Entered, status: int, request_id: str | None) -> None:
+    """End what `enter` made current, recording the answer's status when it is recorded."""
+    if type(entered) is tracing.ServerSpan:
+        entered.end(status, request_id)
+    elif entered is not None:
+        tracing.leave_unrecorded_span(entered)  # type: ignore[arg-type]

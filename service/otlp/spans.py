@@ -1,5 +1,6 @@
-"""Spans the gateway records when exporting: what it uses of `trace.Span`, a tracer that makes
-ids as service.tracing's propagating one does, and the OTEL_TRACES_SAMPLER rules."""
+"""The gateway's spans: the quiet one every request gets (ids only, nothing recorded), and the
+ones it records when exporting (what it uses of `trace.Span`, a tracer that makes ids as the
+quiet ones are made, and the OTEL_TRACES_SAMPLER rules)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -40,6 +42,82 @@ def new_id(bits: int) -> int:
         value = random.getrandbits(bits)
         if value:
             return value
+
+
+# -- spans that record nothing -------------------------------------------------------------
+
+
+class QuietSpan(NonRecordingSpan):
+    """A span that records nothing, held as the hex ids a log line and a `traceparent` header
+    use; its SpanContext is made only when something asks for it."""
+
+    __slots__ = ("_state", "sampled", "span_hex", "trace_hex")
+
+    def __init__(self, trace_hex: str, span_hex: str, sampled: bool, state: TraceState | None):
+        self.trace_hex = trace_hex
+        self.span_hex = span_hex
+        self.sampled = sampled
+        self._state = state
+        self._context = None  # type: ignore[assignment]
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(
+                int(self.trace_hex, 16),
+                int(self.span_hex, 16),
+                is_remote=False,
+                trace_flags=_SAMPLED if self.sampled else _NOT_SAMPLED,
+                trace_state=self._state,
+            )
+        return context
+
+    def child(self) -> QuietSpan:
+        return QuietSpan(self.trace_hex, new_span_hex(), self.sampled, self._state)
+
+    def traceparent(self) -> str:
+        return f"00-{self.trace_hex}-{self.span_hex}-{'01' if self.sampled else '00'}"
+
+    def tracestate(self) -> str:
+        return self._state.to_header() if self._state else ""
+
+
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_random_bytes = random.randbytes
+
+
+def new_ids() -> tuple[str, str]:
+    """A new trace id and span id, in hex (from one draw of random bytes: the cheapest way
+    to two hex ids)."""
+    while True:  # an all-zero id is invalid in W3C trace context
+        ids = _random_bytes(24).hex()
+        trace_hex, span_hex = ids[:32], ids[32:]
+        if trace_hex != _ZERO_TRACE and span_hex != _ZERO_SPAN:
+            return trace_hex, span_hex
+
+
+def new_span_hex() -> str:
+    while True:
+        span_hex = _random_bytes(8).hex()
+        if span_hex != _ZERO_SPAN:
+            return span_hex
+
+
+def quiet_root() -> QuietSpan:
+    trace_hex, span_hex = new_ids()
+    return QuietSpan(trace_hex, span_hex, False, None)
+
+
+def quiet_child(parent: SpanContext | None) -> QuietSpan:
+    """An unrecorded span: a child of `parent` when valid, else a new trace's root."""
+    if parent is None or not parent.is_valid:
+        return quiet_root()
+    return QuietSpan(
+        parent.trace_id.to_bytes(16).hex(),
+        new_span_hex(),
+        parent.trace_flags.sampled,
+        parent.trace_state,
+    )
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -104,6 +182,7 @@ class RecordingSpan(trace.Span):
         "_context",
         "_end",
         "_events",
+        "_hex",
         "_remote_parent",
         "_sink",
         "_start",
@@ -136,6 +215,7 @@ class RecordingSpan(trace.Span):
         self.status_code = StatusCode.UNSET
         self.status_message = ""
         self._sink = sink
+        self._hex: tuple[str, str] | None = None
         self._end = 0
         self._start = time.time_ns()
 
@@ -159,6 +239,19 @@ class RecordingSpan(trace.Span):
     @property
     def remote_parent(self) -> bool:
         return self._remote_parent
+
+    def hex_ids(self) -> tuple[str, str]:
+        """The trace and span ids in hex, as log lines and `traceparent` headers write them
+        (made once: every log line of a request asks)."""
+        ids = self._hex
+        if ids is None:
+            context = self._context
+            # to_bytes().hex() is quicker than formatting the ints
+            ids = self._hex = (
+                context.trace_id.to_bytes(16).hex(),
+                context.span_id.to_bytes(8).hex(),
+            )
+        return ids
 
     # -- the trace.Span API
     def get_span_context(self) -> SpanContext:
@@ -250,14 +343,14 @@ class RecordingTracer:
         self._sample = sample
         self._sink = sink
 
-    def start_span(
+    def start(
         self,
         name: str,
-        context: Context | None = None,
+        parent: SpanContext | None,
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: Attributes = None,
     ) -> trace.Span:
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        """A span, the child of `parent` (None or invalid: the root of a new trace)."""
         if parent is not None and parent.is_valid:
             trace_id, state = parent.trace_id, parent.trace_state
         else:
@@ -273,3 +366,16 @@ class RecordingTracer:
         if not sampled:
             return NonRecordingSpan(own)
         return RecordingSpan(name, own, parent, kind, attributes, self._sink)
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+    ) -> trace.Span:
+        """`start` as OpenTelemetry's Tracer API takes it: the parent is the span in
+        `context`, or OpenTelemetry's current one."""
+        return self.start(
+            name, trace.get_current_span(context).get_span_context(), kind, attributes
+        )

@@ -26,11 +26,11 @@ import cattrs
 import orjson
 import structlog
 
-from service import metrics
+from service import metrics, tracing
 from service.backoff import exponential
 from service.budget import budget, remaining
 from service.config import Settings
-from service.logging import current_request_id
+from service.logging import Loggers, current_request_id
 from service.vyte import errors
 from service.vyte.models import (
     Event,
@@ -39,6 +39,7 @@ from service.vyte.models import (
     NewEvent,
     Slots,
     converter,
+    slot_pairs,
 )
 from service.vyte.policy import STATE_VALUE, CircuitBreaker
 
@@ -127,7 +128,11 @@ class VyteClient:
         self._session = session
         self._options = options
         self._limit = asyncio.Semaphore(options.concurrency)
-        self.host = urlsplit(options.base_url).netloc
+        base = urlsplit(options.base_url)
+        self.host = base.netloc
+        # What each call's span names: the server and the path under the base URL's.
+        self._server = (base.hostname or "", base.port or (443 if base.scheme == "https" else 80))
+        self._path_prefix = base.path.rstrip("/")
         #: one breaker per client, and one client per upstream host
         self.breaker = CircuitBreaker(
             options.breaker_threshold, options.breaker_cooldown, listener=self._breaker_changed
@@ -160,6 +165,25 @@ class VyteClient:
         params = self._slot_params(duration, first, last, timezone, users, emails)
         data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
         return self._structure(data, Slots)
+
+    async def slot_windows(
+        self,
+        *,
+        duration: int,
+        first: date,
+        last: date,
+        timezone: str,
+        users: str | None = None,
+        emails: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """`slots`, as the (start, end) texts of its windows only: what availability reads,
+        without a typed object per window and instant."""
+        params = self._slot_params(duration, first, last, timezone, users, emails)
+        data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
+        try:
+            return slot_pairs(data)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise errors.VyteBadResponse(f"unexpected answer shape for {Slots!r}") from None
 
     async def create_event(self, event: NewEvent) -> Event:
         data = await self._call(
@@ -388,7 +412,7 @@ class VyteClient:
     ) -> None:
         """Metrics and the log line of one attempt (`elapsed` None: it was never sent)."""
         metrics.observe_upstream(endpoint, outcome, elapsed)
-        log.info(
+        Loggers.upstream.info(
             "upstream",
             endpoint=endpoint,
             status=status,
@@ -425,21 +449,28 @@ class VyteClient:
         if request_id is not None:
             headers["X-Request-ID"] = request_id
         url = self._options.base_url + path
+        host, port = self._server
+        span = tracing.upstream_started(method, self._path_prefix + path, host, port, headers)
+        status: int | None = None
         try:
-            async with self._session.request(
-                method,
-                url,
-                params=params,
-                json=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=time_limit),
-            ) as resp:
-                # JSON is read from the bytes (orjson checks the UTF-8 itself); only answers
-                # that are not JSON are decoded as text.
-                raw = await resp.read() if expect_json else None
-                text = await resp.text() if raw is None else ""
-                self.last_answer_at = time.monotonic()
-                _raise_for_status(resp.status, resp.headers.get("Retry-After"))
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=time_limit),
+                ) as resp:
+                    status = resp.status
+                    # JSON is read from the bytes (orjson checks the UTF-8 itself); only
+                    # answers that are not JSON are decoded as text.
+                    raw = await resp.read() if expect_json else None
+                    text = await resp.text() if raw is None else ""
+                    self.last_answer_at = time.monotonic()
+            except BaseException as err:
+                tracing.upstream_ended(span, status, err)
+                raise
         except TimeoutError:
             raise errors.VyteTimeout(f"no answer within {time_limit:.1f}s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as err:
@@ -448,6 +479,8 @@ class VyteClient:
             raise errors.VyteBadResponse(f"unreadable answer: {type(err).__name__}") from None
         except UnicodeDecodeError:
             raise errors.VyteBadResponse("answer is not text", status=200) from None
+        tracing.upstream_ended(span, status, None)
+        _raise_for_status(status, resp.headers.get("Retry-After"))
         if raw is None:
             return text, resp.status
         return _json(raw, resp.status), resp.status

@@ -153,23 +153,22 @@ def _cancelled(value: Any, _: type) -> str | None:
     return str(value)
 
 
-def _structure_slots(data: Any, _: type) -> Slots:
-    """A /v2/slots answer read by hand: it is read once per participant of every cold query,
-    and cattrs' generated path (a dispatch and its checks per window and per instant) was the
-    larger part of that call. Values are taken as cattrs would (text by ``str``); a missing
-    key or a wrong shape raises, as there."""
+def slot_pairs(data: Any) -> list[tuple[str, str]]:
+    """The (start, end) `dateTime` texts of a /v2/slots answer, read by hand: it is read once
+    per participant of every cold query, and cattrs' generated path (a dispatch and its checks
+    per window and per instant) was the larger part of that call. Values are taken as cattrs
+    would (text by ``str``); a missing key or a wrong shape raises, as there."""
     windows = data["slots"]
     if not isinstance(windows, list | tuple):
         raise TypeError(f"slots is {type(windows).__name__}, not a list")
+    str(data["timezone"])  # required, as in Slots
+    return [(str(w["start"]["dateTime"]), str(w["end"]["dateTime"])) for w in windows]
+
+
+def _structure_slots(data: Any, _: type) -> Slots:
     return Slots(
         timezone=str(data["timezone"]),
-        slots=tuple(
-            SlotWindow(
-                SlotTime(str(window["start"]["dateTime"])),
-                SlotTime(str(window["end"]["dateTime"])),
-            )
-            for window in windows
-        ),
+        slots=tuple(SlotWindow(SlotTime(start), SlotTime(end)) for start, end in slot_pairs(data)),
     )
 
 

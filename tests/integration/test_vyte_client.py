@@ -67,6 +67,11 @@ async def test_every_method_against_the_sandbox(
     assert slots.timezone == "Europe/Paris"
     paris_offset = iso(first, "00:00", "Europe/Paris")[-6:]
     assert slots.slots and slots.slots[0].start.date_time.endswith(paris_offset)
+    # The windows alone, as availability reads them: the same texts, in the same order.
+    pairs = await vyte.slot_windows(
+        duration=60, first=first, last=last, timezone="Europe/Paris", users=JOHN
+    )
+    assert pairs == [(w.start.date_time, w.end.date_time) for w in slots.slots]
 
     event = await vyte.create_event(new_event())
     assert re.fullmatch(r"[0-9a-f]{24}", event.id)
@@ -168,6 +173,19 @@ async def test_malformed_bodies_are_upstream_errors(http: aiohttp.ClientSession)
                 timezone="UTC",
                 users=JOHN,
             )
+        day = in_days(2)
+        for payload in (
+            {"slots": "x", "timezone": "UTC"},
+            {"slots": []},  # no timezone
+            {"slots": [{"start": {"dateTime": "x"}}], "timezone": "UTC"},  # no end
+            {"slots": [{"start": "x", "end": "y"}], "timezone": "UTC"},
+            ["not", "an", "object"],
+        ):
+            mocked.get(re.compile(rf"{FAKE}/v2/slots.*"), status=200, payload=payload)
+            with pytest.raises(errors.VyteBadResponse):
+                await vyte.slot_windows(
+                    duration=30, first=day, last=day, timezone="UTC", users=JOHN
+                )
 
 
 async def test_get_is_retried_post_is_not(http: aiohttp.ClientSession) -> None:

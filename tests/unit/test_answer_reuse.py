@@ -18,7 +18,6 @@ from service.domain.participant import Participant
 from service.store.base import Store
 from service.vyte import errors as vyte_errors
 from service.vyte.client import VyteClient
-from service.vyte.models import Slots, SlotTime, SlotWindow
 from tests.dates import in_days
 
 TTL = 30.0
@@ -33,14 +32,13 @@ class WholeDays:
         self.calls = 0
         self.down: set[str] = set()
 
-    async def slots(self, *, first: date, last: date, **who: str) -> Slots:
+    async def slot_windows(self, *, first: date, last: date, **who: str) -> list[tuple[str, str]]:
         self.calls += 1
         if set(who.values()) & self.down:
             raise vyte_errors.VyteUnavailable("Vyte is down", retry_after=None)
         start = datetime.combine(first, time(0), UTC)
         end = datetime.combine(last + timedelta(days=1), time(0), UTC)
-        window = SlotWindow(SlotTime(start.isoformat()), SlotTime(end.isoformat()))
-        return Slots(timezone="UTC", slots=(window,))
+        return [(start.isoformat(), end.isoformat())]
 
 
 class MarkedStore:

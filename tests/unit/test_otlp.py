@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -29,7 +30,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from service import tracing
+from service import tracing, tracing_export
 from service.otlp import encoding
 from service.otlp.export import BatchExporter, ExportSettings, HTTPPoster, settings
 from service.otlp.spans import RecordingSpan, RecordingTracer, sampler
@@ -180,11 +181,11 @@ def test_a_recorded_child_keeps_the_trace_and_a_sampled_out_one_records_nothing(
 def test_the_current_span_is_the_parent_when_no_context_is_given() -> None:
     tracer = RecordingTracer(sampler({}), lambda span: None)
     parent = tracer.start_span("parent", context=Context())
-    token = tracing.otel_context.attach(trace.set_span_in_context(parent))
+    token = otel_context.attach(trace.set_span_in_context(parent))
     try:
         child = tracer.start_span("child")
     finally:
-        tracing.otel_context.detach(token)
+        otel_context.detach(token)
     assert child.parent_id == parent.get_span_context().span_id  # type: ignore[attr-defined]
     assert not child.remote_parent  # type: ignore[attr-defined]
 
@@ -460,7 +461,7 @@ async def test_the_export_context_posts_what_is_left_when_the_app_stops(
     environ.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     environ.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # nothing leaves before the stop
     environ.setenv("OTEL_SERVICE_NAME", "svc-under-test")
-    context = tracing.export(object())
+    context = tracing_export.export(object())
     await anext(context)
     span = tracing.start_server_span("GET", "/v1/things", "/v1/things", None, None)
     span.end(503, "req-1")

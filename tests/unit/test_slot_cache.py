@@ -12,7 +12,6 @@ from service.availability import AvailabilityService
 from service.domain.participant import Participant
 from service.store.base import Store, StoreUnavailable
 from service.vyte.client import VyteClient
-from service.vyte.models import Slots
 from tests.dates import in_days
 
 TTL = 30.0
@@ -34,10 +33,10 @@ class CountingVyte:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
 
-    async def slots(self, *, users: str | None = None, **_: Any) -> Slots:
+    async def slot_windows(self, *, users: str | None = None, **_: Any) -> list[tuple[str, str]]:
         assert users is not None
         self.calls[users] = self.calls.get(users, 0) + 1
-        return Slots(timezone="UTC", slots=())
+        return []
 
 
 async def ask(service: AvailabilityService, who: str) -> None:

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from service import tracing
+from service import tracing, tracing_export
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -60,8 +58,7 @@ def test_the_propagating_tracer_keeps_the_trace_and_makes_new_span_ids() -> None
     remote = SpanContext(
         int(TRACE, 16), int(SPAN, 16), True, TraceFlags(1), TraceState([("k", "v")])
     )
-    parent = trace.set_span_in_context(NonRecordingSpan(remote))
-    children = [tracer.start_span("child", context=parent) for _ in range(50)]
+    children = [tracer.start("child", remote) for _ in range(50)]
     contexts = [c.get_span_context() for c in children]
     assert {c.trace_id for c in contexts} == {remote.trace_id}
     assert len({c.span_id for c in contexts}) == 50 and remote.span_id not in {
@@ -69,16 +66,16 @@ def test_the_propagating_tracer_keeps_the_trace_and_makes_new_span_ids() -> None
     }
     assert all(c.trace_flags.sampled and c.trace_state == remote.trace_state for c in contexts)
     assert not any(c.is_recording() for c in children)
-    roots = {tracer.start_span("root", context=otel_context.Context()) for _ in range(50)}
+    roots = {tracer.start("root", None) for _ in range(50)}
     assert len({r.get_span_context().trace_id for r in roots}) == 50
     assert all(r.get_span_context().is_valid for r in roots)
 
 
 def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> None:
-    outside = trace.get_current_span()
+    outside = tracing.current_span()
     token = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "a=1")
     try:
-        span = trace.get_current_span()
+        span = tracing.current_span()
         context = span.get_span_context()
         assert not span.is_recording() and context.is_valid and not context.is_remote
         assert f"{context.trace_id:032x}" == TRACE and f"{context.span_id:016x}" != SPAN
@@ -87,11 +84,11 @@ def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> 
         assert event == {"trace_id": TRACE, "span_id": f"{context.span_id:016x}"}
     finally:
         tracing.leave_unrecorded_span(token)
-    assert trace.get_current_span() is outside
-    for header in (None, "00-broken"):
+    assert tracing.current_span() is outside
+    for header in (None, "00-broken", f"00-{TRACE}-{SPAN}-01-extra"):
         token = tracing.enter_unrecorded_span(header, None)
         try:
-            context = trace.get_current_span().get_span_context()
+            context = tracing.current_span().get_span_context()
             assert context.is_valid and f"{context.trace_id:032x}" != TRACE
             assert not context.trace_flags.sampled
         finally:
@@ -115,17 +112,14 @@ def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> 
 def test_export_only_when_the_otel_variables_configure_it(
     environ: dict[str, str], expected: bool
 ) -> None:
-    assert tracing.exporter_configured(environ) is expected
+    assert tracing_export.exporter_configured(environ) is expected
 
 
 def test_log_lines_carry_the_current_trace_and_span() -> None:
     assert tracing.add_trace_ids(None, "info", {"event": "x"}) == {"event": "x"}
     remote = SpanContext(int(TRACE, 16), int(SPAN, 16), False)
-    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
-    try:
+    with tracing.using(NonRecordingSpan(remote)):
         event = tracing.add_trace_ids(None, "info", {"event": "x"})
-    finally:
-        otel_context.detach(token)
     assert event == {"event": "x", "trace_id": TRACE, "span_id": SPAN}
 
 
@@ -161,11 +155,12 @@ async def test_store_calls_get_spans_only_inside_a_trace(exporter: InMemorySpanE
     assert await store.get_booking("outside") == {"id": "outside"}
     assert exporter.get_finished_spans() == ()  # a background poll: no trace, no span
 
-    with trace.use_span(tracing._Active.tracer.start_span("request"), end_on_exit=True):
+    with tracing.using(tracing._Active.tracer.start("request", None)) as outer:
         assert await store.get_booking("inside") == {"id": "inside"}
         with pytest.raises(RuntimeError):
             await store.get_booking("boom")
         await store.ping()
+    outer.end()
     names = [s.name for s in exporter.get_finished_spans()]
     assert names == ["store get_booking", "store get_booking", "request"]
     ok, failed, request = exporter.get_finished_spans()
@@ -177,8 +172,9 @@ async def test_store_calls_get_spans_only_inside_a_trace(exporter: InMemorySpanE
 
 async def test_concurrent_store_calls_are_siblings(exporter: InMemorySpanExporter) -> None:
     store: Any = tracing.trace_store(_FakeStore())
-    with trace.use_span(tracing._Active.tracer.start_span("request"), end_on_exit=True):
+    with tracing.using(tracing._Active.tracer.start("request", None)) as outer:
         await asyncio.gather(*(store.get_booking(str(i)) for i in range(3)))
+    outer.end()
     *calls, request = exporter.get_finished_spans()
     assert len(calls) == 3
     assert {c.parent.span_id for c in calls if c.parent} == {request.context.span_id}
@@ -192,3 +188,74 @@ def test_a_malformed_tracestate_is_dropped_without_a_log_line(
     assert parent is not None and parent.trace_id == int(TRACE, 16)
     assert parent.trace_state.to_header() == ""
     assert caplog.records == []
+
+
+def test_an_upstream_span_names_the_call_and_records_its_answer_or_failure(
+    exporter: InMemorySpanExporter,
+) -> None:
+    outer = tracing._Active.tracer.start("request", None)
+    sent: dict[str, str] = {}
+    with tracing.using(outer):
+        ok = tracing.upstream_started("GET", "/v2/events/65a1b2", "vyte.example", 443, sent)
+        tracing.upstream_ended(ok, 200, None)
+        refused = tracing.upstream_started("GET", "/v2/slots", "vyte.example", 443, {})
+        tracing.upstream_ended(refused, 503, None)
+        failed = tracing.upstream_started("POST", "/v2/events", "vyte.example", 443, {})
+        tracing.upstream_ended(failed, None, ConnectionResetError())
+        cut = tracing.upstream_started("GET", "/v2/slots", "vyte.example", 443, {})
+        tracing.upstream_ended(cut, 200, ValueError("body cut short"))
+    outer.end()
+    ok_span, refused_span, failed_span, cut_span, request = exporter.get_finished_spans()
+    assert request.name == "request"
+    assert ok_span.name == "GET /v2/events/{id}"  # no Vyte ids in span names
+    assert all(
+        s.parent is not None and s.parent.span_id == request.context.span_id
+        for s in (ok_span, refused_span, failed_span, cut_span)
+    )
+    assert dict(ok_span.attributes or {}) == {
+        "http.request.method": "GET",
+        "server.address": "vyte.example",
+        "server.port": 443,
+        "url.path": "/v2/events/65a1b2",
+        "peer.service": "vyte",
+        "http.response.status_code": 200,
+    }
+    assert ok_span.status.is_unset
+    assert sent["traceparent"] == tracing.format_traceparent(ok_span.context)
+    assert refused_span.attributes is not None
+    assert refused_span.attributes["http.response.status_code"] == 503
+    assert not refused_span.status.is_ok and not refused_span.status.is_unset
+    assert failed_span.attributes is not None
+    assert failed_span.attributes["error.type"] == "ConnectionResetError"
+    assert "http.response.status_code" not in failed_span.attributes
+    assert failed_span.status.description == "ConnectionResetError"
+    # An answer whose body failed: its status and the error, both.
+    assert cut_span.attributes is not None
+    assert cut_span.attributes["http.response.status_code"] == 200
+    assert cut_span.attributes["error.type"] == "ValueError"
+
+
+def test_without_an_exporter_upstream_calls_carry_child_ids_of_the_request() -> None:
+    token = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "k=v")
+    try:
+        request = tracing.current_span()
+        first: dict[str, str] = {}
+        second: dict[str, str] = {}
+        for headers in (first, second):
+            span = tracing.upstream_started("GET", "/v2/slots", "vyte.example", 443, headers)
+            assert not span.is_recording()
+            tracing.upstream_ended(span, 200, None)
+        stored = tracing.current_trace_context()
+    finally:
+        tracing.leave_unrecorded_span(token)
+    request_span = f"{request.get_span_context().span_id:016x}"
+    assert stored == f"00-{TRACE}-{request_span}-01\nk=v"
+    children = set()
+    for headers in (first, second):
+        version, trace_id, span_id, flags = headers["traceparent"].split("-")
+        assert (version, trace_id, flags) == ("00", TRACE, "01")
+        assert span_id not in (SPAN, request_span) and span_id != "0" * 16
+        children.add(span_id)
+        assert headers["tracestate"] == "k=v"
+    assert len(children) == 2
+    assert tracing.current_trace_context() is None  # outside any trace
