@@ -71,9 +71,10 @@ StoreT = TypeVar("StoreT", bound=Store)
 # -- ids and the trace context on the wire ------------------------------------------------
 
 
-def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
-    """The remote parent named by a `traceparent` header, or None when absent or invalid
-    (then a new trace starts, as W3C trace context says)."""
+def _traceparent_fields(traceparent: str | None) -> tuple[str, str, int] | None:
+    """The trace id and parent id (hex) and the sampled flag of a valid `traceparent`
+    header, or None when it is absent or invalid (then a new trace starts, as W3C trace
+    context says)."""
     if not traceparent:
         return None
     match = _TRACEPARENT.fullmatch(traceparent.strip())
@@ -82,16 +83,23 @@ def parse_traceparent(traceparent: str | None, tracestate: str | None = None) ->
     version, trace_hex, span_hex, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest is not None):
         return None
-    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
-    if not trace_id or not span_id:
+    if not int(trace_hex, 16) or not int(span_hex, 16):
         return None
-    state = _tracestate(tracestate) if tracestate else TraceState()
+    return trace_hex, span_hex, int(flags, 16) & TraceFlags.SAMPLED
+
+
+def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The remote parent named by a `traceparent` header, or None when absent or invalid."""
+    fields = _traceparent_fields(traceparent)
+    if fields is None:
+        return None
+    trace_hex, span_hex, sampled = fields
     return SpanContext(
-        trace_id,
-        span_id,
+        int(trace_hex, 16),
+        int(span_hex, 16),
         is_remote=True,
-        trace_flags=TraceFlags(int(flags, 16) & TraceFlags.SAMPLED),
-        trace_state=state,
+        trace_flags=TraceFlags(sampled),
+        trace_state=_tracestate(tracestate) if tracestate else TraceState(),
     )
 
 
@@ -312,15 +320,13 @@ def records_requests(path: str) -> bool:
 
 
 def _quiet_request(traceparent: str | None, tracestate: str | None) -> QuietSpan:
-    """An unrecorded request span: it continues a valid incoming `traceparent` (read straight
-    from its hex), else it starts a trace."""
-    if traceparent:
-        match = _TRACEPARENT.fullmatch(traceparent.strip())
-        if match is not None and parse_traceparent(traceparent, None) is not None:
-            trace_hex, flags = match.group(2), int(match.group(4), 16)
-            state = _tracestate(tracestate) if tracestate else None
-            return QuietSpan(trace_hex, new_span_hex(), bool(flags & TraceFlags.SAMPLED), state)
-    return quiet_root()
+    """An unrecorded request span: it continues a valid incoming `traceparent` (kept as its
+    hex), else it starts a trace."""
+    fields = _traceparent_fields(traceparent)
+    if fields is None:
+        return quiet_root()
+    state = _tracestate(tracestate) if tracestate else None
+    return QuietSpan(fields[0], new_span_hex(), bool(fields[2]), state)
 
 
 def enter_unrecorded_span(
@@ -367,9 +373,7 @@ def upstream_started(
     parent = _CURRENT.get()
     if type(parent) is QuietSpan:  # the usual case without an exporter: ids only
         quiet = parent.child()
-        headers[TRACEPARENT] = quiet.traceparent()
-        if quiet._state:
-            headers[TRACESTATE] = quiet._state.to_header()
+        inject(headers, quiet)
         return quiet
     span = _child(_upstream_name(method, path), SpanKind.CLIENT)
     if span.is_recording():
@@ -562,10 +566,7 @@ def add_trace_ids(
     span = _CURRENT.get()
     if span is None:
         return event
-    if type(span) is QuietSpan:
-        ids: tuple[str, str] | None = (span.trace_hex, span.span_hex)
-    else:
-        ids = _hex_ids(span)
+    ids = _hex_ids(span)
     if ids is not None:
         event.setdefault("trace_id", ids[0])
         event.setdefault("span_id", ids[1])

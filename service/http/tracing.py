@@ -12,7 +12,7 @@ from opentelemetry.trace import Span
 from service import tracing
 
 #: what `enter` gives and `leave` takes back
-Entered = tracing.ServerSpan | Token[Span | None] | None
+Entered = tracing.ServerSpan | Token[Span | None]
 
 
 def _route(request: web.Request) -> str | None:
@@ -34,7 +34,7 @@ def enter(request: web.Request) -> Entered:
 
 def leave(entered: Entered, status: int, request_id: str | None) -> None:
     """End what `enter` made current, recording the answer's status when it is recorded."""
-    if type(entered) is tracing.ServerSpan:
+    if isinstance(entered, tracing.ServerSpan):
         entered.end(status, request_id)
-    elif entered is not None:
-        tracing.leave_unrecorded_span(entered)  # type: ignore[arg-type]
+    else:
+        tracing.leave_unrecorded_span(entered)

@@ -162,8 +162,7 @@ class VyteClient:
         users: str | None = None,
         emails: str | None = None,
     ) -> Slots:
-        params = self._slot_params(duration, first, last, timezone, users, emails)
-        data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
+        data = await self._slots_answer(duration, first, last, timezone, users, emails)
         return self._structure(data, Slots)
 
     async def slot_windows(
@@ -178,8 +177,7 @@ class VyteClient:
     ) -> list[tuple[str, str]]:
         """`slots`, as the (start, end) texts of its windows only: what availability reads,
         without a typed object per window and instant."""
-        params = self._slot_params(duration, first, last, timezone, users, emails)
-        data = await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
+        data = await self._slots_answer(duration, first, last, timezone, users, emails)
         try:
             return slot_pairs(data)
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -253,6 +251,19 @@ class VyteClient:
         )
 
     # -- machinery ------------------------------------------------------------------------
+    async def _slots_answer(
+        self,
+        duration: int,
+        first: date,
+        last: date,
+        timezone: str,
+        users: str | None,
+        emails: str | None,
+    ) -> Any:
+        """The /v2/slots answer as JSON: what `slots` and `slot_windows` read."""
+        params = self._slot_params(duration, first, last, timezone, users, emails)
+        return await self._call("GET", "/v2/slots", params=params, endpoint="GET /v2/slots")
+
     @staticmethod
     def _slot_params(
         duration: int, first: date, last: date, timezone: str, users: str | None, emails: str | None

@@ -161,7 +161,8 @@ def slot_pairs(data: Any) -> list[tuple[str, str]]:
     windows = data["slots"]
     if not isinstance(windows, list | tuple):
         raise TypeError(f"slots is {type(windows).__name__}, not a list")
-    str(data["timezone"])  # required, as in Slots
+    if "timezone" not in data:  # required, as in Slots
+        raise KeyError("timezone")
     return [(str(w["start"]["dateTime"]), str(w["end"]["dateTime"])) for w in windows]
 
 
