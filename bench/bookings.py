@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -25,8 +25,8 @@ from bench.harness import AUTH, VYTE_AUTH, Call, Server, ms, percentile
 
 ORGANIZER = "5f3feb7821046c3bb9327e6a"  # John Doe: free around the clock in the seed
 ZONE = "Europe/Paris"
-GATEWAY_FIRST = datetime(2027, 6, 1, tzinfo=UTC)
-DIRECT_FIRST = datetime(2027, 9, 1, tzinfo=UTC)
+GATEWAY_FIRST = harness.midnight(harness.monday_in(26) + timedelta(days=1))
+DIRECT_FIRST = harness.midnight(harness.monday_in(40))
 INVITEES = [{"full_name": "Quentin Tarantino", "email": "quentin.tarantino@hollywood.com"}]
 
 

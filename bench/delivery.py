@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -22,7 +22,7 @@ from bench import harness
 from bench.harness import AUTH, LOOPBACK, Call, ms, percentile
 
 ORGANIZER = "5f3feb7821046c3bb9327e6a"
-FIRST = datetime(2027, 3, 1, tzinfo=UTC)
+FIRST = harness.midnight(harness.monday_in(12))
 WAIT = 10.0
 
 

@@ -314,13 +314,29 @@ def participant(index: int) -> str:
     return user_id(index) if index % 2 == 0 else user_email(index)
 
 
+def monday_in(weeks: int) -> date:
+    """The Monday ``weeks`` weeks after this week's. Benches ask about days counted from the
+    day they run, since the gateway refuses the past."""
+    today = datetime.now(UTC).date()
+    return today + timedelta(days=7 * weeks - today.weekday())
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+SEED_FIRST_WEEK = 1
+"""The generated users' meetings cover the 365 days from ``monday_in(SEED_FIRST_WEEK)``."""
+
+
 def write_seed(path: Path, count: int, *, rng_seed: int = 20_261_123) -> None:
     """The demo seed plus ``count`` generated users in European time zones (08:00-18:00 on
-    weekdays, one or two meetings a day in 2027, so shared free time exists but is cut up)."""
+    weekdays, one or two meetings a day for a year from next week, so shared free time exists
+    but is cut up)."""
     seed = json.loads(DEFAULT_SEED_PATH.read_text(encoding="utf-8"))
     rng = random.Random(rng_seed)
     zones = ("Europe/Paris", "Europe/Berlin", "Europe/London", "Europe/Madrid")
-    first = date(2027, 1, 1)
+    first = monday_in(SEED_FIRST_WEEK)
     for index in range(count):
         busy = []
         for offset in range(365):

@@ -37,7 +37,7 @@ from service.store.sqlite.store import SQLiteStore
 
 CALLER = "bench"
 KEY = b"bench-cursor-key"
-FIRST = datetime(2030, 1, 7, 8, tzinfo=UTC)
+FIRST = harness.midnight(harness.monday_in(160)) + timedelta(hours=8)
 PAGE = 50
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import aiohttp
@@ -31,7 +31,7 @@ def queries(gateway: Server) -> list[Call]:
     calls = []
     for index in range(20):
         people = [harness.participant((index * 3 + k) % 50) for k in range(1 + index % 5)]
-        first = date(2027, 3, 1) + timedelta(days=7 * (index % 4))
+        first = harness.monday_in(9) + timedelta(days=7 * (index % 4))
         query = {
             "participants": ",".join(people),
             "duration": "30",

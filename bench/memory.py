@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from bench import harness
@@ -38,7 +38,7 @@ class Mix:
         self.sent = 0
         people = [harness.participant(i) for i in range(50)]
         self.warm = [
-            self._availability(people[i : i + size], date(2027, 3, 1), 5)
+            self._availability(people[i : i + size], harness.monday_in(9), 5)
             for size in (1, 2, 5, 10)
             for i in range(0, 25, 5)
         ]
@@ -62,11 +62,11 @@ class Mix:
         if kind <= 10:
             return Call("GET", rng.choice(self.warm), AUTH)
         if kind <= 12:  # mostly cache misses: random people and dates over a year
-            first = date(2027, 1, 1) + timedelta(days=rng.randrange(365))
+            first = harness.monday_in(harness.SEED_FIRST_WEEK) + timedelta(days=rng.randrange(365))
             return Call("GET", self._availability(rng.sample(self.people, 3), first, 3), AUTH)
         if kind == 13:
             self.created += 1
-            start = datetime(2028, 1, 1, tzinfo=UTC) + timedelta(hours=self.created)
+            start = harness.midnight(harness.monday_in(60)) + timedelta(hours=self.created)
             body = {
                 "organizer": ORGANIZER,
                 "title": f"Memory bench {self.created}",
@@ -83,7 +83,7 @@ class Mix:
         if kind == 15:
             return Call("GET", f"{self.url}/v1/bookings/{rng.choice(self.bookings)}", AUTH)
         if kind == 16:
-            first = date(2027, 4, 5) + timedelta(days=rng.randrange(5))
+            first = harness.monday_in(14) + timedelta(days=rng.randrange(5))
             url = self._availability(self.people[:4], first, 3, group="day")
             return Call("GET", url, AUTH)
         if kind == 17:
@@ -99,7 +99,7 @@ async def _create_pool(gateway: Server, count: int) -> list[str]:
     ids = []
     async with harness.client(4) as session:
         for index in range(count):
-            start = datetime(2029, 1, 1, tzinfo=UTC) + timedelta(hours=index)
+            start = harness.midnight(harness.monday_in(110)) + timedelta(hours=index)
             body = {
                 "organizer": ORGANIZER,
                 "title": f"Pool {index}",

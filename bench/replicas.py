@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -29,7 +30,13 @@ REPLICAS = 3
 POOL = 15
 PER_QUERY = 5
 LATENCY = 0.1
-QUERY = {"duration": "30", "from": "2027-03-01", "to": "2027-03-05", "timezone": "Europe/Paris"}
+_MONDAY = harness.monday_in(9)
+QUERY = {
+    "duration": "30",
+    "from": _MONDAY.isoformat(),
+    "to": (_MONDAY + timedelta(days=4)).isoformat(),
+    "timezone": "Europe/Paris",
+}
 
 
 @contextlib.contextmanager
