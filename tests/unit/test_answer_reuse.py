@@ -4,6 +4,7 @@ offer) now inside `notice` or past."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
@@ -173,3 +174,30 @@ async def test_kept_answers_stay_within_both_bounds(
     newest = await world.ask(notice=63)
     assert list(kept) == [newest.query] and world.service._answer_slots == len(newest.slots)
     assert await world.ask(notice=63) is newest
+
+
+async def test_a_query_that_goes_away_leaves_the_fetches_it_shares_to_the_others(
+    world: World,
+) -> None:
+    gate = asyncio.Event()
+    answer = world.vyte.slot_windows
+
+    async def held(**kwargs: Any) -> list[tuple[str, str]]:
+        await gate.wait()
+        return await answer(**kwargs)
+
+    world.vyte.slot_windows = held  # type: ignore[method-assign]
+    first = asyncio.ensure_future(world.ask("ann@example.com", "bob@example.com"))
+    for _ in range(5):  # until both of its fetches wait on Vyte
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(world.ask("bob@example.com"))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    answered = await second
+    assert answered.slots and answered.slots[0].start == int(MIDNIGHT.timestamp())
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # Bob's fetch ran once, for both queries, and outlived the one that started it.
+    assert world.vyte.calls == 2
