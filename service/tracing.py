@@ -36,6 +36,8 @@ from opentelemetry.util.types import Attributes
 from service.otlp.spans import (
     QuietSpan,
     RecordingSpan,
+    RecordingTracer,
+    RequestSpan,
     new_ids,
     new_span_hex,
     quiet_child,
@@ -129,7 +131,7 @@ def _stored_parent(trace_context: str | None) -> SpanContext | None:
 
 def _headers_of(span: trace.Span) -> tuple[str, str] | None:
     """(`traceparent`, `tracestate`) naming `span` as the parent, or None for an invalid one."""
-    if type(span) is QuietSpan:
+    if isinstance(span, QuietSpan):  # a RequestSpan too
         return span.traceparent(), span.tracestate()
     span_context = span.get_span_context()
     if type(span) is RecordingSpan:
@@ -268,7 +270,7 @@ def using(span: trace.Span) -> Iterator[trace.Span]:
 
 def _hex_ids(span: trace.Span) -> tuple[str, str] | None:
     """(trace id, span id) in hex, or None for an invalid span."""
-    if type(span) is QuietSpan:
+    if isinstance(span, QuietSpan):  # a RequestSpan too
         return span.trace_hex, span.span_hex
     if type(span) is RecordingSpan:
         return span.hex_ids()
@@ -297,7 +299,9 @@ class ServerSpan:
 
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
-        if span.is_recording():
+        if type(span) is RequestSpan:
+            span.end_request(self.method, self.route, status, request_id)
+        elif span.is_recording():
             attributes: dict[str, str | int] = {
                 "http.request.method": self.method,
                 # The route, never the path: the inbound hook path holds a secret token.
@@ -309,7 +313,7 @@ class ServerSpan:
             span.set_attributes(attributes)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            span.end()
         _CURRENT.reset(self.token)
 
 
@@ -352,9 +356,15 @@ def start_server_span(
     if path in QUIET_PATHS:
         span: trace.Span = _quiet_request(traceparent, tracestate)
     else:
-        parent = parse_traceparent(traceparent, tracestate)
-        name = f"{method} {route}" if route else method
-        span = _Active.tracer.start(name, parent, SpanKind.SERVER)
+        tracer = _Active.tracer
+        if type(tracer) is RecordingTracer:  # the exporter's: the cheap request span
+            fields = _traceparent_fields(traceparent)
+            state = _tracestate(tracestate) if fields is not None and tracestate else None
+            span = tracer.start_request(fields, state)
+        else:
+            parent = parse_traceparent(traceparent, tracestate)
+            name = f"{method} {route}" if route else method
+            span = tracer.start(name, parent, SpanKind.SERVER)
     return ServerSpan(span, _CURRENT.set(span), method, route)
 
 

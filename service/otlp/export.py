@@ -20,7 +20,7 @@ import structlog
 from opentelemetry.util.re import parse_env_headers
 
 from service.otlp import encoding
-from service.otlp.spans import RecordingSpan
+from service.otlp.spans import RecordingSpan, RequestRecord
 
 log = structlog.get_logger("tracing")
 
@@ -121,7 +121,7 @@ class BatchExporter:
         self.settings = settings
         self.dropped = 0
         self.exported = 0
-        self._queue: deque[RecordingSpan] = deque()
+        self._queue: deque[RecordingSpan | RequestRecord] = deque()
         self._max_queue, self._max_batch = settings.max_queue, settings.max_batch
         self._resource = encoding.encode_resource(resource)
         self._scope = encoding.encode_scope(scope)
@@ -134,7 +134,7 @@ class BatchExporter:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, span: RecordingSpan) -> None:
+    def add(self, span: RecordingSpan | RequestRecord) -> None:
         """A span's sink: called as it ends, in whatever thread ends it. The thread encodes
         (a batch at a time costs less than a span at a time between requests)."""
         queue = self._queue

@@ -303,6 +303,91 @@ def test_spans_decode_with_opentelemetry_proto_as_they_were_recorded() -> None:
     assert (event.name, event.time_unix_nano, attributes(event)) == ("retry", 123, {"attempt": 2})
 
 
+class ThroughTheApi:
+    """The same tracer, seen by service.tracing as any other one: its request spans are
+    RecordingSpans, ended through the span API."""
+
+    def __init__(self, tracer: RecordingTracer) -> None:
+        self._tracer = tracer
+
+    def start(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._tracer.start(*args, **kwargs)
+
+
+def served(
+    tracer: Any, traceparent: str | None, tracestate: str | None, status: int, rid: str | None
+) -> list[tuple[str, str] | None]:
+    """One request through the request span hooks; the trace and span ids its log lines get
+    and the trace and span ids its Vyte call's traceparent names, in hex."""
+    tracing.use_tracer(tracer)
+    try:
+        route = "/v1/availability" if status < 500 else None
+        span = tracing.start_server_span("GET", route, "/v1/availability", traceparent, tracestate)
+        logged = tracing._hex_ids(tracing.current_span())
+        headers: dict[str, str] = {}
+        call = tracing.upstream_started("GET", "/v2/slots", "vyte.test", 443, headers)
+        tracing.upstream_ended(call, 200, None)
+        span.end(status, rid)
+        sent = headers["traceparent"].split("-")
+        return [logged, (sent[1], sent[2])]
+    finally:
+        tracing.use_tracer(None)
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "tracestate", "status", "rid"),
+    [
+        (None, None, 200, "0123456789abcdef0123456789abcdef"),
+        (f"00-{TRACE:032x}-{PARENT:016x}-01", "vendor=x,other=y", 503, None),
+    ],
+)
+def test_a_request_span_encodes_as_the_span_the_api_records(
+    traceparent: str | None, tracestate: str | None, status: int, rid: str | None
+) -> None:
+    ended: list[Any] = []
+    tracer = RecordingTracer(sampler({}), ended.append)
+    lean_ids = served(tracer, traceparent, tracestate, status, rid)
+    api_ids = served(ThroughTheApi(tracer), traceparent, tracestate, status, rid)
+    # The request span is a RequestRecord one way, a RecordingSpan the other; each after
+    # its Vyte call's span.
+    kinds = [type(item).__name__ for item in ended]
+    assert kinds == ["RecordingSpan", "RequestRecord", "RecordingSpan", "RecordingSpan"]
+    posts = Posts()
+    exporter = unstarted(posts)
+    for item in ended:
+        exporter.add(item)
+    exporter.shutdown()
+    lean_call, lean, api_call, api = posts.spans()
+    for field in ("trace_state", "parent_span_id", "name", "kind", "flags", "status"):
+        assert getattr(lean, field) == getattr(api, field), field
+    assert attributes(lean) == attributes(api)
+    assert ("http.request.id" in attributes(lean)) == (rid is not None)
+    assert lean.status.code == (ProtoStatus.STATUS_CODE_ERROR if status >= 500 else 0)
+    assert lean.start_time_unix_nano <= lean.end_time_unix_nano
+    assert lean.start_time_unix_nano <= api.start_time_unix_nano
+    if traceparent is not None:
+        assert lean.trace_id == api.trace_id == TRACE.to_bytes(16, "big")
+    for call, request, (logged, sent) in ((lean_call, lean, lean_ids), (api_call, api, api_ids)):
+        # Its log lines and its Vyte call name the span that was exported.
+        assert logged == (request.trace_id.hex(), request.span_id.hex())
+        assert sent == (request.trace_id.hex(), call.span_id.hex())
+        assert call.parent_span_id == request.span_id and call.trace_id == request.trace_id
+
+
+def test_a_request_sampled_out_records_nothing_and_keeps_the_trace_going() -> None:
+    ended: list[Any] = []
+    unsampled = f"00-{TRACE:032x}-{PARENT:016x}-00"
+    logged, sent = served(RecordingTracer(sampler({}), ended.append), unsampled, "x=y", 200, "r")
+    assert ended == []
+    assert logged is not None and logged[0] == sent[0] == f"{TRACE:032x}"
+    never = RecordingTracer(
+        sampler({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}),
+        ended.append,
+    )
+    logged, sent = served(never, None, None, 200, "r")
+    assert ended == [] and logged is not None and logged[0] == sent[0]
+
+
 def test_repeated_attribute_values_encode_as_the_first_did() -> None:
     tracer = RecordingTracer(sampler({}), lambda s: None)
     encoded = []
