@@ -42,14 +42,17 @@ CONCURRENCY = 16
 CONFIGS = ("untraced", "no exporter", "exporter on")
 # The cheapest warm query (where tracing's share of the work is largest) and a mid-sized one.
 CASES = ("1 participant, 1 day", "5 participants, 5 days")
-#: rounds of a full run (each 0.3 s per gateway and query); more narrow the quartiles
+#: rounds of a full run (each 0.3 s per gateway and query); more narrow the quartiles (an
+#: A/A run, --same, shows how far apart identical gateways come out)
 ROUNDS = 24
 
 
 @contextlib.contextmanager
-def _gateway(tmp: Path, name: str, vyte: str, extra: dict[str, str]) -> Iterator[Server]:
+def _gateway(
+    tmp: Path, name: str, vyte: str, extra: dict[str, str], untraced: bool
+) -> Iterator[Server]:
     args = ["-m", "service", "serve"]
-    if name == "untraced":
+    if untraced:
         args = ["-m", "bench.tracing", "untraced", "serve"]
     env = {
         "VYTE_BASE_URL": vyte,
@@ -69,8 +72,9 @@ def _gateway(tmp: Path, name: str, vyte: str, extra: dict[str, str]) -> Iterator
 
 
 @contextlib.contextmanager
-def _stacks() -> Iterator[tuple[dict[str, Server], Server]]:
-    """The receiver, one sandbox, and the three gateways in front of it."""
+def _stacks(same: bool = False) -> Iterator[tuple[dict[str, Server], Server]]:
+    """The receiver, one sandbox, and the three gateways in front of it (`same`: all three
+    untraced, to see what the bench itself tells apart)."""
     with harness.workdir() as tmp, contextlib.ExitStack() as stack:
         seed = tmp / "seed.json"
         harness.write_seed(seed, 50)
@@ -107,7 +111,15 @@ def _stacks() -> Iterator[tuple[dict[str, Server], Server]]:
             },
         }
         gateways = {
-            name: stack.enter_context(_gateway(tmp, name, sandbox.url, extras[name]))
+            name: stack.enter_context(
+                _gateway(
+                    tmp,
+                    name,
+                    sandbox.url,
+                    {} if same else extras[name],
+                    untraced=same or name == "untraced",
+                )
+            )
             for name in CONFIGS
         }
         yield gateways, receiver
@@ -137,12 +149,12 @@ def _stats(receiver: Server) -> dict[str, int]:
         return stats
 
 
-async def measure(quick: bool) -> dict[str, float]:
-    seconds, rounds = (0.3, 2) if quick else (0.3, ROUNDS)
+async def measure(quick: bool, rounds: int = ROUNDS, same: bool = False) -> dict[str, float]:
+    seconds, rounds = (0.3, 2) if quick else (0.3, rounds)
     queries = {name: params for name, params in warm.cases().items() if name in CASES}
     # Per (case, config): req/s and CPU ms/req of every round.
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with _stacks() as (gateways, receiver):
+    with _stacks(same) as (gateways, receiver):
         async with harness.client(CONCURRENCY) as session:
             calls = {
                 (case, config): Call(
@@ -330,9 +342,17 @@ def _receiver(port: int) -> None:
     web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
 
 
-def run(quick: bool = False) -> dict[str, float]:
+def run(quick: bool = False, rounds: int = ROUNDS, same: bool = False) -> dict[str, float]:
+    if same:
+        print("## 9a. Tracing bench, A/A: the three gateways all untraced\n")
+        headline = asyncio.run(measure(quick, rounds, same=True))
+        print(
+            "\nEvery gateway runs the same code: how far these ratios stray from 1 is what "
+            "the bench cannot tell apart at this many rounds."
+        )
+        return headline
     print("## 9. Tracing cost on the warm path (untraced vs no exporter vs exporter on)\n")
-    headline = asyncio.run(measure(quick))
+    headline = asyncio.run(measure(quick, rounds))
     hooks = _hook_costs(2_000 if quick else 20_000)
     print()
     print(
@@ -354,7 +374,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.add_argument("--port", type=int, required=True)
         _receiver(parser.parse_args(args[1:]).port)
         return
-    harness.quick_cli(run, __doc__, args)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tracing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds (default {ROUNDS})")
+    parser.add_argument(
+        "--same", action="store_true", help="A/A: all three gateways untraced (the noise floor)"
+    )
+    options = parser.parse_args(args)
+    run(options.quick, options.rounds, options.same)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ _span_attributes: dict[str, dict[object, bytes]] = {}
 def _varint(value: int) -> bytes:
     if value < 0x80:
         return _BYTE[value]
+    if value < 0x4000:  # a span's length: two bytes
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -206,13 +208,11 @@ def encode_request(
     resource: bytes, scope: bytes, spans: Iterable[RecordingSpan | RequestRecord]
 ) -> bytes:
     """An ExportTraceServiceRequest: one ResourceSpans holding one ScopeSpans of `spans`."""
-    scope_spans = scope + b"".join(
-        [
-            _field(
-                b"\x12",
-                encode_span(span) if type(span) is RecordingSpan else encode_request_span(span),  # type: ignore[arg-type]
-            )
-            for span in spans
-        ]
-    )
+    parts = [scope]
+    for span in spans:
+        encoded = (
+            encode_span(span) if isinstance(span, RecordingSpan) else encode_request_span(span)
+        )
+        parts += (b"\x12", _varint(len(encoded)), encoded)  # ScopeSpans.spans (2)
+    scope_spans = b"".join(parts)
     return _field(b"\x0a", resource + _field(b"\x12", scope_spans))
