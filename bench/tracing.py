@@ -191,7 +191,8 @@ async def measure(quick: bool, rounds: int = ROUNDS, same: bool = False) -> dict
             rows.append(
                 [
                     case,
-                    config,
+                    # An A/A run's gateways are all untraced: named by their slot only.
+                    f"untraced, in the {config!r} slot" if same else config,
                     f"{rate:,.0f}",
                     f"{rate_ratio:.3f} ({_quartiles(rate_ratios)})",
                     f"{cpu:.3f}",
@@ -216,11 +217,15 @@ async def measure(quick: bool, rounds: int = ROUNDS, same: bool = False) -> dict
         )
     )
     print()
+    exports = (
+        ""
+        if same
+        else f" The receiver got {exported['posts']:,} OTLP/HTTP posts ({exported['bytes']:,} "
+        "bytes) from the exporting gateway; server CPU includes its export thread."
+    )
     print(
         f"{rounds} rounds of {seconds:g} s per gateway and query, the three gateways back to back "
-        f"in each round. The receiver got {exported['posts']:,} OTLP/HTTP posts "
-        f"({exported['bytes']:,} bytes) from the exporting gateway; server CPU includes its "
-        "export thread."
+        f"in each round.{exports}"
     )
     return headline
 
@@ -365,6 +370,13 @@ def run(quick: bool = False, rounds: int = ROUNDS, same: bool = False) -> dict[s
     return headline
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["untraced"]:
@@ -379,12 +391,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds (default {ROUNDS})")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, for a smoke test")
+    parser.add_argument(
+        "--rounds", type=_positive, default=ROUNDS, help=f"rounds (default {ROUNDS})"
+    )
     parser.add_argument(
         "--same", action="store_true", help="A/A: all three gateways untraced (the noise floor)"
     )
     options = parser.parse_args(args)
+    if options.quick and options.rounds != ROUNDS:
+        parser.error("--quick runs 2 rounds: give --quick or --rounds")
     run(options.quick, options.rounds, options.same)
 
 

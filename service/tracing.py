@@ -299,22 +299,24 @@ class ServerSpan:
 
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
-        if type(span) is RequestSpan:
-            span.end_request(self.method, self.route, status, request_id)
-        elif span.is_recording():
-            attributes: dict[str, str | int] = {
-                "http.request.method": self.method,
-                # The route, never the path: the inbound hook path holds a secret token.
-                "http.route": self.route or "unmatched",
-                "http.response.status_code": status,
-            }
-            if request_id:
-                attributes["http.request.id"] = request_id
-            span.set_attributes(attributes)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-            span.end()
-        _CURRENT.reset(self.token)
+        try:
+            if type(span) is RequestSpan:
+                span.end_request(self.method, self.route, status, request_id)
+            elif span.is_recording():
+                attributes: dict[str, str | int] = {
+                    "http.request.method": self.method,
+                    # The route, never the path: the inbound hook path holds a secret token.
+                    "http.route": self.route or "unmatched",
+                    "http.response.status_code": status,
+                }
+                if request_id:
+                    attributes["http.request.id"] = request_id
+                span.set_attributes(attributes)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+        finally:
+            _CURRENT.reset(self.token)
 
 
 def records_requests(path: str) -> bool:

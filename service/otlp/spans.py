@@ -103,7 +103,11 @@ class RequestSpan(QuietSpan):
     """A recorded request span (SERVER), held as little as a quiet one: hex ids, its
     parent's span id and its start. It is the parent of recorded Vyte and store calls while
     open; `end_request` turns it into one RequestRecord for the exporter. A RecordingSpan
-    with a dict of attributes, ended through the API, cost twice as much per request."""
+    with a dict of attributes, ended through the API, cost twice as much per request.
+
+    Its fields are fixed: the span API's `end`, `set_attribute`, `set_status` change nothing
+    (as on any quiet span); only service.tracing.ServerSpan ends it, with the answer's
+    status."""
 
     __slots__ = ("_ended", "_sink", "parent_hex", "remote_parent", "start")
 
