@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from service.availability import AvailabilityService
 from service.bookings import BookingService
@@ -24,6 +24,11 @@ from service.vyte.mapping import (
     vyte_time,
 )
 from service.vyte.models import Event, EventChanges, NewEventDate
+
+# The lock on a booking's moves: a hold on a time of its own, under a key no organizer has.
+_MOVING = "reschedule:"
+_LOCK_START = datetime(2000, 1, 1, tzinfo=UTC)
+_LOCK_END = _LOCK_START + timedelta(seconds=1)
 
 
 class RescheduleService:
@@ -46,8 +51,23 @@ class RescheduleService:
         return await self._bookings.get_for(caller, booking_id)
 
     async def reschedule(self, caller: str, booking_id: str, move: Reschedule) -> Booking:
+        """One move of a booking at a time, on every replica: a second one that arrives while
+        Vyte is moving the first is 409 (both would succeed, the stored times and Vyte's ending
+        up those of different moves)."""
+        await self.visible(caller, booking_id)
+        lock = f"moving-{uuid.uuid4().hex}"
+        if not await self._store.acquire_hold(
+            _MOVING + booking_id, _LOCK_START, _LOCK_END, lock, self._bookings.hold_ttl
+        ):
+            raise Conflict(f"booking {booking_id} is being rescheduled by another request; retry")
+        try:
+            # Read again under the lock: a move that just ended changed its times.
+            return await self._reschedule(await self.visible(caller, booking_id), move)
+        finally:
+            await self._store.release_hold(lock)
+
+    async def _reschedule(self, booking: Booking, move: Reschedule) -> Booking:
         """Check, hold the new time, move the event in Vyte, record; the old time goes free."""
-        booking = await self.visible(caller, booking_id)
         if booking.status == BookingStatus.CANCELLED:
             raise BookingCancelled(f"booking {booking.id} is cancelled")
         if (booking.start, booking.end) == (move.start, move.end):

@@ -363,3 +363,58 @@ async def test_the_old_time_is_free_on_every_replica(
     for gw in reversed(replicas):
         free = await starts(gw)
         assert at("10:00", day) in free and at("15:00", day) not in free
+
+
+async def concurrent_moves_of_one_booking(
+    replicas: list[Any], sandbox_admin: aiohttp.ClientSession, day: Any
+) -> None:
+    """Two moves of one booking to different free times, while Vyte is slow to move it: one
+    wins, the other is 409, and the gateway's times are Vyte's."""
+    created = await book(replicas[0], at("08:00", day), at("08:30", day))
+    path = f"/v1/bookings/{created['id']}/reschedule"
+    await sandbox_admin.post(
+        "_sandbox/faults", json={"latency": 0.3, "path": "/v2/events/", "method": "PUT"}
+    )
+    before = await upstream_calls(sandbox_admin, PUT)
+    targets = [("14:00", "14:30"), ("16:00", "16:30")]
+    answers = await asyncio.gather(
+        *(
+            gw.post(
+                path,
+                json={"start": at(s, day), "end": at(e, day), "check_availability": False},
+                headers=AUTH,
+            )
+            for gw, (s, e) in zip(replicas, targets, strict=True)
+        )
+    )
+    assert sorted(a.status for a in answers) == [200, 409], [a.status for a in answers]
+    assert await upstream_calls(sandbox_admin, PUT) - before == 1
+    (lost,) = [a for a in answers if a.status == 409]
+    assert "rescheduled by another request" in (await lost.json())["detail"]
+    (won,) = [await a.json() for a in answers if a.status == 200]
+    for gw in replicas:
+        read = await (await gw.get(f"/v1/bookings/{created['id']}", headers=AUTH)).json()
+        assert (read["start"], read["end"]) == (won["start"], won["end"])
+    start, end = (datetime.fromisoformat(won[k]) for k in ("start", "end"))
+    assert await vyte_dates(sandbox_admin, created["id"]) == (zulu(start)[:19], zulu(end)[:19])
+    # Once the first is done, the booking moves again.
+    again = await replicas[-1].post(
+        path,
+        json={"start": at("17:00", day), "end": at("17:30", day), "check_availability": False},
+        headers=AUTH,
+    )
+    assert again.status == 200, await again.text()
+
+
+async def test_two_moves_of_one_booking_at_once_one_wins(
+    gateway: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    await concurrent_moves_of_one_booking([gateway, gateway], sandbox_admin, DAY)
+
+
+async def test_two_moves_of_one_booking_on_two_redis_replicas_one_wins(
+    gateway_factory: Any, redis_server: Any, sandbox_admin: aiohttp.ClientSession
+) -> None:
+    await redis_server.flush(4)
+    replicas = [await gateway_factory(store_url=redis_server.url(4)) for _ in range(2)]
+    await concurrent_moves_of_one_booking(replicas, sandbox_admin, meeting_day(3))
