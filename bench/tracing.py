@@ -15,6 +15,12 @@ They are measured back to back in many short rounds, and each ratio is the media
 rounds' paired ratios, so a noisy moment on the shared machine does not land on one
 configuration only. Goals: no exporter loses at most
 3 % of the untraced req/s, exporter on at most 15 %.
+
+Three processes differ by more than their code: identical ones came out up to 6 % apart (an
+A/A run, ``--same``). ``--one-process`` runs one gateway instead, exporting to the receiver,
+and switches it between the three configurations before each measurement
+(``python -m bench.tracing switchable serve``: on SIGUSR1 it reads the configuration from a
+file and swaps its hooks and tracer), so every ratio compares one process with itself.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -45,15 +53,19 @@ CASES = ("1 participant, 1 day", "5 participants, 5 days")
 #: rounds of a full run (each 0.3 s per gateway and query); more narrow the quartiles (an
 #: A/A run, --same, shows how far apart identical gateways come out)
 ROUNDS = 24
+#: seconds a switchable gateway is given to take its new configuration
+SWITCH_SECONDS = 0.05
 
 
 @contextlib.contextmanager
 def _gateway(
-    tmp: Path, name: str, vyte: str, extra: dict[str, str], untraced: bool
+    tmp: Path, name: str, vyte: str, extra: dict[str, str], untraced: bool, switchable: bool = False
 ) -> Iterator[Server]:
     args = ["-m", "service", "serve"]
     if untraced:
         args = ["-m", "bench.tracing", "untraced", "serve"]
+    if switchable:
+        args = ["-m", "bench.tracing", "switchable", "serve"]
     env = {
         "VYTE_BASE_URL": vyte,
         "VYTE_API_KEY": SANDBOX_API_KEY,
@@ -72,9 +84,12 @@ def _gateway(
 
 
 @contextlib.contextmanager
-def _stacks(same: bool = False) -> Iterator[tuple[dict[str, Server], Server]]:
+def _stacks(
+    same: bool = False, one_process: bool = False
+) -> Iterator[tuple[dict[str, Server], Server, Callable[[str], None]]]:
     """The receiver, one sandbox, and the three gateways in front of it (`same`: all three
-    untraced, to see what the bench itself tells apart)."""
+    untraced, to see what the bench itself tells apart; `one_process`: one switchable
+    gateway for all three), and what readies the gateway of a configuration."""
     with harness.workdir() as tmp, contextlib.ExitStack() as stack:
         seed = tmp / "seed.json"
         harness.write_seed(seed, 50)
@@ -110,6 +125,21 @@ def _stacks(same: bool = False) -> Iterator[tuple[dict[str, Server], Server]]:
                 "OTEL_TRACES_SAMPLER": "always_on",
             },
         }
+        if one_process:
+            mode = tmp / "tracing-mode"
+            mode.write_text("exporter on", encoding="utf-8")
+            extra = {**extras["exporter on"], "BENCH_TRACING_MODE": str(mode)}
+            one = stack.enter_context(
+                _gateway(tmp, "switchable", sandbox.url, extra, untraced=False, switchable=True)
+            )
+
+            def switch(config: str) -> None:
+                # Between loads only: a request must leave through the hooks it entered by.
+                mode.write_text("untraced" if same else config, encoding="utf-8")
+                os.kill(one.pid, signal.SIGUSR1)
+
+            yield dict.fromkeys(CONFIGS, one), receiver, switch
+            return
         gateways = {
             name: stack.enter_context(
                 _gateway(
@@ -122,7 +152,7 @@ def _stacks(same: bool = False) -> Iterator[tuple[dict[str, Server], Server]]:
             )
             for name in CONFIGS
         }
-        yield gateways, receiver
+        yield gateways, receiver, lambda config: None
 
 
 async def _load(
@@ -149,12 +179,14 @@ def _stats(receiver: Server) -> dict[str, int]:
         return stats
 
 
-async def measure(quick: bool, rounds: int = ROUNDS, same: bool = False) -> dict[str, float]:
+async def measure(
+    quick: bool, rounds: int = ROUNDS, same: bool = False, one_process: bool = False
+) -> dict[str, float]:
     seconds, rounds = (0.3, 2) if quick else (0.3, rounds)
     queries = {name: params for name, params in warm.cases().items() if name in CASES}
     # Per (case, config): req/s and CPU ms/req of every round.
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with _stacks(same) as (gateways, receiver):
+    with _stacks(same, one_process) as (gateways, receiver, switch):
         async with harness.client(CONCURRENCY) as session:
             calls = {
                 (case, config): Call(
@@ -164,12 +196,16 @@ async def measure(quick: bool, rounds: int = ROUNDS, same: bool = False) -> dict
                 for config in CONFIGS
             }
             for (_case, config), call in calls.items():  # prime the caches, warm up
+                switch(config)
+                await asyncio.sleep(SWITCH_SECONDS)
                 await _load(session, gateways[config], call, 0.5)
             for index in range(rounds):
                 for case in queries:
                     # The three back to back, in an order that turns each round.
                     order = CONFIGS[index % 3 :] + CONFIGS[: index % 3]
                     for config in order:
+                        switch(config)
+                        await asyncio.sleep(SWITCH_SECONDS)
                         measured = await _load(
                             session, gateways[config], calls[(case, config)], seconds
                         )
@@ -329,6 +365,56 @@ def _untraced(argv: Sequence[str]) -> int:
     return service_main(list(argv))
 
 
+def _switchable(argv: Sequence[str]) -> int:
+    """Run the service exporting (OTEL_* set), switchable on SIGUSR1 to the configuration
+    named in the file $BENCH_TRACING_MODE: untraced (the hooks no-ops, as `untraced` makes
+    them), no exporter (the quiet spans, no tracer) or exporter on (the exporter's tracer).
+    The exporter's thread stays up throughout, idle unless exporting."""
+    import structlog
+
+    from service import logging as service_logging
+    from service import tracing
+    from service.http import tracing as http_tracing
+
+    mode_file = Path(os.environ["BENCH_TRACING_MODE"])
+    traced = {
+        (http_tracing, "enter"): http_tracing.enter,
+        (http_tracing, "leave"): http_tracing.leave,
+        (tracing, "upstream_started"): tracing.upstream_started,
+        (tracing, "upstream_ended"): tracing.upstream_ended,
+    }
+    untraced = {
+        (http_tracing, "enter"): lambda request: None,
+        (http_tracing, "leave"): lambda entered, status, request_id: None,
+        (tracing, "upstream_started"): lambda method, path, host, port, headers: None,
+        (tracing, "upstream_ended"): lambda span, status, error: None,
+    }
+    real_ids = service_logging.add_trace_ids
+
+    def no_ids(logger: Any, method: str, event: Any) -> Any:
+        return event
+
+    exporting: list[Any] = []
+
+    def apply(signum: int, frame: Any) -> None:
+        mode = mode_file.read_text(encoding="utf-8").strip()
+        if not exporting:  # the tracer the export context installed at start-up
+            exporting.append(tracing._Active.tracer)
+        for (module, name), hook in (untraced if mode == "untraced" else traced).items():
+            setattr(module, name, hook)
+        # The log processors are one list, shared by the prebuilt access logger.
+        processors = structlog.get_config()["processors"]
+        for index, processor in enumerate(processors):
+            if processor in (real_ids, no_ids):
+                processors[index] = no_ids if mode == "untraced" else real_ids
+        tracing.use_tracer(exporting[0] if mode == "exporter on" else None)
+
+    signal.signal(signal.SIGUSR1, apply)
+    from service.__main__ import main as service_main
+
+    return service_main(list(argv))
+
+
 def _receiver(port: int) -> None:
     """An OTLP/HTTP endpoint that accepts every export and counts posts and bytes."""
     counts = {"posts": 0, "bytes": 0}
@@ -347,10 +433,16 @@ def _receiver(port: int) -> None:
     web.run_app(app, host=LOOPBACK, port=port, access_log=None, print=None)
 
 
-def run(quick: bool = False, rounds: int = ROUNDS, same: bool = False) -> dict[str, float]:
+def run(
+    quick: bool = False, rounds: int = ROUNDS, same: bool = False, one_process: bool = False
+) -> dict[str, float]:
+    if one_process and not same:
+        print("## 9b. Tracing cost on the warm path, one gateway switched between the three\n")
+        return asyncio.run(measure(quick, rounds, one_process=True))
     if same:
-        print("## 9a. Tracing bench, A/A: the three gateways all untraced\n")
-        headline = asyncio.run(measure(quick, rounds, same=True))
+        where = "one gateway, untraced in all three slots" if one_process else "three gateways"
+        print(f"## 9a. Tracing bench, A/A: {where}, all untraced\n")
+        headline = asyncio.run(measure(quick, rounds, same=True, one_process=one_process))
         print(
             "\nEvery gateway runs the same code: how far these ratios stray from 1 is what "
             "the bench cannot tell apart at this many rounds."
@@ -381,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["untraced"]:
         raise SystemExit(_untraced(args[1:]))
+    if args[:1] == ["switchable"]:
+        raise SystemExit(_switchable(args[1:]))
     if args[:1] == ["receiver"]:
         parser = argparse.ArgumentParser(prog="python -m bench.tracing receiver")
         parser.add_argument("--port", type=int, required=True)
@@ -398,10 +492,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--same", action="store_true", help="A/A: all three gateways untraced (the noise floor)"
     )
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="one gateway, switched between the three before each measurement (with --same:"
+        " left untraced)",
+    )
     options = parser.parse_args(args)
     if options.quick and options.rounds != ROUNDS:
         parser.error("--quick runs 2 rounds: give --quick or --rounds")
-    run(options.quick, options.rounds, options.same)
+    run(options.quick, options.rounds, options.same, options.one_process)
 
 
 if __name__ == "__main__":
