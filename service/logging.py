@@ -270,7 +270,6 @@ def configure(
     output = _LineWriter(out)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        add_trace_ids,
         structlog.processors.add_log_level,
         UtcTimestamp(),
     ]
@@ -280,6 +279,9 @@ def configure(
             *shared,
             _format_exc_info,
             redactor,
+            # After the redactor: the ids are hex the gateway made or checked (a traceparent
+            # matches a hex pattern), nothing it needs to look through.
+            add_trace_ids,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
@@ -301,6 +303,7 @@ def configure(
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _format_exc_info,
                 redactor,
+                add_trace_ids,
                 renderer,
             ],
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ import pytest
 import structlog
 
 from service import logging as service_logging
+from service import tracing
 from service.logging import Loggers, UtcTimestamp
 
 
@@ -82,3 +84,24 @@ def test_the_access_logger_writes_what_structlogs_own_logger_writes() -> None:
         k: v for k, v in theirs.items() if k != "timestamp"
     }
     assert ours["path"] == "/x?k=[redacted]" and ours["request_id"] == "r-1"
+
+
+def test_every_line_of_a_span_carries_its_ids_and_is_still_redacted() -> None:
+    stream = io.StringIO()
+    service_logging.configure("info", "json", secrets=["s3cret-value"], stream=stream)
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    token = tracing.enter_unrecorded_span(incoming, None)
+    try:
+        ids = tracing._hex_ids(tracing.current_span())
+        Loggers.access.info("request", path="/x?k=s3cret-value")
+        structlog.get_logger("vyte").warning("upstream", detail="Bearer s3cret-value")
+        logging.getLogger("aiohttp.server").error("stdlib line with s3cret-value")
+    finally:
+        tracing.leave_unrecorded_span(token)
+        service_logging.reset()
+    lines = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert len(lines) == 3 and ids is not None
+    assert ids[0] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    for line in lines:
+        assert (line["trace_id"], line["span_id"]) == ids
+        assert "s3cret-value" not in json.dumps(line)
