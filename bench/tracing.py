@@ -253,6 +253,7 @@ async def measure(
         )
     )
     print()
+    three = "configurations of one gateway" if one_process else "gateways"
     exports = (
         ""
         if same
@@ -260,7 +261,7 @@ async def measure(
         "bytes) from the exporting gateway; server CPU includes its export thread."
     )
     print(
-        f"{rounds} rounds of {seconds:g} s per gateway and query, the three gateways back to back "
+        f"{rounds} rounds of {seconds:g} s per gateway and query, the three {three} back to back "
         f"in each round.{exports}"
     )
     return headline
