@@ -54,14 +54,14 @@ class RescheduleService:
         """One move of a booking at a time, on every replica: a second one that arrives while
         Vyte is moving the first is 409 (both would succeed, the stored times and Vyte's ending
         up those of different moves)."""
-        await self.visible(caller, booking_id)
         lock = f"moving-{uuid.uuid4().hex}"
         if not await self._store.acquire_hold(
             _MOVING + booking_id, _LOCK_START, _LOCK_END, lock, self._bookings.hold_ttl
         ):
+            await self.visible(caller, booking_id)  # anyone else's booking: 404, as for any id
             raise Conflict(f"booking {booking_id} is being rescheduled by another request; retry")
         try:
-            # Read again under the lock: a move that just ended changed its times.
+            # Read under the lock: the times a move that just ended left.
             return await self._reschedule(await self.visible(caller, booking_id), move)
         finally:
             await self._store.release_hold(lock)

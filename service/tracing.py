@@ -34,6 +34,8 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes
 
 from service.otlp.spans import (
+    ZERO_SPAN,
+    ZERO_TRACE,
     QuietSpan,
     RecordingSpan,
     RecordingTracer,
@@ -85,7 +87,7 @@ def _traceparent_fields(traceparent: str | None) -> tuple[str, str, int] | None:
     version, trace_hex, span_hex, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest is not None):
         return None
-    if not int(trace_hex, 16) or not int(span_hex, 16):
+    if trace_hex == ZERO_TRACE or span_hex == ZERO_SPAN:  # all-zero ids are invalid
         return None
     return trace_hex, span_hex, int(flags, 16) & TraceFlags.SAMPLED
 
@@ -131,16 +133,13 @@ def _stored_parent(trace_context: str | None) -> SpanContext | None:
 
 def _headers_of(span: trace.Span) -> tuple[str, str] | None:
     """(`traceparent`, `tracestate`) naming `span` as the parent, or None for an invalid one."""
-    if isinstance(span, QuietSpan):  # a RequestSpan too
-        return span.traceparent(), span.tracestate()
-    span_context = span.get_span_context()
-    if type(span) is RecordingSpan:
-        trace_hex, span_hex = span.hex_ids()
-        flags = "01" if span_context.trace_flags & TraceFlags.SAMPLED else "00"
-        return f"00-{trace_hex}-{span_hex}-{flags}", span_context.trace_state.to_header()
-    if not span_context.is_valid:
+    if isinstance(span, QuietSpan):  # a RequestSpan too: its hex ids as they are
+        flags = "01" if span.sampled else "00"
+        return f"00-{span.trace_hex}-{span.span_hex}-{flags}", span.tracestate()
+    context = span.get_span_context()
+    if not context.is_valid:
         return None
-    return format_traceparent(span_context), span_context.trace_state.to_header()
+    return format_traceparent(context), context.trace_state.to_header()
 
 
 def current_trace_context() -> str | None:
@@ -383,11 +382,11 @@ def upstream_started(
     """The CLIENT span of one HTTP attempt to Vyte (so the fan-out shows as parallel children
     of the request), named as its parent in `headers`; `upstream_ended` ends it."""
     parent = _CURRENT.get()
-    if type(parent) is QuietSpan:  # the usual case without an exporter: ids only
-        quiet = parent.child()
-        inject(headers, quiet)
-        return quiet
-    span = _child(_upstream_name(method, path), SpanKind.CLIENT)
+    span: trace.Span
+    if type(parent) is QuietSpan:  # the usual case without an exporter: ids only, no name
+        span = parent.child()
+    else:
+        span = _child(_upstream_name(method, path), SpanKind.CLIENT)
     if span.is_recording():
         # No query string: it names participants (emails).
         span.set_attributes(

@@ -163,9 +163,7 @@ _ERROR_STATUS = _field(b"\x7a", _STATUS_CODE[StatusCode.ERROR])
 def encode_request_span(record: RequestRecord) -> bytes:
     """One Span message for a request's span: what `encode_span` writes for the SERVER span
     service.tracing records, from the few fields of a RequestRecord."""
-    (trace_hex, span_hex, parent_hex, remote, state, start, end, method, route, status, rid) = (
-        record
-    )
+    trace_hex, span_hex, parent_hex, state, start, end, method, route, status, rid = record
     parts = [b"\x0a\x10", bytes.fromhex(trace_hex), b"\x12\x08", bytes.fromhex(span_hex)]
     if state:
         parts.append(_field(b"\x1a", state.encode()))
@@ -187,7 +185,8 @@ def encode_request_span(record: RequestRecord) -> bytes:
         parts.append(_span_attribute("http.request.id", rid))  # type: ignore[arg-type]
     if status >= 500:
         parts.append(_ERROR_STATUS)
-    parts.append(_REMOTE_PARENT if remote else _LOCAL_PARENT)
+    # Only an incoming traceparent names a request span's parent: a remote one.
+    parts.append(_REMOTE_PARENT if parent_hex else _LOCAL_PARENT)
     return b"".join(parts)
 
 

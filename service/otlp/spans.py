@@ -76,9 +76,6 @@ class QuietSpan(NonRecordingSpan):
     def child(self) -> QuietSpan:
         return QuietSpan(self.trace_hex, new_span_hex(), self.sampled, self._state)
 
-    def traceparent(self) -> str:
-        return f"00-{self.trace_hex}-{self.span_hex}-{'01' if self.sampled else '00'}"
-
     def tracestate(self) -> str:
         return self._state.to_header() if self._state else ""
 
@@ -88,8 +85,7 @@ class RequestRecord(NamedTuple):
 
     trace_hex: str
     span_hex: str
-    parent_hex: str  # "" for the root of a trace
-    remote_parent: bool
+    parent_hex: str  # an incoming traceparent's span id (a remote parent); "" for a root
     state: str  # the tracestate header, "" for none
     start: int
     end: int
@@ -109,7 +105,7 @@ class RequestSpan(QuietSpan):
     (as on any quiet span); only service.tracing.ServerSpan ends it, with the answer's
     status."""
 
-    __slots__ = ("_ended", "_sink", "parent_hex", "remote_parent", "start")
+    __slots__ = ("_ended", "_sink", "parent_hex", "start")
 
     def __init__(
         self,
@@ -125,7 +121,6 @@ class RequestSpan(QuietSpan):
         self._state = state
         self._context = None  # type: ignore[assignment]
         self.parent_hex = parent_hex
-        self.remote_parent = bool(parent_hex)  # only an incoming traceparent is its parent
         self._sink = sink
         self._ended = False
         self.start = time.time_ns()
@@ -149,7 +144,6 @@ class RequestSpan(QuietSpan):
                     self.trace_hex,
                     self.span_hex,
                     self.parent_hex,
-                    self.remote_parent,
                     state.to_header() if state else "",
                     self.start,
                     time.time_ns(),
@@ -163,7 +157,7 @@ class RequestSpan(QuietSpan):
 
 
 _new_record = tuple.__new__
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+ZERO_TRACE, ZERO_SPAN = "0" * 32, "0" * 16
 _random_bytes = random.randbytes
 
 
@@ -173,14 +167,14 @@ def new_ids() -> tuple[str, str]:
     while True:  # an all-zero id is invalid in W3C trace context
         ids = _random_bytes(24).hex()
         trace_hex, span_hex = ids[:32], ids[32:]
-        if trace_hex != _ZERO_TRACE and span_hex != _ZERO_SPAN:
+        if trace_hex != ZERO_TRACE and span_hex != ZERO_SPAN:
             return trace_hex, span_hex
 
 
 def new_span_hex() -> str:
     while True:
         span_hex = _random_bytes(8).hex()
-        if span_hex != _ZERO_SPAN:
+        if span_hex != ZERO_SPAN:
             return span_hex
 
 

@@ -180,8 +180,8 @@ class VyteClient:
         data = await self._slots_answer(duration, first, last, timezone, users, emails)
         try:
             return slot_pairs(data)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            raise errors.VyteBadResponse(f"unexpected answer shape for {Slots!r}") from None
+        except _SHAPE_ERRORS:
+            raise _bad_shape(Slots) from None
 
     async def create_event(self, event: NewEvent) -> Event:
         data = await self._call(
@@ -287,8 +287,8 @@ class VyteClient:
     def _structure(data: Any, cls: type[T]) -> T:
         try:
             return converter.structure(data, cls)
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError):
-            raise errors.VyteBadResponse(f"unexpected answer shape for {cls!r}") from None
+        except _SHAPE_ERRORS:
+            raise _bad_shape(cls) from None
 
     async def _call(
         self,
@@ -495,6 +495,14 @@ class VyteClient:
         if raw is None:
             return text, resp.status
         return _json(raw, resp.status), resp.status
+
+
+# What reading an answer of the wrong shape raises, by cattrs or by hand.
+_SHAPE_ERRORS = (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def _bad_shape(cls: type) -> errors.VyteBadResponse:
+    return errors.VyteBadResponse(f"unexpected answer shape for {cls!r}")
 
 
 def _json(raw: bytes, status: int) -> Any:

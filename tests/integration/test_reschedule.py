@@ -377,7 +377,7 @@ async def concurrent_moves_of_one_booking(
     )
     before = await upstream_calls(sandbox_admin, PUT)
     targets = [("14:00", "14:30"), ("16:00", "16:30")]
-    answers = await asyncio.gather(
+    moves = asyncio.gather(
         *(
             gw.post(
                 path,
@@ -387,6 +387,12 @@ async def concurrent_moves_of_one_booking(
             for gw, (s, e) in zip(replicas, targets, strict=True)
         )
     )
+    await asyncio.sleep(0.1)  # a move holds the lock, waiting on Vyte
+    stranger = await replicas[-1].post(
+        path, json={"start": at("18:00", day), "duration": 30}, headers=OTHER_AUTH
+    )
+    assert stranger.status == 404  # not 409: another caller learns nothing of the booking
+    answers = await moves
     assert sorted(a.status for a in answers) == [200, 409], [a.status for a in answers]
     assert await upstream_calls(sandbox_admin, PUT) - before == 1
     (lost,) = [a for a in answers if a.status == 409]
