@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -26,13 +25,7 @@ from bench.harness import AUTH, VYTE_AUTH, Server, Stack, median, ms
 
 SIZES = (1, 5, 20, 50)
 LATENCY = 0.1
-_MONDAY = harness.monday_in(9)
-QUERY = {
-    "duration": "30",
-    "from": _MONDAY.isoformat(),
-    "to": (_MONDAY + timedelta(days=4)).isoformat(),
-    "timezone": "Europe/Paris",
-}
+QUERY = harness.workweek_query()
 # Seconds every timed fan-out waits first, so the sandbox has finished what the previous one
 # left it (access log lines, garbage) whoever comes next.
 SETTLE = 0.1

@@ -325,6 +325,18 @@ def midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def workweek_query(weeks: int = 9) -> dict[str, str]:
+    """30-minute slots, Monday to Friday of the week `weeks` after this one, in Paris: the
+    fan-out and replica benches' query."""
+    monday = monday_in(weeks)
+    return {
+        "duration": "30",
+        "from": monday.isoformat(),
+        "to": (monday + timedelta(days=4)).isoformat(),
+        "timezone": "Europe/Paris",
+    }
+
+
 SEED_FIRST_WEEK = 1
 """The generated users' meetings cover the 365 days from ``monday_in(SEED_FIRST_WEEK)``."""
 

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,13 +29,7 @@ REPLICAS = 3
 POOL = 15
 PER_QUERY = 5
 LATENCY = 0.1
-_MONDAY = harness.monday_in(9)
-QUERY = {
-    "duration": "30",
-    "from": _MONDAY.isoformat(),
-    "to": (_MONDAY + timedelta(days=4)).isoformat(),
-    "timezone": "Europe/Paris",
-}
+QUERY = harness.workweek_query()
 
 
 @contextlib.contextmanager

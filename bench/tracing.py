@@ -59,13 +59,12 @@ SWITCH_SECONDS = 0.05
 
 @contextlib.contextmanager
 def _gateway(
-    tmp: Path, name: str, vyte: str, extra: dict[str, str], untraced: bool, switchable: bool = False
+    tmp: Path, name: str, vyte: str, extra: dict[str, str], kind: str = "service"
 ) -> Iterator[Server]:
+    """A gateway: the service as shipped, or this module's `untraced` or `switchable` one."""
     args = ["-m", "service", "serve"]
-    if untraced:
-        args = ["-m", "bench.tracing", "untraced", "serve"]
-    if switchable:
-        args = ["-m", "bench.tracing", "switchable", "serve"]
+    if kind != "service":
+        args = ["-m", "bench.tracing", kind, "serve"]
     env = {
         "VYTE_BASE_URL": vyte,
         "VYTE_API_KEY": SANDBOX_API_KEY,
@@ -130,7 +129,7 @@ def _stacks(
             mode.write_text("exporter on", encoding="utf-8")
             extra = {**extras["exporter on"], "BENCH_TRACING_MODE": str(mode)}
             one = stack.enter_context(
-                _gateway(tmp, "switchable", sandbox.url, extra, untraced=False, switchable=True)
+                _gateway(tmp, "switchable", sandbox.url, extra, kind="switchable")
             )
 
             def switch(config: str) -> None:
@@ -147,7 +146,7 @@ def _stacks(
                     name,
                     sandbox.url,
                     {} if same else extras[name],
-                    untraced=same or name == "untraced",
+                    kind="untraced" if same or name == "untraced" else "service",
                 )
             )
             for name in CONFIGS
@@ -344,23 +343,43 @@ def _hook_costs(count: int) -> dict[str, float]:
 # -- the processes this part starts --------------------------------------------------------
 
 
+def _hooks(untraced: bool) -> dict[tuple[Any, str], Any]:
+    """The request and Vyte-call hooks of service.tracing as shipped, or as no-ops."""
+    from service import tracing
+    from service.http import tracing as http_tracing
+
+    if not untraced:
+        return {
+            (http_tracing, "enter"): http_tracing.enter,
+            (http_tracing, "leave"): http_tracing.leave,
+            (tracing, "upstream_started"): tracing.upstream_started,
+            (tracing, "upstream_ended"): tracing.upstream_ended,
+        }
+    return {
+        (http_tracing, "enter"): lambda request: None,
+        (http_tracing, "leave"): lambda entered, status, request_id: None,
+        (tracing, "upstream_started"): lambda method, path, host, port, headers: None,
+        (tracing, "upstream_ended"): lambda span, status, error: None,
+    }
+
+
+def _no_ids(logger: Any, method: str, event: Any) -> Any:
+    return event
+
+
 def _untraced(argv: Sequence[str]) -> int:
     """Run the service with its tracing hooks replaced by no-ops (the baseline)."""
+    from service import logging as service_logging
     from service import tracing, tracing_export
-    from service.http import tracing as http_tracing
 
     async def no_export(app: web.Application) -> Any:
         yield
 
-    http_tracing.enter = lambda request: None  # type: ignore[assignment]
-    http_tracing.leave = lambda entered, status, request_id: None  # type: ignore[assignment]
-    tracing.upstream_started = lambda method, path, host, port, headers: None  # type: ignore[assignment,return-value]
-    tracing.upstream_ended = lambda span, status, error: None  # type: ignore[assignment]
+    for (module, name), hook in _hooks(untraced=True).items():
+        setattr(module, name, hook)
     tracing.trace_store = lambda store: store  # type: ignore[assignment]
     tracing_export.export = no_export  # type: ignore[assignment]
-    from service import logging as service_logging
-
-    service_logging.add_trace_ids = lambda logger, method, event: event  # type: ignore[assignment]
+    service_logging.add_trace_ids = _no_ids  # type: ignore[assignment]
     from service.__main__ import main as service_main
 
     return service_main(list(argv))
@@ -375,39 +394,23 @@ def _switchable(argv: Sequence[str]) -> int:
 
     from service import logging as service_logging
     from service import tracing
-    from service.http import tracing as http_tracing
 
     mode_file = Path(os.environ["BENCH_TRACING_MODE"])
-    traced = {
-        (http_tracing, "enter"): http_tracing.enter,
-        (http_tracing, "leave"): http_tracing.leave,
-        (tracing, "upstream_started"): tracing.upstream_started,
-        (tracing, "upstream_ended"): tracing.upstream_ended,
-    }
-    untraced = {
-        (http_tracing, "enter"): lambda request: None,
-        (http_tracing, "leave"): lambda entered, status, request_id: None,
-        (tracing, "upstream_started"): lambda method, path, host, port, headers: None,
-        (tracing, "upstream_ended"): lambda span, status, error: None,
-    }
+    hooks = {False: _hooks(untraced=False), True: _hooks(untraced=True)}
     real_ids = service_logging.add_trace_ids
-
-    def no_ids(logger: Any, method: str, event: Any) -> Any:
-        return event
-
     exporting: list[Any] = []
 
     def apply(signum: int, frame: Any) -> None:
         mode = mode_file.read_text(encoding="utf-8").strip()
         if not exporting:  # the tracer the export context installed at start-up
             exporting.append(tracing._Active.tracer)
-        for (module, name), hook in (untraced if mode == "untraced" else traced).items():
+        for (module, name), hook in hooks[mode == "untraced"].items():
             setattr(module, name, hook)
         # The log processors are one list, shared by the prebuilt access logger.
         processors = structlog.get_config()["processors"]
         for index, processor in enumerate(processors):
-            if processor in (real_ids, no_ids):
-                processors[index] = no_ids if mode == "untraced" else real_ids
+            if processor in (real_ids, _no_ids):
+                processors[index] = _no_ids if mode == "untraced" else real_ids
         tracing.use_tracer(exporting[0] if mode == "exporter on" else None)
 
     signal.signal(signal.SIGUSR1, apply)
