@@ -108,10 +108,12 @@ def start_server(
     env: dict[str, str] | None = None,
     ready_path: str = "/livez",
     port: int | None = None,
+    prefix: Sequence[str] = (),
 ) -> Server:
     """Start ``python <args>`` with PORT set to a free loopback port; wait until it answers.
 
-    A literal ``{port}`` in ``args`` is replaced by that port.
+    A literal ``{port}`` in ``args`` is replaced by that port; ``prefix`` is a command that
+    runs python (valgrind's, say).
     """
     port = port or free_port()
     full_env = {
@@ -126,7 +128,7 @@ def start_server(
     log = workdir / f"{name}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, *(a.replace("{port}", str(port)) for a in args)],
+            [*prefix, sys.executable, *(a.replace("{port}", str(port)) for a in args)],
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -21,6 +21,13 @@ A/A run, ``--same``). ``--one-process`` runs one gateway instead, exporting to t
 and switches it between the three configurations before each measurement
 (``python -m bench.tracing switchable serve``: on SIGUSR1 it reads the configuration from a
 file and swaps its hooks and tracer), so every ratio compares one process with itself.
+
+Even so, req/s on this shared machine resolves about 4 %. ``--instructions`` counts instead:
+the switchable gateway runs under valgrind's callgrind, and each configuration serves the
+same 1,024 requests, its instructions counted (export thread included: a switch exports
+what the load queued before the count is read). An A/A run (``--instructions --same``)
+agrees to 0.15 %. Instructions are not time (a cache miss costs more than an add), so this
+is the req/s ratio the code would have at equal cycles per instruction.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -53,13 +62,16 @@ CASES = ("1 participant, 1 day", "5 participants, 5 days")
 #: rounds of a full run (each 0.3 s per gateway and query); more narrow the quartiles (an
 #: A/A run, --same, shows how far apart identical gateways come out)
 ROUNDS = 24
-#: seconds a switchable gateway is given to take its new configuration
-SWITCH_SECONDS = 0.05
 
 
 @contextlib.contextmanager
 def _gateway(
-    tmp: Path, name: str, vyte: str, extra: dict[str, str], kind: str = "service"
+    tmp: Path,
+    name: str,
+    vyte: str,
+    extra: dict[str, str],
+    kind: str = "service",
+    prefix: Sequence[str] = (),
 ) -> Iterator[Server]:
     """A gateway: the service as shipped, or this module's `untraced` or `switchable` one."""
     args = ["-m", "service", "serve"]
@@ -75,11 +87,64 @@ def _gateway(
         "SHUTDOWN_TIMEOUT": "5",
         **extra,
     }
-    server = harness.start_server(f"gateway-{name.replace(' ', '-')}", args, tmp, env=env)
+    server = harness.start_server(
+        f"gateway-{name.replace(' ', '-')}", args, tmp, env=env, prefix=prefix
+    )
     try:
         yield server
     finally:
         server.stop()
+
+
+def _sandbox_and_receiver(tmp: Path, stack: contextlib.ExitStack) -> tuple[Server, Server]:
+    """The seeded sandbox the gateways ask and the OTLP receiver they export to."""
+    seed = tmp / "seed.json"
+    harness.write_seed(seed, 50)
+    sandbox = harness.start_server(
+        "sandbox",
+        ["-m", "service", "sandbox", "--host", LOOPBACK, "--port", "{port}", "--seed", str(seed)],
+        tmp,
+        ready_path="/_sandbox/stats",
+    )
+    stack.callback(sandbox.stop)
+    receiver = harness.start_server(
+        "otlp-receiver",
+        ["-m", "bench.tracing", "receiver", "--port", "{port}"],
+        tmp,
+        ready_path="/stats",
+    )
+    stack.callback(receiver.stop)
+    return sandbox, receiver
+
+
+def _exporting(receiver: Server) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_TRACES_SAMPLER": "always_on"}
+
+
+class _Switch:
+    """Switches a switchable gateway to a configuration, and waits until it has."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.mode = tmp / "tracing-mode"
+        self.ack = tmp / "tracing-mode.ack"
+        self.count = 0
+        self.mode.write_text("exporter on\n0", encoding="utf-8")
+
+    def env(self) -> dict[str, str]:
+        return {"BENCH_TRACING_MODE": str(self.mode)}
+
+    def __call__(self, server: Server, config: str) -> None:
+        # Between loads only: a request must leave through the hooks it entered by.
+        self.count += 1
+        self.mode.write_text(f"{config}\n{self.count}", encoding="utf-8")
+        os.kill(server.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if self.ack.read_text(encoding="utf-8") == str(self.count):
+                    return
+            time.sleep(0.005)
+        raise RuntimeError(f"{server.name} did not switch to {config!r}")
 
 
 @contextlib.contextmanager
@@ -90,54 +155,19 @@ def _stacks(
     untraced, to see what the bench itself tells apart; `one_process`: one switchable
     gateway for all three), and what readies the gateway of a configuration."""
     with harness.workdir() as tmp, contextlib.ExitStack() as stack:
-        seed = tmp / "seed.json"
-        harness.write_seed(seed, 50)
-        sandbox = harness.start_server(
-            "sandbox",
-            [
-                "-m",
-                "service",
-                "sandbox",
-                "--host",
-                LOOPBACK,
-                "--port",
-                "{port}",
-                "--seed",
-                str(seed),
-            ],
-            tmp,
-            ready_path="/_sandbox/stats",
-        )
-        stack.callback(sandbox.stop)
-        receiver = harness.start_server(
-            "otlp-receiver",
-            ["-m", "bench.tracing", "receiver", "--port", "{port}"],
-            tmp,
-            ready_path="/stats",
-        )
-        stack.callback(receiver.stop)
-        extras = {
-            "untraced": {},
-            "no exporter": {},
-            "exporter on": {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-                "OTEL_TRACES_SAMPLER": "always_on",
-            },
-        }
+        sandbox, receiver = _sandbox_and_receiver(tmp, stack)
+        extras = {"untraced": {}, "no exporter": {}, "exporter on": _exporting(receiver)}
         if one_process:
-            mode = tmp / "tracing-mode"
-            mode.write_text("exporter on", encoding="utf-8")
-            extra = {**extras["exporter on"], "BENCH_TRACING_MODE": str(mode)}
+            switcher = _Switch(tmp)
+            extra = {**extras["exporter on"], **switcher.env()}
             one = stack.enter_context(
                 _gateway(tmp, "switchable", sandbox.url, extra, kind="switchable")
             )
-
-            def switch(config: str) -> None:
-                # Between loads only: a request must leave through the hooks it entered by.
-                mode.write_text("untraced" if same else config, encoding="utf-8")
-                os.kill(one.pid, signal.SIGUSR1)
-
-            yield dict.fromkeys(CONFIGS, one), receiver, switch
+            yield (
+                dict.fromkeys(CONFIGS, one),
+                receiver,
+                lambda config: switcher(one, "untraced" if same else config),
+            )
             return
         gateways = {
             name: stack.enter_context(
@@ -196,7 +226,6 @@ async def measure(
             }
             for (_case, config), call in calls.items():  # prime the caches, warm up
                 switch(config)
-                await asyncio.sleep(SWITCH_SECONDS)
                 await _load(session, gateways[config], call, 0.5)
             for index in range(rounds):
                 for case in queries:
@@ -204,7 +233,6 @@ async def measure(
                     order = CONFIGS[index % 3 :] + CONFIGS[: index % 3]
                     for config in order:
                         switch(config)
-                        await asyncio.sleep(SWITCH_SECONDS)
                         measured = await _load(
                             session, gateways[config], calls[(case, config)], seconds
                         )
@@ -262,6 +290,155 @@ async def measure(
     print(
         f"{rounds} rounds of {seconds:g} s per gateway and query, the three {three} back to back "
         f"in each round.{exports}"
+    )
+    return headline
+
+
+# -- instructions: what callgrind counts, the same in every run --------------------------------
+
+#: requests per counted load: two full export batches, so no span waits for the delay
+COUNTED_REQUESTS = 1024
+COUNTED_ROUNDS = 3
+#: a callgrind'd gateway runs some 50 times slower: the export delay is stretched with it,
+#: so batches fill as they would at full speed (a switch flushes what is left)
+_SLOW_DELAY_MS = "600000"
+
+
+def _callgrind(pid: int, command: str, vgdb: Path) -> None:
+    # valgrind names its control pipes by the gateway's $HOST (its listening address) and
+    # user (none in its environment), which callgrind_control must name them by too
+    env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}
+    env["HOST"] = LOOPBACK
+    done = subprocess.run(
+        ["callgrind_control", f"--vgdb-prefix={vgdb}", command, str(pid)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if "OK." not in done.stdout:
+        raise RuntimeError(f"callgrind_control {command} {pid}: {done.stdout}{done.stderr}")
+
+
+def _dump(pid: int, where: Path, vgdb: Path) -> int:
+    """The instruction count ("totals:") since the last zeroing: the one dump in `where`."""
+    for path in where.iterdir():
+        path.unlink()
+    _callgrind(pid, "--dump", vgdb)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in where.iterdir():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("totals:"):
+                    return int(line.split()[1])
+        time.sleep(0.05)
+    raise RuntimeError(f"no callgrind dump in {where}")
+
+
+async def measure_instructions(
+    rounds: int = COUNTED_ROUNDS, same: bool = False
+) -> dict[str, float]:
+    """Instructions per request of one switchable gateway running under callgrind, in each
+    configuration: the process's own work, export thread included, counted rather than
+    timed, so a busy machine changes nothing (the socket work in the kernel is not counted)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install -y valgrind)")
+    queries = {name: params for name, params in warm.cases().items() if name in CASES}
+    runs: dict[tuple[str, str], list[float]] = {}
+    with harness.workdir() as tmp, contextlib.ExitStack() as stack:
+        sandbox, receiver = _sandbox_and_receiver(tmp, stack)
+        switcher = _Switch(tmp)
+        dumps = tmp / "callgrind"
+        dumps.mkdir()
+        extra = {
+            **_exporting(receiver),
+            **switcher.env(),
+            "BENCH_TRACING_FLUSH": "1",
+            "OTEL_BSP_SCHEDULE_DELAY": _SLOW_DELAY_MS,
+        }
+        prefix = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",  # start-up and warm-up at a seventh of full speed, uncounted
+            f"--callgrind-out-file={dumps}/callgrind.out",
+            f"--vgdb-prefix={tmp}/vgdb",
+        ]
+        one = stack.enter_context(
+            _gateway(tmp, "callgrind", sandbox.url, extra, kind="switchable", prefix=prefix)
+        )
+
+        def switch(config: str) -> None:
+            switcher(one, "untraced" if same else config)
+
+        async with harness.client(CONCURRENCY) as session:
+            calls = {
+                case: Call("GET", f"{one.url}/v1/availability?{urlencode(params)}", AUTH)
+                for case, params in queries.items()
+            }
+
+            async def load(call: Call) -> None:
+                result = await harness.closed_loop(
+                    session,
+                    lambda _: call,
+                    concurrency=CONCURRENCY,
+                    seconds=3600,
+                    max_requests=COUNTED_REQUESTS,
+                )
+                if result.errors or set(result.statuses) != {200}:
+                    raise RuntimeError(f"{call.url}: unexpected answers {result.statuses}")
+
+            for call in calls.values():  # prime the caches, warm up, uncounted
+                for config in CONFIGS:
+                    switch(config)
+                    await load(call)
+            _callgrind(one.pid, "--instr=on", tmp / "vgdb")
+            for index in range(rounds):
+                for case, call in calls.items():
+                    for config in CONFIGS[index % 3 :] + CONFIGS[: index % 3]:
+                        switch(config)
+                        _callgrind(one.pid, "--zero", tmp / "vgdb")
+                        await load(call)
+                        switch(config)  # exports what the load queued, counted with it
+                        counted = _dump(one.pid, dumps, tmp / "vgdb") / COUNTED_REQUESTS
+                        runs.setdefault((case, config), []).append(counted)
+        exported = _stats(receiver)
+    rows: list[list[object]] = []
+    headline: dict[str, float] = {}
+    for index, case in enumerate(queries):
+        base = harness.median(runs[(case, "untraced")])
+        for config in CONFIGS:
+            own = runs[(case, config)]
+            ratios = [base / value for value in own]
+            rows.append(
+                [
+                    case,
+                    f"untraced, in the {config!r} slot" if same else config,
+                    f"{harness.median(own) / 1000:,.1f}",
+                    f"{min(own) / 1000:,.1f}-{max(own) / 1000:,.1f}",
+                    f"{harness.median(ratios):.4f} ({min(ratios):.4f}-{max(ratios):.4f})",
+                ]
+            )
+            headline[f"tracing_{index}_{config.replace(' ', '_')}_instructions_ratio"] = (
+                harness.median(ratios)
+            )
+    print(
+        harness.table(
+            (
+                "query",
+                "gateway",
+                "thousand instructions/request, median",
+                "range",
+                "untraced / this: the req/s ratio at equal cycles per instruction (range)",
+            ),
+            rows,
+            "ll",
+        )
+    )
+    print()
+    print(
+        f"{rounds} rounds of {COUNTED_REQUESTS:,} requests per configuration and query, one "
+        f"gateway under callgrind. The receiver got {exported['posts']:,} posts "
+        f"({exported['bytes']:,} bytes)."
     )
     return headline
 
@@ -387,9 +564,12 @@ def _untraced(argv: Sequence[str]) -> int:
 
 def _switchable(argv: Sequence[str]) -> int:
     """Run the service exporting (OTEL_* set), switchable on SIGUSR1 to the configuration
-    named in the file $BENCH_TRACING_MODE: untraced (the hooks no-ops, as `untraced` makes
+    named in the first line of the file $BENCH_TRACING_MODE (its second line, a count, goes to
+    the file beside it named .ack once switched): untraced (the hooks no-ops, as `untraced` makes
     them), no exporter (the quiet spans, no tracer) or exporter on (the exporter's tracer).
-    The exporter's thread stays up throughout, idle unless exporting."""
+    The exporter's thread stays up throughout, idle unless exporting. With
+    $BENCH_TRACING_FLUSH set, a switch first exports every queued span (and answers
+    nothing until it has)."""
     import structlog
 
     from service import logging as service_logging
@@ -400,10 +580,14 @@ def _switchable(argv: Sequence[str]) -> int:
     real_ids = service_logging.add_trace_ids
     exporting: list[Any] = []
 
+    flush = bool(os.environ.get("BENCH_TRACING_FLUSH"))
+
     def apply(signum: int, frame: Any) -> None:
-        mode = mode_file.read_text(encoding="utf-8").strip()
+        mode, _, count = mode_file.read_text(encoding="utf-8").partition("\n")
         if not exporting:  # the tracer the export context installed at start-up
             exporting.append(tracing._Active.tracer)
+        if flush:  # what the last load queued is exported now, before the next one
+            exporting[0]._sink.__self__.flush()
         for (module, name), hook in hooks[mode == "untraced"].items():
             setattr(module, name, hook)
         # The log processors are one list, shared by the prebuilt access logger.
@@ -412,6 +596,9 @@ def _switchable(argv: Sequence[str]) -> int:
             if processor in (real_ids, _no_ids):
                 processors[index] = _no_ids if mode == "untraced" else real_ids
         tracing.use_tracer(exporting[0] if mode == "exporter on" else None)
+        ack = mode_file.with_name(mode_file.name + ".ack")
+        ack.with_suffix(".tmp").write_text(count, encoding="utf-8")
+        ack.with_suffix(".tmp").replace(ack)
 
     signal.signal(signal.SIGUSR1, apply)
     from service.__main__ import main as service_main
@@ -438,8 +625,18 @@ def _receiver(port: int) -> None:
 
 
 def run(
-    quick: bool = False, rounds: int = ROUNDS, same: bool = False, one_process: bool = False
+    quick: bool = False,
+    rounds: int = ROUNDS,
+    same: bool = False,
+    one_process: bool = False,
+    instructions: bool = False,
 ) -> dict[str, float]:
+    if instructions:
+        what = (
+            "A/A, untraced in all three slots" if same else "untraced vs no exporter vs exporter on"
+        )
+        print(f"## 9c. Tracing cost on the warm path, in instructions ({what})\n")
+        return asyncio.run(measure_instructions(rounds, same))
     if one_process and not same:
         print("## 9b. Tracing cost on the warm path, one gateway switched between the three\n")
         return asyncio.run(measure(quick, rounds, one_process=True))
@@ -490,9 +687,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds, for a smoke test")
-    parser.add_argument(
-        "--rounds", type=_positive, default=ROUNDS, help=f"rounds (default {ROUNDS})"
-    )
+    parser.add_argument("--rounds", type=_positive, help=f"rounds (default {ROUNDS})")
     parser.add_argument(
         "--same", action="store_true", help="A/A: all three gateways untraced (the noise floor)"
     )
@@ -502,10 +697,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="one gateway, switched between the three before each measurement (with --same:"
         " left untraced)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under callgrind (one gateway, switched;"
+        f" default {COUNTED_ROUNDS} rounds)",
+    )
     options = parser.parse_args(args)
-    if options.quick and options.rounds != ROUNDS:
+    if options.quick and options.rounds is not None:
         parser.error("--quick runs 2 rounds: give --quick or --rounds")
-    run(options.quick, options.rounds, options.same, options.one_process)
+    if options.instructions and (options.quick or options.one_process):
+        parser.error(
+            "--instructions runs one gateway under callgrind: not with --quick or --one-process"
+        )
+    rounds = options.rounds or (COUNTED_ROUNDS if options.instructions else ROUNDS)
+    run(options.quick, rounds, options.same, options.one_process, options.instructions)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def settings(environ: Mapping[str, str]) -> ExportSettings:
 class BatchExporter:
     """Ended spans wait in a bounded queue (past `max_queue`, a span is dropped and counted);
     a thread encodes and posts them in batches of `max_batch`, at once when a batch is full,
-    else every `schedule_delay`. `shutdown` exports what is left; `abort` gives up on it."""
+    else every `schedule_delay`. `flush` exports what is queued and waits for it; `shutdown`
+    exports what is left and stops; `abort` gives up on it."""
 
     def __init__(
         self,
@@ -128,6 +129,8 @@ class BatchExporter:
         self._wake = threading.Event()
         self._aborted = threading.Event()
         self._stopping = False
+        self._flushes: list[threading.Event] = []
+        self._flushes_lock = threading.Lock()
         self._post = post or HTTPPoster(settings, self._aborted)
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
 
@@ -146,6 +149,17 @@ class BatchExporter:
         queue.append(span)
         if len(queue) == self._max_batch:
             self._wake.set()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Export every span queued so far, in the export thread; wait up to `timeout` for
+        it. False when it did not finish in time (or the thread is not running)."""
+        if not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        with self._flushes_lock:
+            self._flushes.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def shutdown(self) -> None:
         """Export what is queued, then stop (blocks: service.tracing runs it in a thread)."""
@@ -169,7 +183,12 @@ class BatchExporter:
             while not self._stopping and not self._aborted.is_set():
                 timed_out = not self._wake.wait(self.settings.schedule_delay)
                 self._wake.clear()
-                self._drain(everything=timed_out or self._stopping)
+                # The flushes asked for so far: what they wait for is queued by now.
+                with self._flushes_lock:
+                    flushes, self._flushes = self._flushes, []
+                self._drain(everything=timed_out or self._stopping or bool(flushes))
+                for done in flushes:
+                    done.set()
             self._drain(everything=True)
         finally:
             self._close()

@@ -437,6 +437,26 @@ def test_the_thread_exports_a_full_batch_at_once_and_the_rest_after_the_delay() 
     assert posts.times[1] - ended > 0.9  # the rest: after it
 
 
+def test_flush_exports_what_is_queued_without_waiting_for_the_delay() -> None:
+    posts = Posts()
+    exporter = unstarted(posts, max_batch=4, schedule_delay=60.0)
+    assert not exporter.flush(timeout=0.1)  # no thread: nothing can export
+    exporter.start()
+    tracer = RecordingTracer(sampler({}), exporter.add)
+    try:
+        for i in range(6):
+            tracer.start_span(f"span {i}", context=Context()).end()
+        assert exporter.flush(timeout=5)  # well within the minute's delay
+        # Already posted when flush returns: the full batch and the partial one.
+        assert [len(spans_of(decode(b))) for b in posts.bodies] == [4, 2]
+        assert exporter.exported == 6
+        assert exporter.flush(timeout=5)  # an empty queue: nothing more is posted
+        assert len(posts.bodies) == 2
+    finally:
+        exporter.shutdown()
+    assert [s.name for s in posts.spans()] == [f"span {i}" for i in range(6)]
+
+
 def test_a_batch_that_fails_to_encode_is_dropped_and_the_thread_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
