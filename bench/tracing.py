@@ -477,7 +477,7 @@ def _hook_costs(count: int) -> dict[str, float]:
         started = time.process_time()
         for _ in range(count):
             if hooked:
-                entered = http_tracing.enter(request)
+                entered, _ = http_tracing.enter(request)
                 await handler(request)
                 tracing.add_trace_ids(None, "info", event)
                 http_tracing.leave(entered, 200, None)
@@ -533,7 +533,7 @@ def _hooks(untraced: bool) -> dict[tuple[Any, str], Any]:
             (tracing, "upstream_ended"): tracing.upstream_ended,
         }
     return {
-        (http_tracing, "enter"): lambda request: None,
+        (http_tracing, "enter"): lambda request: (None, None),
         (http_tracing, "leave"): lambda entered, status, request_id: None,
         (tracing, "upstream_started"): lambda method, path, host, port, headers: None,
         (tracing, "upstream_ended"): lambda span, status, error: None,
@@ -585,7 +585,7 @@ def _switchable(argv: Sequence[str]) -> int:
     def apply(signum: int, frame: Any) -> None:
         mode, _, count = mode_file.read_text(encoding="utf-8").partition("\n")
         if not exporting:  # the tracer the export context installed at start-up
-            exporting.append(tracing._Active.tracer)
+            exporting.append(tracing.Active.tracer)
         if flush:  # what the last load queued is exported now, before the next one
             exporting[0]._sink.__self__.flush()
         for (module, name), hook in hooks[mode == "untraced"].items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar, Token
@@ -28,20 +27,25 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
-    TraceState,
 )
 from opentelemetry.util.types import Attributes
 
+from service.otlp.context import (
+    TRACEPARENT,
+    TRACESTATE,
+    format_traceparent,
+    parse_traceparent,
+    read_tracestate,
+    traceparent_fields,
+)
 from service.otlp.spans import (
-    ZERO_SPAN,
-    ZERO_TRACE,
     QuietSpan,
     RecordingSpan,
     RecordingTracer,
     RequestSpan,
     new_ids,
     new_span_hex,
+    new_trace_pool,
     quiet_child,
     quiet_root,
 )
@@ -49,80 +53,19 @@ from service.store.base import Delivery, Operation, Store, UnresolvedCreate
 
 log = structlog.get_logger("tracing")
 
-TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
 #: Probes and scrapes: their log lines carry trace ids, but they are never exported (a
 #: kubelet probing every few seconds would bury every real trace).
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
-# version-traceid-parentid-flags; later versions may append fields after another "-".
-_TRACEPARENT = re.compile(
-    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[ -~]*)?", re.ASCII
-)
 # A Vyte id in a path becomes `{id}`, so span names stay few.
 _VYTE_ID = re.compile(r"^(/v2/(?:events|hooks)/)[^/]+")
 _ID_TEMPLATE = r"\g<1>{id}"
-
-# W3C allows 32 members (a receiver must take at least 512 characters); a longer header is
-# cut here, which leaves it malformed, so it is dropped rather than parsed at any length.
-_MAX_TRACESTATE = 4096
-_API_LOG = logging.getLogger("opentelemetry.trace.span")
 
 S = TypeVar("S")
 StoreT = TypeVar("StoreT", bound=Store)
 
 
-# -- ids and the trace context on the wire ------------------------------------------------
-
-
-def _traceparent_fields(traceparent: str | None) -> tuple[str, str, int] | None:
-    """The trace id and parent id (hex) and the sampled flag of a valid `traceparent`
-    header, or None when it is absent or invalid (then a new trace starts, as W3C trace
-    context says)."""
-    if not traceparent:
-        return None
-    match = _TRACEPARENT.fullmatch(traceparent.strip())
-    if match is None:
-        return None
-    version, trace_hex, span_hex, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest is not None):
-        return None
-    if trace_hex == ZERO_TRACE or span_hex == ZERO_SPAN:  # all-zero ids are invalid
-        return None
-    return trace_hex, span_hex, int(flags, 16) & TraceFlags.SAMPLED
-
-
-def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
-    """The remote parent named by a `traceparent` header, or None when absent or invalid."""
-    fields = _traceparent_fields(traceparent)
-    if fields is None:
-        return None
-    trace_hex, span_hex, sampled = fields
-    return SpanContext(
-        int(trace_hex, 16),
-        int(span_hex, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(sampled),
-        trace_state=_tracestate(tracestate) if tracestate else TraceState(),
-    )
-
-
-def _tracestate(header: str) -> TraceState:
-    """The caller's `tracestate`, or an empty one when it is malformed (W3C: then drop it).
-    The API would log the bad header once per request, echoing the caller's bytes."""
-    quiet = _API_LOG.disabled
-    _API_LOG.disabled = True
-    try:
-        return TraceState.from_header([header[:_MAX_TRACESTATE]])
-    finally:
-        _API_LOG.disabled = quiet
-
-
-def format_traceparent(span_context: SpanContext) -> str:
-    return (
-        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
-        f"-{span_context.trace_flags:02x}"
-    )
+# -- the trace context on the wire (service.otlp.context) ----------------------------------
 
 
 def _stored_parent(trace_context: str | None) -> SpanContext | None:
@@ -215,10 +158,12 @@ class _OtelTracer:
 _PROPAGATING = PropagatingTracer()
 
 
-class _Active:
-    """The tracer spans come from: the exporter's while exporting, else the propagating one."""
+class Active:
+    """The tracer spans come from: the exporter's while exporting, else the propagating one
+    (`recording` says which; set it with `use_tracer`)."""
 
     tracer: _Tracer = _PROPAGATING
+    recording = False
 
 
 def _child(name: str, kind: SpanKind, attributes: Attributes = None) -> trace.Span:
@@ -231,30 +176,42 @@ def _child(name: str, kind: SpanKind, attributes: Attributes = None) -> trace.Sp
     context = parent.get_span_context()
     if context.is_valid and not parent.is_recording():
         return quiet_child(context)
-    return _Active.tracer.start(name, context if context.is_valid else None, kind, attributes)
+    return Active.tracer.start(name, context if context.is_valid else None, kind, attributes)
 
 
 def use_tracer(tracer: _Tracer | trace.Tracer | None) -> None:
     """Make `tracer` the source of spans: the exporter's RecordingTracer, or any OpenTelemetry
     tracer (an SDK TracerProvider's); None: record nothing."""
     if tracer is None:
-        _Active.tracer = _PROPAGATING
+        Active.tracer = _PROPAGATING
     elif isinstance(tracer, trace.Tracer):
-        _Active.tracer = _OtelTracer(tracer)
+        Active.tracer = _OtelTracer(tracer)
     else:
-        _Active.tracer = tracer
+        Active.tracer = tracer
+    Active.recording = Active.tracer is not _PROPAGATING
 
 
 # -- the current span ----------------------------------------------------------------------------
 
+#: What is current: a span; or a new trace's (trace id, span id) in hex, which is how an
+#: unrecorded request span that continues no trace is held (most requests without an exporter:
+#: no object is made for them unless something asks for the span); or None, outside any trace.
+Current = trace.Span | tuple[str, str] | None
+
 # The span current in this task: the gateway keeps its own (OpenTelemetry's context API would
 # copy a Context on every switch and look it up through two layers on every log line).
-_CURRENT: ContextVar[trace.Span | None] = ContextVar("span", default=None)
+_CURRENT: ContextVar[Current] = ContextVar("span", default=None)
+_QUIET = (QuietSpan, tuple)  # what records nothing, so nothing is recorded under it
 
 
 def current_span() -> trace.Span:
     """The current span, or the invalid span outside any trace."""
-    return _CURRENT.get() or trace.INVALID_SPAN
+    span = _CURRENT.get()
+    if span is None:
+        return trace.INVALID_SPAN
+    if isinstance(span, tuple):  # the same ids each time, in a new object
+        return QuietSpan(span[0], span[1], False, None)
+    return span
 
 
 @contextlib.contextmanager
@@ -283,13 +240,14 @@ def _hex_ids(span: trace.Span) -> tuple[str, str] | None:
 
 
 class ServerSpan:
-    """A recorded request's span, current while the request is handled (see
-    service/http/tracing.py)."""
+    """A request's span from another tracer (the SDK's, in tests) or a probe's quiet one
+    while exporting, current while the request is handled (see service/http/tracing.py);
+    the exporter's own tracer gives a RequestSpan instead, which holds the same."""
 
     __slots__ = ("method", "route", "span", "token")
 
     def __init__(
-        self, span: trace.Span, token: Token[trace.Span | None], method: str, route: str | None
+        self, span: trace.Span, token: Token[Current], method: str, route: str | None
     ) -> None:
         self.span = span
         self.token = token
@@ -299,9 +257,7 @@ class ServerSpan:
     def end(self, status: int, request_id: str | None) -> None:
         span = self.span
         try:
-            if type(span) is RequestSpan:
-                span.end_request(self.method, self.route, status, request_id)
-            elif span.is_recording():
+            if span.is_recording():
                 attributes: dict[str, str | int] = {
                     "http.request.method": self.method,
                     # The route, never the path: the inbound hook path holds a secret token.
@@ -318,62 +274,87 @@ class ServerSpan:
             _CURRENT.reset(self.token)
 
 
-def records_requests(path: str) -> bool:
-    """Whether a request to `path` gets a recorded span: only while exporting, and never
-    for probes and scrapes (QUIET_PATHS)."""
-    return _Active.tracer is not _PROPAGATING and path not in QUIET_PATHS
-
-
-def _quiet_request(traceparent: str | None, tracestate: str | None) -> QuietSpan:
-    """An unrecorded request span: it continues a valid incoming `traceparent` (kept as its
-    hex), else it starts a trace."""
-    fields = _traceparent_fields(traceparent)
+def _quiet_request(fields: tuple[str, str, int] | None, tracestate: str | None) -> QuietSpan:
+    """An unrecorded request span: it continues a valid incoming `traceparent` (its parsed
+    fields, kept as hex), else it starts a trace."""
     if fields is None:
         return quiet_root()
-    state = _tracestate(tracestate) if tracestate else None
+    state = read_tracestate(tracestate) if tracestate else None
     return QuietSpan(fields[0], new_span_hex(), bool(fields[2]), state)
+
+
+_take_new_ids = new_trace_pool.pop
+
+
+def enter_new_trace() -> tuple[Token[Current], str]:
+    """Make a new trace's unrecorded request span current, held as its ids (most requests
+    without an exporter); gives the token for `leave_unrecorded_span` and the trace id."""
+    try:
+        ids = _take_new_ids()  # the pool's own pop: a Python call less
+    except IndexError:
+        ids = new_ids()  # refills it
+    return _CURRENT.set(ids), ids[0]
 
 
 def enter_unrecorded_span(
     traceparent: str | None, tracestate: str | None
-) -> Token[trace.Span | None]:
+) -> tuple[Token[Current], str | None]:
     """Make an unrecorded request span current (every request without an exporter): only
-    ids, continuing an incoming `traceparent`, else a new trace; the token is for `leave_`."""
-    if traceparent is None:  # the usual request: a new trace
-        trace_hex, span_hex = new_ids()
-        return _CURRENT.set(QuietSpan(trace_hex, span_hex, False, None))
-    return _CURRENT.set(_quiet_request(traceparent, tracestate))
+    ids, continuing an incoming `traceparent`, else a new trace. Gives the token for
+    `leave_unrecorded_span`, and the new trace's id (None when the trace is the caller's)."""
+    if traceparent is None:
+        return enter_new_trace()
+    fields = traceparent_fields(traceparent)
+    span = _quiet_request(fields, tracestate)
+    return _CURRENT.set(span), span.trace_hex if fields is None else None
 
 
-def leave_unrecorded_span(token: Token[trace.Span | None]) -> None:
-    _CURRENT.reset(token)
+#: leave what `enter_unrecorded_span` entered, given its token (the context variable's own
+#: method: one Python call less on every request)
+leave_unrecorded_span = _CURRENT.reset
 
 
 def start_server_span(
     method: str, route: str | None, path: str, traceparent: str | None, tracestate: str | None
-) -> ServerSpan:
+) -> tuple[ServerSpan | RequestSpan, str | None]:
     """Start the request's span and make it current: it continues an incoming `traceparent`,
-    else starts a trace. Probes and scrapes (QUIET_PATHS) get ids but are never recorded."""
-    if path in QUIET_PATHS:
-        span: trace.Span = _quiet_request(traceparent, tracestate)
+    else starts a trace (then its id comes back too). Probes and scrapes (QUIET_PATHS) get
+    ids but are never recorded. `leave_server_span` ends it."""
+    fields = traceparent_fields(traceparent)
+    tracer = Active.tracer
+    if type(tracer) is RecordingTracer and path not in QUIET_PATHS:  # the cheap request span
+        state = read_tracestate(tracestate) if fields is not None and tracestate else None
+        started = tracer.start_request(fields, state, method, route)
+        token = _CURRENT.set(started)
+        if type(started) is RequestSpan:
+            started.token = token
+            return started, None if fields is not None else started.trace_hex
+        span: trace.Span = started  # unsampled: quiet
+    elif path in QUIET_PATHS:
+        span = _quiet_request(fields, tracestate)
+        token = _CURRENT.set(span)
     else:
-        tracer = _Active.tracer
-        if type(tracer) is RecordingTracer:  # the exporter's: the cheap request span
-            fields = _traceparent_fields(traceparent)
-            state = _tracestate(tracestate) if fields is not None and tracestate else None
-            span = tracer.start_request(fields, state)
-        else:
-            parent = parse_traceparent(traceparent, tracestate)
-            name = f"{method} {route}" if route else method
-            span = tracer.start(name, parent, SpanKind.SERVER)
-    return ServerSpan(span, _CURRENT.set(span), method, route)
+        parent = parse_traceparent(traceparent, tracestate)
+        span = tracer.start(f"{method} {route}" if route else method, parent, SpanKind.SERVER)
+        token = _CURRENT.set(span)
+    ids = None if fields is not None else _hex_ids(span)
+    return ServerSpan(span, token, method, route), ids[0] if ids else None
+
+
+def leave_server_span(
+    entered: ServerSpan | RequestSpan, status: int, request_id: str | None
+) -> None:
+    """End what `start_server_span` started, with the answer's status, and leave it."""
+    if isinstance(entered, RequestSpan):
+        try:
+            entered.end_request(status, request_id)
+        finally:
+            _CURRENT.reset(entered.token)
+    else:
+        entered.end(status, request_id)
 
 
 # -- Vyte calls --------------------------------------------------------------------------------
-
-
-def _upstream_name(method: str, path: str) -> str:
-    return f"{method} {_VYTE_ID.sub(_ID_TEMPLATE, path)}"
 
 
 def upstream_started(
@@ -383,10 +364,12 @@ def upstream_started(
     of the request), named as its parent in `headers`; `upstream_ended` ends it."""
     parent = _CURRENT.get()
     span: trace.Span
-    if type(parent) is QuietSpan:  # the usual case without an exporter: ids only, no name
+    if isinstance(parent, tuple):  # the usual case without an exporter: ids only, no name
+        span = QuietSpan(parent[0], new_span_hex(), False, None)
+    elif type(parent) is QuietSpan:
         span = parent.child()
     else:
-        span = _child(_upstream_name(method, path), SpanKind.CLIENT)
+        span = _child(f"{method} {_VYTE_ID.sub(_ID_TEMPLATE, path)}", SpanKind.CLIENT)
     if span.is_recording():
         # No query string: it names participants (emails).
         span.set_attributes(
@@ -453,7 +436,7 @@ def _traced_store_call(
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
         current = _CURRENT.get()
-        if current is None or type(current) is QuietSpan:  # nothing to record
+        if current is None or type(current) in _QUIET:  # nothing to record
             return await method(*args, **kwargs)
         span = _child(name, SpanKind.CLIENT, attributes)
         try:
@@ -486,7 +469,7 @@ def delivery_attempt(
 
     @functools.wraps(post)
     async def attempt(self: S, delivery: Delivery) -> str | None:
-        span = _Active.tracer.start(
+        span = Active.tracer.start(
             f"webhook {delivery.event_type}",
             _stored_parent(delivery.trace_context),
             SpanKind.CLIENT,
@@ -518,6 +501,19 @@ def delivery_attempt(
     return attempt
 
 
+@contextlib.contextmanager
+def _continuing(name: str, trace_context: str | None, attributes: Attributes) -> Iterator[None]:
+    """An INTERNAL span continuing a stored trace context, current inside the block."""
+    span = Active.tracer.start(name, _stored_parent(trace_context), SpanKind.INTERNAL)
+    if attributes and span.is_recording():
+        span.set_attributes(attributes)
+    try:
+        with using(span):
+            yield
+    finally:
+        span.end()
+
+
 def operation_attempt(
     apply: Callable[[S, Operation], Awaitable[None]],
 ) -> Callable[[S, Operation], Awaitable[None]]:
@@ -526,17 +522,9 @@ def operation_attempt(
 
     @functools.wraps(apply)
     async def attempt(self: S, op: Operation) -> None:
-        span = _Active.tracer.start(
-            f"operation {op.type}", _stored_parent(op.trace_context), SpanKind.INTERNAL
-        )
-        if span.is_recording():
-            span.set_attributes({"operation.id": op.id, "operation.attempt": op.attempts + 1})
-        token = _CURRENT.set(span)
-        try:
+        attributes: Attributes = {"operation.id": op.id, "operation.attempt": op.attempts + 1}
+        with _continuing(f"operation {op.type}", op.trace_context, attributes):
             await apply(self, op)
-        finally:
-            span.end()
-            _CURRENT.reset(token)
 
     return attempt
 
@@ -550,19 +538,12 @@ def unresolved_look(
 
     @functools.wraps(look)
     async def attempt(self: S, record: UnresolvedCreate) -> None:
-        span = _Active.tracer.start(
-            "unresolved create look", _stored_parent(record.trace_context), SpanKind.INTERNAL
-        )
-        if span.is_recording():
-            span.set_attributes(
-                {"unresolved.id": record.id, "unresolved.attempt": record.attempts + 1}
-            )
-        token = _CURRENT.set(span)
-        try:
+        attributes: Attributes = {
+            "unresolved.id": record.id,
+            "unresolved.attempt": record.attempts + 1,
+        }
+        with _continuing("unresolved create look", record.trace_context, attributes):
             await look(self, record)
-        finally:
-            span.end()
-            _CURRENT.reset(token)
 
     return attempt
 
@@ -575,10 +556,15 @@ def add_trace_ids(
 ) -> MutableMapping[str, Any]:
     """structlog processor: `trace_id` and `span_id` of the current span, when there is one."""
     span = _CURRENT.get()
-    if span is None:
+    if type(span) is tuple:  # most requests' span: its ids
+        trace_hex, span_hex = span
+    elif span is None:
         return event
-    ids = _hex_ids(span)
-    if ids is not None:
-        event.setdefault("trace_id", ids[0])
-        event.setdefault("span_id", ids[1])
+    else:
+        ids = _hex_ids(span)  # type: ignore[arg-type]  # a tuple is the first case
+        if ids is None:
+            return event
+        trace_hex, span_hex = ids
+    event.setdefault("trace_id", trace_hex)
+    event.setdefault("span_id", span_hex)
     return event

@@ -86,12 +86,13 @@ def request_edge(
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        span = http_tracing.enter(request)
+        _clear_contextvars()  # first: the span is one context variable less to look through
+        span, new_trace = http_tracing.enter(request)
         request_id = request.headers.get(REQUEST_ID)
         if request_id is None or not _valid_request_id(request_id):
-            # 128 random bits in hex, as opaque as a uuid4 and cheaper to make.
-            request_id = os.urandom(16).hex()
-        _clear_contextvars()
+            # 128 random bits in hex: the id of the trace the request starts (one draw for
+            # both), else drawn for it.
+            request_id = new_trace or os.urandom(16).hex()
         _bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500

@@ -7,12 +7,14 @@ from __future__ import annotations
 from contextvars import Token
 
 from aiohttp import web
-from opentelemetry.trace import Span
 
 from service import tracing
+from service.otlp.context import TRACEPARENT, TRACESTATE
+from service.otlp.spans import RequestSpan
+from service.tracing import QUIET_PATHS
 
 #: what `enter` gives and `leave` takes back
-Entered = tracing.ServerSpan | Token[Span | None]
+Entered = tracing.ServerSpan | RequestSpan | Token[tracing.Current]
 
 
 def _route(request: web.Request) -> str | None:
@@ -20,21 +22,27 @@ def _route(request: web.Request) -> str | None:
     return resource.canonical if resource is not None else None
 
 
-def enter(request: web.Request) -> Entered:
+def enter(request: web.Request) -> tuple[Entered, str | None]:
     """Make the request's span current: it continues the caller's `traceparent`, else starts
-    a trace. Without an exporter (and on probes) it is only ids, with nothing to record."""
+    a trace. Without an exporter (and on probes) it is only ids, with nothing to record.
+    Gives what `leave` takes, and the new trace's id when the request starts one (None when
+    it continues the caller's trace): random enough to be the request id too."""
     headers = request.headers
-    traceparent = headers.get(tracing.TRACEPARENT)
-    tracestate = headers.get(tracing.TRACESTATE) if traceparent else None
-    path = request.path
-    if not tracing.records_requests(path):
-        return tracing.enter_unrecorded_span(traceparent, tracestate)
-    return tracing.start_server_span(request.method, _route(request), path, traceparent, tracestate)
+    if TRACEPARENT not in headers and not tracing.Active.recording:
+        return tracing.enter_new_trace()  # most requests without an exporter
+    traceparent = headers.get(TRACEPARENT)
+    tracestate = headers.get(TRACESTATE) if traceparent else None
+    # Recorded only while exporting, and never for probes and scrapes.
+    if tracing.Active.recording and request.path not in QUIET_PATHS:
+        return tracing.start_server_span(
+            request.method, _route(request), request.path, traceparent, tracestate
+        )
+    return tracing.enter_unrecorded_span(traceparent, tracestate)
 
 
 def leave(entered: Entered, status: int, request_id: str | None) -> None:
     """End what `enter` made current, recording the answer's status when it is recorded."""
-    if isinstance(entered, tracing.ServerSpan):
-        entered.end(status, request_id)
-    else:
+    if isinstance(entered, Token):
         tracing.leave_unrecorded_span(entered)
+    else:
+        tracing.leave_server_span(entered, status, request_id)

@@ -158,36 +158,79 @@ def encode_span(span: RecordingSpan) -> bytes:
 
 _SERVER = _KIND[id(SpanKind.SERVER)]
 _ERROR_STATUS = _field(b"\x7a", _STATUS_CODE[StatusCode.ERROR])
+#: a request span's name and kind, its method, route and status attributes, and its status,
+#: by (method, route, status): few, so each is written once
+_request_parts: dict[tuple[str, str | None, int], tuple[bytes, bytes, bytes]] = {}
+_REQUEST_ID_KEY = _string(b"\x0a", "http.request.id", _keys)  # 17 bytes
+#: the length prefixes of most messages: a list index is cheaper than a call
+_SHORT = [_varint(n) for n in range(1024)]
+
+
+def _request_parts_of(method: str, route: str | None, status: int) -> tuple[bytes, bytes, bytes]:
+    key = (method, route, status)
+    parts = _request_parts.get(key)
+    if parts is None:
+        attributes = (
+            ("http.request.method", method),
+            # The route, never the path: the inbound hook path holds a secret token.
+            ("http.route", route or "unmatched"),
+            ("http.response.status_code", status),
+        )
+        parts = (
+            _string(b"\x2a", f"{method} {route}" if route else method, _names) + _SERVER,
+            b"".join(_span_attribute(k, v) or b"" for k, v in attributes),
+            _ERROR_STATUS if status >= 500 else b"",
+        )
+        if len(_request_parts) < _CACHE_LIMIT:
+            _request_parts[key] = parts
+    return parts
+
+
+def _request_id(request_id: str) -> bytes:
+    """The http.request.id attribute: one per request, so written each time."""
+    value = request_id.encode("utf-8", "replace")
+    size = len(value)
+    if size > 106:  # then a length takes more than a byte
+        return _span_attribute("http.request.id", request_id) or b""
+    # Span.attributes (9): KeyValue, its key (1) and value (2): AnyValue.string_value (1)
+    return b"".join(
+        (
+            b"\x4a",
+            _BYTE[size + 21],
+            _REQUEST_ID_KEY,
+            b"\x12",
+            _BYTE[size + 2],
+            b"\x0a",
+            _BYTE[size],
+            value,
+        )
+    )
 
 
 def encode_request_span(record: RequestRecord) -> bytes:
     """One Span message for a request's span: what `encode_span` writes for the SERVER span
     service.tracing records, from the few fields of a RequestRecord."""
     trace_hex, span_hex, parent_hex, state, start, end, method, route, status, rid = record
-    parts = [b"\x0a\x10", bytes.fromhex(trace_hex), b"\x12\x08", bytes.fromhex(span_hex)]
+    ids = f"0a10{trace_hex}1208{span_hex}"  # trace_id (1) and span_id (2), tags in hex
     if state:
-        parts.append(_field(b"\x1a", state.encode()))
-    if parent_hex:
-        parts += (b"\x22\x08", bytes.fromhex(parent_hex))
-    parts += (
-        _string(b"\x2a", f"{method} {route}" if route else method, _names),
-        _SERVER,
-        _TIMES.pack(0x39, start, 0x41, end),
+        head = bytes.fromhex(ids) + _field(b"\x1a", state.encode())
+        if parent_hex:
+            head += bytes.fromhex(f"2208{parent_hex}")  # parent_span_id (4)
+    else:
+        head = bytes.fromhex(f"{ids}2208{parent_hex}" if parent_hex else ids)
+    name_kind, attributes, error = _request_parts_of(method, route, status)
+    return b"".join(
+        (
+            head,
+            name_kind,
+            _TIMES.pack(0x39, start, 0x41, end),
+            attributes,
+            _request_id(rid) if rid else b"",
+            error,
+            # Only an incoming traceparent names a request span's parent: a remote one.
+            _REMOTE_PARENT if parent_hex else _LOCAL_PARENT,
+        )
     )
-    for key, value in (
-        ("http.request.method", method),
-        # The route, never the path: the inbound hook path holds a secret token.
-        ("http.route", route or "unmatched"),
-        ("http.response.status_code", status),
-    ):
-        parts.append(_span_attribute(key, value))  # type: ignore[arg-type]
-    if rid:
-        parts.append(_span_attribute("http.request.id", rid))  # type: ignore[arg-type]
-    if status >= 500:
-        parts.append(_ERROR_STATUS)
-    # Only an incoming traceparent names a request span's parent: a remote one.
-    parts.append(_REMOTE_PARENT if parent_hex else _LOCAL_PARENT)
-    return b"".join(parts)
 
 
 def encode_resource(attributes: Mapping[str, object]) -> bytes:
@@ -212,6 +255,7 @@ def encode_request(
         encoded = (
             encode_span(span) if isinstance(span, RecordingSpan) else encode_request_span(span)
         )
-        parts += (b"\x12", _varint(len(encoded)), encoded)  # ScopeSpans.spans (2)
+        size = len(encoded)
+        parts += (b"\x12", _SHORT[size] if size < 1024 else _varint(size), encoded)  # spans (2)
     scope_spans = b"".join(parts)
     return _field(b"\x0a", resource + _field(b"\x12", scope_spans))

@@ -4,11 +4,13 @@ quiet ones are made, and the OTEL_TRACES_SAMPLER rules)."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 from opentelemetry import trace
@@ -26,8 +28,24 @@ from opentelemetry.util.types import Attributes, AttributeValue
 
 log = structlog.get_logger("tracing")
 
-#: spans that start a trace, or continue one: whether to record them (trace id, parent)
-Sampler = Callable[[SpanContext, int], bool]
+#: whether to record a span, given its parent (invalid for a new trace) and trace id
+Decide = Callable[[SpanContext, int], bool]
+
+
+class Sampler:
+    """An OTEL_TRACES_SAMPLER rule: `decide` (also the call) says whether to record a span;
+    `roots` is its answer for every new trace when that does not depend on the trace id,
+    else None (so a new request's span need not turn its hex id into an int to ask)."""
+
+    __slots__ = ("decide", "roots")
+
+    def __init__(self, decide: Decide, roots: bool | None) -> None:
+        self.decide = decide
+        self.roots = roots
+
+    def __call__(self, parent: SpanContext, trace_id: int) -> bool:
+        return self.decide(parent, trace_id)
+
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -105,7 +123,7 @@ class RequestSpan(QuietSpan):
     (as on any quiet span); only service.tracing.ServerSpan ends it, with the answer's
     status."""
 
-    __slots__ = ("_ended", "_sink", "parent_hex", "start")
+    __slots__ = ("_ended", "_sink", "method", "parent_hex", "route", "start", "token")
 
     def __init__(
         self,
@@ -114,6 +132,8 @@ class RequestSpan(QuietSpan):
         state: TraceState | None,
         parent_hex: str,
         sink: Callable[[RequestRecord], None],
+        method: str,
+        route: str | None,
     ) -> None:
         self.trace_hex = trace_hex  # QuietSpan's fields, set here (a call less per request)
         self.span_hex = span_hex
@@ -122,15 +142,17 @@ class RequestSpan(QuietSpan):
         self._context = None  # type: ignore[assignment]
         self.parent_hex = parent_hex
         self._sink = sink
+        self.method = method
+        self.route = route
+        #: what made it current, for service.tracing to reset when it ends
+        self.token: Token[Any] = None  # type: ignore[assignment]
         self._ended = False
         self.start = time.time_ns()
 
     def is_recording(self) -> bool:
         return not self._ended
 
-    def end_request(
-        self, method: str, route: str | None, status: int, request_id: str | None
-    ) -> None:
+    def end_request(self, status: int, request_id: str | None) -> None:
         """End the span with the answer's status (once; later calls change nothing)."""
         if self._ended:
             return
@@ -147,8 +169,8 @@ class RequestSpan(QuietSpan):
                     state.to_header() if state else "",
                     self.start,
                     time.time_ns(),
-                    method,
-                    route,
+                    self.method,
+                    self.route,
                     status,
                     request_id,
                 ),
@@ -158,29 +180,64 @@ class RequestSpan(QuietSpan):
 
 _new_record = tuple.__new__
 ZERO_TRACE, ZERO_SPAN = "0" * 32, "0" * 16
-_random_bytes = random.randbytes
+
+# Hex ids come from pools refilled a few hundred at a time, each refill one read of the
+# system's random bytes written as hex with a space between ids and split: a fraction of
+# what drawing, writing and slicing per id cost, which was a third of a request's quiet span
+# (bench.tracing --instructions). Random enough for a request id too.
+_POOL = 256
+#: a new trace's (trace id, span id), to `pop` (new_ids refills it when empty)
+new_trace_pool: list[tuple[str, str]] = []
+_span_hexes: list[str] = []
+
+
+def _draw(count: int, size: int) -> list[str]:
+    """`count` random ids of `size` bytes, in hex."""
+    return os.urandom(count * size).hex(" ", size).split()
+
+
+def _refill_traces() -> None:
+    traces, spans = _draw(_POOL, 16), _draw(_POOL, 8)
+    pairs = list(zip(traces, spans, strict=True))
+    if ZERO_TRACE in traces or ZERO_SPAN in spans:  # invalid in W3C trace context
+        pairs = [ids for ids in pairs if ids[0] != ZERO_TRACE and ids[1] != ZERO_SPAN]
+    new_trace_pool.extend(pairs)
+
+
+def _refill_spans() -> None:
+    spans = _draw(_POOL, 8)
+    _span_hexes.extend(span for span in spans if span != ZERO_SPAN)
+
+
+def _forget_ids() -> None:
+    """A forked child starts with pools of its own, not its parent's ids."""
+    new_trace_pool.clear()
+    _span_hexes.clear()
+
+
+os.register_at_fork(after_in_child=_forget_ids)
 
 
 def new_ids() -> tuple[str, str]:
-    """A new trace id and span id, in hex (from one draw of random bytes: the cheapest way
-    to two hex ids)."""
-    while True:  # an all-zero id is invalid in W3C trace context
-        ids = _random_bytes(24).hex()
-        trace_hex, span_hex = ids[:32], ids[32:]
-        if trace_hex != ZERO_TRACE and span_hex != ZERO_SPAN:
-            return trace_hex, span_hex
+    """A new trace's random W3C trace id (128 bits) and span id (64 bits), in hex."""
+    while True:  # another thread may take the last of a refill
+        try:
+            return new_trace_pool.pop()
+        except IndexError:
+            _refill_traces()
 
 
 def new_span_hex() -> str:
+    """A random W3C span id (64 bits), in hex."""
     while True:
-        span_hex = _random_bytes(8).hex()
-        if span_hex != ZERO_SPAN:
-            return span_hex
+        try:
+            return _span_hexes.pop()
+        except IndexError:
+            _refill_spans()
 
 
 def quiet_root() -> QuietSpan:
-    trace_hex, span_hex = new_ids()
-    return QuietSpan(trace_hex, span_hex, False, None)
+    return QuietSpan(*new_ids(), False, None)
 
 
 def quiet_child(parent: SpanContext | None) -> QuietSpan:
@@ -234,6 +291,7 @@ def sampler(environ: Mapping[str, str]) -> Sampler:
         log.warning("tracing_sampler_unsupported", sampler=name, using=default)
         name, root_name = default, "always_on"
     root = roots[root_name]
+    fixed = {"always_on": True, "always_off": False}.get(root_name)
     if name.startswith("parentbased_"):
 
         def parent_based(parent: SpanContext, trace_id: int) -> bool:
@@ -241,8 +299,8 @@ def sampler(environ: Mapping[str, str]) -> Sampler:
                 return bool(parent.trace_flags & TraceFlags.SAMPLED)
             return root(trace_id)
 
-        return parent_based
-    return lambda parent, trace_id: root(trace_id)
+        return Sampler(parent_based, fixed)
+    return Sampler(lambda parent, trace_id: root(trace_id), fixed)
 
 
 # -- spans -------------------------------------------------------------------------------------
@@ -417,18 +475,25 @@ class RecordingTracer:
     def __init__(
         self, sample: Sampler, sink: Callable[[RecordingSpan | RequestRecord], None]
     ) -> None:
-        self._sample = sample
+        self._sample = sample.decide
+        self._roots = sample.roots
         self._sink = sink
 
     def start_request(
-        self, parent: tuple[str, str, int] | None, state: TraceState | None
+        self,
+        parent: tuple[str, str, int] | None,
+        state: TraceState | None,
+        method: str,
+        route: str | None,
     ) -> QuietSpan:
         """A request's span: the child of an incoming `traceparent`'s (trace id, parent id,
         sampled flag) with its tracestate, else a new trace's root; a RequestSpan when
         sampled, else a quiet span that keeps the trace going."""
         if parent is None:
             trace_hex, span_hex = new_ids()
-            sampled = self._sample(trace.INVALID_SPAN_CONTEXT, int(trace_hex, 16))
+            sampled = self._roots
+            if sampled is None:
+                sampled = self._sample(trace.INVALID_SPAN_CONTEXT, int(trace_hex, 16))
             parent_hex, state = "", None
         else:
             trace_hex, parent_hex, flags = parent
@@ -443,7 +508,7 @@ class RecordingTracer:
             sampled = self._sample(remote, remote.trace_id)
         if not sampled:
             return QuietSpan(trace_hex, span_hex, False, state)
-        return RequestSpan(trace_hex, span_hex, state, parent_hex, self._sink)
+        return RequestSpan(trace_hex, span_hex, state, parent_hex, self._sink, method, route)
 
     def start(
         self,

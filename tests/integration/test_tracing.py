@@ -163,6 +163,31 @@ async def test_without_a_traceparent_one_trace_starts_and_its_id_is_in_the_logs(
     assert {u["span_id"] for u in upstream} == {access["span_id"]}
 
 
+async def test_a_request_that_starts_a_trace_is_named_by_its_trace_id(
+    gateway_factory: Any, vyte: RecordingVyte, logs: io.StringIO
+) -> None:
+    gateway = await gateway_factory(vyte_base_url=vyte.url, slot_cache_ttl=0)
+    service_logging.configure("info", "json", stream=logs)
+    started = await gateway.get(query(), headers=AUTH)
+    continued = await gateway.get(
+        query(), headers={**AUTH, "traceparent": f"00-{INCOMING_TRACE}-{INCOMING_PARENT}-01"}
+    )
+    named = await gateway.get(query(), headers={**AUTH, "X-Request-ID": "caller-chose-this"})
+    assert started.status == continued.status == named.status == 200
+
+    sent = vyte.traceparents("GET", "/v2/slots")
+    new_trace = parts(sent[0])[0]
+    # No request id given: the new trace's random id is the request id too.
+    assert started.headers["X-Request-ID"] == new_trace
+    (access,) = lines(logs, event="request", trace_id=new_trace)
+    assert access["request_id"] == new_trace
+    # The caller's trace is not a request's id: one is drawn for it.
+    drawn = continued.headers["X-Request-ID"]
+    assert len(drawn) == 32 and drawn not in (INCOMING_TRACE, new_trace)
+    assert named.headers["X-Request-ID"] == "caller-chose-this"
+    assert parts(sent[2 * len(PEOPLE)])[0] not in ("caller-chose-this", new_trace)
+
+
 async def test_spans_the_request_its_parallel_upstream_children_and_store_calls(
     gateway_factory: Any, vyte: RecordingVyte, spans: InMemorySpanExporter
 ) -> None:

@@ -90,7 +90,7 @@ def test_every_line_of_a_span_carries_its_ids_and_is_still_redacted() -> None:
     stream = io.StringIO()
     service_logging.configure("info", "json", secrets=["s3cret-value"], stream=stream)
     incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    token = tracing.enter_unrecorded_span(incoming, None)
+    token, _ = tracing.enter_unrecorded_span(incoming, None)
     try:
         ids = tracing._hex_ids(tracing.current_span())
         Loggers.access.info("request", path="/x?k=s3cret-value")

@@ -322,12 +322,17 @@ def served(
     tracing.use_tracer(tracer)
     try:
         route = "/v1/availability" if status < 500 else None
-        span = tracing.start_server_span("GET", route, "/v1/availability", traceparent, tracestate)
+        span, new_trace = tracing.start_server_span(
+            "GET", route, "/v1/availability", traceparent, tracestate
+        )
         logged = tracing._hex_ids(tracing.current_span())
+        # A new trace's id comes back (to be the request id), the caller's does not.
+        assert logged is not None
+        assert new_trace == (None if tracing.parse_traceparent(traceparent) else logged[0])
         headers: dict[str, str] = {}
         call = tracing.upstream_started("GET", "/v2/slots", "vyte.test", 443, headers)
         tracing.upstream_ended(call, 200, None)
-        span.end(status, rid)
+        tracing.leave_server_span(span, status, rid)
         return logged, headers["traceparent"].split("-"), headers
     finally:
         tracing.use_tracer(None)
@@ -338,6 +343,9 @@ def served(
     [
         (None, None, 200, "0123456789abcdef0123456789abcdef"),
         (f"00-{TRACE:032x}-{PARENT:016x}-01", "vendor=x,other=y", 503, None),
+        # A caller's request id of up to 128 characters: past 106, lengths take two bytes.
+        (f"00-{TRACE:032x}-{PARENT:016x}-01", None, 404, "r" * 106),
+        (None, None, 200, "é" * 64),
     ],
 )
 def test_a_request_span_encodes_as_the_span_the_api_records(
@@ -573,8 +581,8 @@ async def test_the_export_context_posts_what_is_left_when_the_app_stops(
     environ.setenv("OTEL_SERVICE_NAME", "svc-under-test")
     context = tracing_export.export(object())
     await anext(context)
-    span = tracing.start_server_span("GET", "/v1/things", "/v1/things", None, None)
-    span.end(503, "req-1")
+    span, _ = tracing.start_server_span("GET", "/v1/things", "/v1/things", None, None)
+    tracing.leave_server_span(span, 503, "req-1")
     await asyncio.sleep(0.1)
     assert receiver.spans == []
     with pytest.raises(StopAsyncIteration):
@@ -583,7 +591,7 @@ async def test_the_export_context_posts_what_is_left_when_the_app_stops(
     assert got.name == "GET /v1/things" and got.service == "svc-under-test"
     assert got.attributes["http.response.status_code"] == 503
     assert got.attributes["http.request.id"] == "req-1"
-    assert tracing._Active.tracer is tracing._PROPAGATING  # back to recording nothing
+    assert tracing.Active.tracer is tracing._PROPAGATING  # back to recording nothing
 
 
 @pytest.fixture

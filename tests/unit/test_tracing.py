@@ -73,7 +73,8 @@ def test_the_propagating_tracer_keeps_the_trace_and_makes_new_span_ids() -> None
 
 def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> None:
     outside = tracing.current_span()
-    token = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "a=1")
+    token, new_trace = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "a=1")
+    assert new_trace is None  # the caller's trace
     try:
         span = tracing.current_span()
         context = span.get_span_context()
@@ -86,14 +87,15 @@ def test_an_unrecorded_request_span_continues_the_caller_or_starts_a_trace() -> 
         tracing.leave_unrecorded_span(token)
     assert tracing.current_span() is outside
     for header in (None, "00-broken", f"00-{TRACE}-{SPAN}-01-extra"):
-        token = tracing.enter_unrecorded_span(header, None)
+        token, new_trace = tracing.enter_unrecorded_span(header, None)
         try:
             context = tracing.current_span().get_span_context()
             assert context.is_valid and f"{context.trace_id:032x}" != TRACE
+            assert new_trace == f"{context.trace_id:032x}"  # a new trace, and its id
             assert not context.trace_flags.sampled
         finally:
             tracing.leave_unrecorded_span(token)
-    assert not tracing.records_requests("/v1/availability")  # no exporter in these tests
+    assert not tracing.Active.recording  # no exporter in these tests
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ async def test_store_calls_get_spans_only_inside_a_trace(exporter: InMemorySpanE
     assert await store.get_booking("outside") == {"id": "outside"}
     assert exporter.get_finished_spans() == ()  # a background poll: no trace, no span
 
-    with tracing.using(tracing._Active.tracer.start("request", None)) as outer:
+    with tracing.using(tracing.Active.tracer.start("request", None)) as outer:
         assert await store.get_booking("inside") == {"id": "inside"}
         with pytest.raises(RuntimeError):
             await store.get_booking("boom")
@@ -172,7 +174,7 @@ async def test_store_calls_get_spans_only_inside_a_trace(exporter: InMemorySpanE
 
 async def test_concurrent_store_calls_are_siblings(exporter: InMemorySpanExporter) -> None:
     store: Any = tracing.trace_store(_FakeStore())
-    with tracing.using(tracing._Active.tracer.start("request", None)) as outer:
+    with tracing.using(tracing.Active.tracer.start("request", None)) as outer:
         await asyncio.gather(*(store.get_booking(str(i)) for i in range(3)))
     outer.end()
     *calls, request = exporter.get_finished_spans()
@@ -193,7 +195,7 @@ def test_a_malformed_tracestate_is_dropped_without_a_log_line(
 def test_an_upstream_span_names_the_call_and_records_its_answer_or_failure(
     exporter: InMemorySpanExporter,
 ) -> None:
-    outer = tracing._Active.tracer.start("request", None)
+    outer = tracing.Active.tracer.start("request", None)
     sent: dict[str, str] = {}
     with tracing.using(outer):
         ok = tracing.upstream_started("GET", "/v2/events/65a1b2", "vyte.example", 443, sent)
@@ -236,7 +238,7 @@ def test_an_upstream_span_names_the_call_and_records_its_answer_or_failure(
 
 
 def test_without_an_exporter_upstream_calls_carry_child_ids_of_the_request() -> None:
-    token = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "k=v")
+    token, _ = tracing.enter_unrecorded_span(f"00-{TRACE}-{SPAN}-01", "k=v")
     try:
         request = tracing.current_span()
         first: dict[str, str] = {}
