@@ -115,13 +115,14 @@ class RequestRecord(NamedTuple):
 
 class RequestSpan(QuietSpan):
     """A recorded request span (SERVER), held as little as a quiet one: hex ids, its
-    parent's span id and its start. It is the parent of recorded Vyte and store calls while
-    open; `end_request` turns it into one RequestRecord for the exporter. A RecordingSpan
-    with a dict of attributes, ended through the API, cost twice as much per request.
+    parent's span id, its start, the request's method and route, and the token that made it
+    current. It is the parent of recorded Vyte and store calls while open; `end_request`
+    turns it into one RequestRecord for the exporter. A RecordingSpan with a dict of
+    attributes, ended through the API, cost twice as much per request.
 
     Its fields are fixed: the span API's `end`, `set_attribute`, `set_status` change nothing
-    (as on any quiet span); only service.tracing.ServerSpan ends it, with the answer's
-    status."""
+    (as on any quiet span); only service.tracing.leave_server_span ends it, with the
+    answer's status."""
 
     __slots__ = ("_ended", "_sink", "method", "parent_hex", "route", "start", "token")
 

@@ -121,6 +121,7 @@ def test_the_sampler_follows_its_rule_and_the_parent(
     assert sample(trace.INVALID_SPAN_CONTEXT, TRACE) is root
     assert sample(on, TRACE) is sampled_parent
     assert sample(off, TRACE) is unsampled_parent
+    assert sample.roots is root  # these rules answer every new trace alike
 
 
 @pytest.mark.parametrize("rate", ["0", "0.001", "0.25", "0.5", "0.9", "1"])
@@ -131,6 +132,19 @@ def test_the_ratio_rule_keeps_the_traces_the_sdk_keeps(rate: str) -> None:
     expected = [sdk.should_sample(None, t, "span").decision.is_sampled() for t in ids(4000)]
     assert decisions == expected
     assert abs(sum(decisions) / 4000 - float(rate)) < 0.05
+    assert ours.roots is None  # it depends on the trace id: asked each time
+
+
+def test_a_request_span_from_a_ratio_rule_is_sampled_by_its_trace_id() -> None:
+    ended: list[Any] = []
+    tracer = RecordingTracer(
+        sampler({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}),
+        ended.append,
+    )
+    spans = [tracer.start_request(None, None, "GET", "/v1/x") for _ in range(400)]
+    recorded = [s.is_recording() for s in spans]
+    assert recorded == [int(s.trace_hex[16:], 16) < 1 << 63 for s in spans]
+    assert 120 < sum(recorded) < 280
 
 
 def test_a_parent_based_ratio_follows_a_parent_and_samples_roots_by_ratio() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from service import tracing, tracing_export
+from service.otlp import spans
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -261,3 +263,20 @@ def test_without_an_exporter_upstream_calls_carry_child_ids_of_the_request() -> 
         assert headers["tracestate"] == "k=v"
     assert len(children) == 2
     assert tracing.current_trace_context() is None  # outside any trace
+
+
+def test_the_id_pools_never_hold_an_all_zero_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Zero bytes first, as the system's randomness could (once in 2^64) give them.
+    real = os.urandom
+    monkeypatch.setattr(spans.os, "urandom", lambda n: bytes(24) + real(n - 24))
+    spans._forget_ids()
+    try:
+        pairs = [spans.new_ids() for _ in range(spans._POOL)]
+        span_ids = [spans.new_span_hex() for _ in range(spans._POOL)]
+    finally:
+        spans._forget_ids()
+    assert all(t != "0" * 32 and s != "0" * 16 for t, s in pairs)
+    assert "0" * 16 not in span_ids
+    assert all(len(t) == 32 and len(s) == 16 for t, s in pairs)
+    # The zeros left out, a pool's worth took a second refill: every id still new.
+    assert len({t for t, _ in pairs}) == spans._POOL
