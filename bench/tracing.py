@@ -121,6 +121,11 @@ def _exporting(receiver: Server) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_TRACES_SAMPLER": "always_on"}
 
 
+def _queries() -> dict[str, dict[str, str]]:
+    """The warm part's queries this part measures (CASES)."""
+    return {name: params for name, params in warm.cases().items() if name in CASES}
+
+
 class _Switch:
     """Switches a switchable gateway to a configuration, and waits until it has."""
 
@@ -212,7 +217,7 @@ async def measure(
     quick: bool, rounds: int = ROUNDS, same: bool = False, one_process: bool = False
 ) -> dict[str, float]:
     seconds, rounds = (0.3, 2) if quick else (0.3, rounds)
-    queries = {name: params for name, params in warm.cases().items() if name in CASES}
+    queries = _queries()
     # Per (case, config): req/s and CPU ms/req of every round.
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with _stacks(same, one_process) as (gateways, receiver, switch):
@@ -343,12 +348,12 @@ async def measure_instructions(
     timed, so a busy machine changes nothing (the socket work in the kernel is not counted)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("--instructions needs valgrind (apt-get install -y valgrind)")
-    queries = {name: params for name, params in warm.cases().items() if name in CASES}
+    queries = _queries()
     runs: dict[tuple[str, str], list[float]] = {}
     with harness.workdir() as tmp, contextlib.ExitStack() as stack:
         sandbox, receiver = _sandbox_and_receiver(tmp, stack)
         switcher = _Switch(tmp)
-        dumps = tmp / "callgrind"
+        dumps, vgdb = tmp / "callgrind", tmp / "vgdb"
         dumps.mkdir()
         extra = {
             **_exporting(receiver),
@@ -361,7 +366,7 @@ async def measure_instructions(
             "--tool=callgrind",
             "--instr-atstart=no",  # start-up and warm-up at a seventh of full speed, uncounted
             f"--callgrind-out-file={dumps}/callgrind.out",
-            f"--vgdb-prefix={tmp}/vgdb",
+            f"--vgdb-prefix={vgdb}",
         ]
         one = stack.enter_context(
             _gateway(tmp, "callgrind", sandbox.url, extra, kind="switchable", prefix=prefix)
@@ -391,15 +396,15 @@ async def measure_instructions(
                 for config in CONFIGS:
                     switch(config)
                     await load(call)
-            _callgrind(one.pid, "--instr=on", tmp / "vgdb")
+            _callgrind(one.pid, "--instr=on", vgdb)
             for index in range(rounds):
                 for case, call in calls.items():
                     for config in CONFIGS[index % 3 :] + CONFIGS[: index % 3]:
                         switch(config)
-                        _callgrind(one.pid, "--zero", tmp / "vgdb")
+                        _callgrind(one.pid, "--zero", vgdb)
                         await load(call)
                         switch(config)  # exports what the load queued, counted with it
-                        counted = _dump(one.pid, dumps, tmp / "vgdb") / COUNTED_REQUESTS
+                        counted = _dump(one.pid, dumps, vgdb) / COUNTED_REQUESTS
                         runs.setdefault((case, config), []).append(counted)
         exported = _stats(receiver)
     rows: list[list[object]] = []

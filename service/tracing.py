@@ -36,6 +36,7 @@ from service.otlp.context import (
     format_traceparent,
     parse_traceparent,
     read_tracestate,
+    remote_parent,
     traceparent_fields,
 )
 from service.otlp.spans import (
@@ -334,7 +335,7 @@ def start_server_span(
         span = _quiet_request(fields, tracestate)
         token = _CURRENT.set(span)
     else:
-        parent = parse_traceparent(traceparent, tracestate)
+        parent = remote_parent(fields, tracestate)  # parsed once, above
         span = tracer.start(f"{method} {route}" if route else method, parent, SpanKind.SERVER)
         token = _CURRENT.set(span)
     ids = None if fields is not None else _hex_ids(span)

@@ -11,7 +11,6 @@ from aiohttp import web
 from service import tracing
 from service.otlp.context import TRACEPARENT, TRACESTATE
 from service.otlp.spans import RequestSpan
-from service.tracing import QUIET_PATHS
 
 #: what `enter` gives and `leave` takes back
 Entered = tracing.ServerSpan | RequestSpan | Token[tracing.Current]
@@ -32,8 +31,7 @@ def enter(request: web.Request) -> tuple[Entered, str | None]:
         return tracing.enter_new_trace()  # most requests without an exporter
     traceparent = headers.get(TRACEPARENT)
     tracestate = headers.get(TRACESTATE) if traceparent else None
-    # Recorded only while exporting, and never for probes and scrapes.
-    if tracing.Active.recording and request.path not in QUIET_PATHS:
+    if tracing.Active.recording:  # it decides what to record: never probes and scrapes
         return tracing.start_server_span(
             request.method, _route(request), request.path, traceparent, tracestate
         )

@@ -40,7 +40,13 @@ def traceparent_fields(traceparent: str | None) -> tuple[str, str, int] | None:
 
 def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
     """The remote parent named by a `traceparent` header, or None when absent or invalid."""
-    fields = traceparent_fields(traceparent)
+    return remote_parent(traceparent_fields(traceparent), tracestate)
+
+
+def remote_parent(
+    fields: tuple[str, str, int] | None, tracestate: str | None
+) -> SpanContext | None:
+    """The remote parent a parsed `traceparent` (`traceparent_fields`) names, if any."""
     if fields is None:
         return None
     trace_hex, span_hex, sampled = fields
