@@ -190,15 +190,20 @@ class AvailabilityService:
         cached = self._cached(key)
         if cached is not None:
             return cached
+        return await asyncio.shield(self._fetching(key))
+
+    def _fetching(self, key: _Ask) -> asyncio.Future[tuple[Interval, ...]]:
+        """The fetch of `key` running in this process, joined, or one started now (its task
+        runs before anything scheduled after this call)."""
         running = self._inflight.get(key)
         if running is not None:
             _JOINED.inc()
-            return await asyncio.shield(running)
+            return running
         _MISS.inc()
         task = asyncio.ensure_future(self._fetch(key))
         self._inflight[key] = task
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(task)
+        return task
 
     def _cached(self, key: _Ask) -> tuple[Interval, ...] | None:
         """This process's unexpired answer for `key`, counted as a hit; None otherwise."""
@@ -296,9 +301,11 @@ class AvailabilityService:
             )
         return busy
 
-    async def _participant(self, key: _Ask) -> _Outcome:
+    @staticmethod
+    async def _outcome(fetch: asyncio.Future[tuple[Interval, ...]]) -> _Outcome:
         try:
-            free = await self._free(key)
+            # Shielded: a query that gives up leaves the fetch to the others waiting for it.
+            free = await asyncio.shield(fetch)
         except vyte_errors.VyteError as err:
             return _outcome_of(err)
         return _Outcome(free=free)
@@ -380,10 +387,12 @@ class AvailabilityService:
                 missing.append(i)
             outcomes.append(_Outcome(free=cached or ()))
         if missing:
-            # One store read for everybody's own bookings, alongside the Vyte fan-out.
+            # Every fetch starts now, in order, so the first call leaves before anything else
+            # runs; then one store read for everybody's own bookings, while Vyte answers.
+            fetches = [self._fetching(keys[i]) for i in missing]
             own = asyncio.ensure_future(self.own_bookings(q))
             try:
-                fetched = await asyncio.gather(*(self._participant(keys[i]) for i in missing))
+                fetched = await asyncio.gather(*map(self._outcome, fetches))
             except BaseException:
                 own.cancel()
                 raise
