@@ -296,7 +296,8 @@ def interleaved_load(
 
 def _profile(gateway: Server) -> subprocess.Popen[bytes] | None:
     """With BENCH_PY_SPY=/path/to/py-spy, record the gateway while it runs (collapsed stacks,
-    one file per gateway, in BENCH_PROFILE_DIR or the current directory). Off by default: the
+    one file per gateway, in BENCH_PROFILE_DIR or the current directory; BENCH_PY_SPY_RATE
+    samples a second, 250 by default). Off by default: the
     suite needs nothing beyond the project's own environment."""
     py_spy = os.environ.get("BENCH_PY_SPY")
     if not py_spy:
@@ -305,7 +306,8 @@ def _profile(gateway: Server) -> subprocess.Popen[bytes] | None:
     folder.mkdir(parents=True, exist_ok=True)
     output = folder / f"gateway-{time.strftime('%H%M%S')}-{gateway.pid}.txt"
     print(f"(profiling the gateway into {output})", file=sys.stderr)
-    command = [py_spy, "record", "--pid", str(gateway.pid), "--rate", "250"]
+    rate = os.environ.get("BENCH_PY_SPY_RATE", "250")
+    command = [py_spy, "record", "--pid", str(gateway.pid), "--rate", rate]
     command += ["--threads", "--format", "raw", "--nonblocking", "--output", str(output)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
