@@ -54,6 +54,8 @@ CACHE_ENTRIES = 10_000
 # about 3,000; a slot with its participants measured about 180 bytes): under 10 MB.
 ANSWER_ENTRIES = 1024
 ANSWER_SLOTS = 50_000
+# Organizers whose own bookings are kept at most (a few intervals each).
+OWN_ENTRIES = 10_000
 
 # Bound once: looking a label up costs more than counting.
 _HIT, _JOINED, _MISS, _SHARED_HIT = (
@@ -166,6 +168,9 @@ class AvailabilityService:
         # Whole answers by query, oldest first (see `_reuse`), and the slots they hold.
         self._answers: dict[AvailabilityQuery, _Answer] = {}
         self._answer_slots = 0
+        # Per organizer, as last read from the store: the booking mark it was read under, the
+        # epoch seconds it covers and its active bookings there (see `own_bookings`).
+        self._own: dict[str, tuple[str, int, int, tuple[Interval, ...]]] = {}
 
     async def free_windows(
         self,
@@ -288,17 +293,45 @@ class AvailabilityService:
         ):
             del self._cache[next(iter(self._cache))]
 
-    async def own_bookings(self, q: AvailabilityQuery) -> dict[str, list[Interval]]:
-        """The gateway's active bookings of the query's people, as busy intervals by key."""
+    async def own_bookings(
+        self, q: AvailabilityQuery, marks: Sequence[str]
+    ) -> dict[str, list[Interval]]:
+        """The gateway's active bookings of the query's people, as busy intervals by key
+        (only those with any). `marks` are the people's booking marks, read before.
+
+        What the store answered is kept per organizer under the mark it was read under, and
+        read again only when the mark has changed: a write of one of their bookings changes
+        it once the write is done, so a read under the current mark saw every write before.
+        A kept read may hold bookings beyond the query's days; they take nothing from them.
+        """
         # Local days lie within 2 days of their UTC date at any real offset.
         start = datetime.combine(q.first, datetime.min.time(), UTC) - timedelta(days=2)
         end = datetime.combine(q.last, datetime.min.time(), UTC) + timedelta(days=3)
-        keys = [p.key for p in q.participants]
+        first, last = int(start.timestamp()), int(end.timestamp())
+        kept = self._own
         busy: dict[str, list[Interval]] = {}
-        for b in await self._store.active_bookings(keys, start, end):
-            busy.setdefault(b.organizer, []).append(
-                (int(b.start.timestamp()), int(b.end.timestamp()))
-            )
+        unread: dict[str, str] = {}
+        for p, mark in zip(q.participants, marks, strict=True):
+            entry = kept.get(p.key)
+            if entry is not None and entry[0] == mark and entry[1] <= first and last <= entry[2]:
+                if entry[3]:
+                    busy[p.key] = list(entry[3])
+            else:
+                unread[p.key] = mark
+        if not unread:
+            return busy
+        read: dict[str, list[Interval]] = {key: [] for key in unread}
+        for b in await self._store.active_bookings(list(unread), start, end):
+            intervals = read.get(b.organizer)
+            if intervals is not None:
+                intervals.append((int(b.start.timestamp()), int(b.end.timestamp())))
+        for key, intervals in read.items():
+            kept.pop(key, None)
+            kept[key] = (unread[key], first, last, tuple(intervals))
+            if intervals:
+                busy[key] = intervals
+        while len(kept) > OWN_ENTRIES:
+            del kept[next(iter(kept))]
         return busy
 
     @staticmethod
@@ -390,7 +423,7 @@ class AvailabilityService:
             # Every fetch starts now, in order, so the first call leaves before anything else
             # runs; then one store read for everybody's own bookings, while Vyte answers.
             fetches = [self._fetching(keys[i]) for i in missing]
-            own = asyncio.ensure_future(self.own_bookings(q))
+            own = asyncio.ensure_future(self.own_bookings(q, marks))
             try:
                 fetched = await asyncio.gather(*map(self._outcome, fetches))
             except BaseException:
@@ -400,7 +433,7 @@ class AvailabilityService:
                 outcomes[i] = outcome
             busy = await own
         else:
-            busy = await self.own_bookings(q)
+            busy = await self.own_bookings(q, marks)
         _raise_for_failures(q, outcomes)
         outcomes = [
             attrs.evolve(o, free=tuple(subtract(o.free, busy[p.key])))

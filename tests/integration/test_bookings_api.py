@@ -170,6 +170,10 @@ async def test_overlapping_concurrent_bookings_one_wins(
 async def test_own_bookings_block_availability_before_vyte_knows(gateway: Any) -> None:
     store = gateway.server.app[keys.STORE]
     now = datetime.now(UTC)
+    path = f"/v1/availability?participants={JOHN}&duration=60&from={MEETING_DAY}&to={MEETING_DAY}"
+    # Asked once before, with nothing booked: what was read then is not what is answered next.
+    before = await (await gateway.get(path + "&notice=0", headers=AUTH)).json()
+    assert f"{MEETING_DAY}T09:00:00+00:00" in [s["start"] for s in before["slots"]]
     await store.put_booking(
         Booking(
             id="a" * 24,
@@ -190,10 +194,7 @@ async def test_own_bookings_block_availability_before_vyte_knows(gateway: Any) -
         ),
         expected_version=None,
     )
-    resp = await gateway.get(
-        f"/v1/availability?participants={JOHN}&duration=60&from={MEETING_DAY}&to={MEETING_DAY}",
-        headers=AUTH,
-    )
+    resp = await gateway.get(path, headers=AUTH)
     starts = [s["start"] for s in (await resp.json())["slots"]]
     assert f"{MEETING_DAY}T08:00:00+00:00" in starts and f"{MEETING_DAY}T10:00:00+00:00" in starts
     assert f"{MEETING_DAY}T09:00:00+00:00" not in starts
